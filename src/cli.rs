@@ -1,0 +1,267 @@
+//! The command line: arguments are validated into typed values here, and
+//! the rest of the program never sees raw flags.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::batv::{Codec, Day, KeyId, keys};
+use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::smtp::address::Mailbox;
+
+/// Exit status for configuration errors, so systemd's
+/// `RestartPreventExitStatus=2` stops a crash loop.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit status for an invalid tag (`verify`) or a runtime failure.
+pub const EXIT_FAILURE: u8 = 1;
+
+const EXAMPLES: &str = "\
+Examples:
+  Create a key file (mode 0600), then check the configuration:
+    batv-proxy keygen --output /etc/batv-proxy/keys
+    batv-proxy check-config --config /etc/batv-proxy/batv-proxy.toml
+
+  Run the proxy in the foreground:
+    batv-proxy run --config /etc/batv-proxy/batv-proxy.toml
+
+  See what the proxy would put in MAIL FROM, and check a bounce address:
+    batv-proxy sign --config batv-proxy.toml alice@example.com
+    batv-proxy verify --config batv-proxy.toml prvs=3789abcdef=alice@example.com
+
+  Rotate keys: the new key signs from now on, old tags keep verifying:
+    batv-proxy keygen --output /etc/batv-proxy/keys --key-id 4
+    systemctl reload batv-proxy
+
+Exit status: 0 success; 1 invalid tag or runtime failure; 2 configuration error.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "batv-proxy",
+    version,
+    about = "SMTP proxy that stops backscatter with BATV (prvs=) bounce address tags",
+    long_about = "batv-proxy sits in front of your MTA. On outbound listeners it rewrites the \
+envelope sender of your domains to a signed prvs= address; on inbound listeners it rejects, \
+during the SMTP dialogue, bounces whose recipient does not carry a valid tag, and strips valid \
+tags before the mail reaches your MTA.",
+    after_help = EXAMPLES
+)]
+struct Arguments {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the proxy: bind every listener and relay SMTP sessions to the upstream MTA.
+    Run {
+        /// Configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Log format; `auto` is human-readable on a terminal and JSON otherwise.
+        #[arg(long, value_enum, default_value_t = LogFormat::Auto)]
+        log_format: LogFormat,
+    },
+    /// Validate the configuration and the files it names; print every problem.
+    CheckConfig {
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Print the tagged (prvs=) form of an address, as the outbound listener would write it.
+    Sign {
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Sign as if on this day (YYYY-MM-DD, UTC); default today.
+        #[arg(long)]
+        date: Option<String>,
+        /// The address to sign, e.g. alice@example.com.
+        address: String,
+    },
+    /// Check a tagged address: print the original address and exit 0 when the tag is
+    /// valid; print the reason on stderr and exit 1 otherwise.
+    Verify {
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Verify as if on this day (YYYY-MM-DD, UTC); default today.
+        #[arg(long)]
+        date: Option<String>,
+        /// The tagged address, e.g. prvs=3789abcdef=alice@example.com.
+        address: String,
+    },
+    /// Write a fresh random key. Given an existing key file, put the new key on top (it
+    /// signs from now on) and keep the old ones for verification.
+    Keygen {
+        /// Key file to create or extend (written with mode 0600).
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Key number 0-9 for the new key; default the next free number.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=9))]
+        key_id: Option<u8>,
+        /// Do nothing when the file already exists (for first-start scripts).
+        #[arg(long)]
+        if_missing: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Human,
+    Json,
+}
+
+pub fn main() -> ExitCode {
+    let arguments = Arguments::parse();
+    match arguments.command {
+        Command::Run { config, log_format } => run(config, log_format),
+        Command::CheckConfig { config } => check_config(config),
+        Command::Sign { config, date, address } => sign(config, date, address),
+        Command::Verify { config, date, address } => verify(config, date, address),
+        Command::Keygen {
+            output,
+            key_id,
+            if_missing,
+        } => keygen(output, key_id, if_missing),
+    }
+}
+
+fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|errors| {
+        let count = errors.0.len();
+        eprintln!("{errors}");
+        eprintln!(
+            "{count} configuration error{} in {}",
+            if count == 1 { "" } else { "s" },
+            path.display()
+        );
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn run(config_path: PathBuf, log_format: LogFormat) -> ExitCode {
+    let config = match load(&config_path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    crate::server::init_logging(log_format);
+    match crate::server::run(config_path, config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "batv-proxy stopped");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn check_config(config_path: PathBuf) -> ExitCode {
+    match load(&config_path) {
+        Ok(config) => {
+            println!(
+                "{}: ok ({} listener{}, {} domain entr{}, signing key {})",
+                config_path.display(),
+                config.listeners.len(),
+                if config.listeners.len() == 1 { "" } else { "s" },
+                config.batv.domains.len(),
+                if config.batv.domains.len() == 1 { "y" } else { "ies" },
+                config.keys.signing_key()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn codec(config: &Config) -> Codec {
+    Codec::new(
+        &config.keys,
+        config.batv.hash,
+        config.batv.lifetime_days,
+        config.batv.sign_form,
+    )
+}
+
+fn day(date: Option<String>) -> Result<Day, ExitCode> {
+    match date {
+        None => Ok(today()),
+        Some(text) => Day::parse(&text).ok_or_else(|| {
+            eprintln!("--date {text}: not a date; write YYYY-MM-DD");
+            ExitCode::from(EXIT_CONFIG)
+        }),
+    }
+}
+
+/// Today in UTC: tag days are UTC days everywhere.
+pub fn today() -> Day {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Day::from_days_since_epoch((seconds / 86_400) as u32)
+}
+
+fn address(text: &str) -> Result<Mailbox, ExitCode> {
+    let inner = text
+        .trim()
+        .strip_prefix('<')
+        .and_then(|t| t.strip_suffix('>'))
+        .unwrap_or(text.trim());
+    Mailbox::parse(inner).map_err(|error| {
+        eprintln!("{text}: not an address: {error}");
+        ExitCode::from(EXIT_FAILURE)
+    })
+}
+
+fn sign(config_path: PathBuf, date: Option<String>, text: String) -> ExitCode {
+    let result = (|| {
+        let config = load(&config_path)?;
+        let today = day(date)?;
+        let mailbox = address(&text)?;
+        if !config.batv.domains.contains(mailbox.domain()) {
+            eprintln!(
+                "note: {} is not in batv.domains; the proxy would not sign this sender",
+                mailbox.domain()
+            );
+        }
+        let signed = codec(&config).sign(&mailbox, today);
+        let _ = writeln!(std::io::stdout(), "{signed}");
+        Ok(())
+    })();
+    result.map_or_else(|code| code, |()| ExitCode::SUCCESS)
+}
+
+fn verify(config_path: PathBuf, date: Option<String>, text: String) -> ExitCode {
+    let result = (|| {
+        let config = load(&config_path)?;
+        let today = day(date)?;
+        let mailbox = address(&text)?;
+        match codec(&config).verify(&mailbox, today) {
+            Ok(valid) => {
+                let _ = writeln!(std::io::stdout(), "{}", valid.original);
+                Ok(())
+            }
+            Err(invalid) => {
+                let key = invalid.key_id.map(|k| format!(", key {k}")).unwrap_or_default();
+                eprintln!("{}: {} ({}{key})", text, invalid.reason, invalid.reason.describe());
+                Err(ExitCode::from(EXIT_FAILURE))
+            }
+        }
+    })();
+    result.map_or_else(|code| code, |()| ExitCode::SUCCESS)
+}
+
+fn keygen(output: PathBuf, key_id: Option<u8>, if_missing: bool) -> ExitCode {
+    if if_missing && output.exists() {
+        eprintln!("{}: exists, left as it is", output.display());
+        return ExitCode::SUCCESS;
+    }
+    match keys::generate(&output, key_id.and_then(KeyId::new)) {
+        Ok(id) => {
+            eprintln!("{}: key {id} written; it signs from now on", output.display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}

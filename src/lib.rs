@@ -1,0 +1,11 @@
+//! batv-proxy: an SMTP proxy that stops backscatter with BATV `prvs=` tags.
+//!
+//! Modules stand above what they use: `cli` → `server` → `session` →
+//! `policy` → `config` → `batv` → `smtp`. `batv`, `policy` and `dsn` do no
+//! I/O.
+
+pub mod batv;
+pub mod cli;
+pub mod config;
+pub mod server;
+pub mod smtp;

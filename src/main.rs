@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    batv_proxy::cli::main()
+}

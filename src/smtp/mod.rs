@@ -1,0 +1,3 @@
+//! SMTP wire types, parsed once at the edge.
+
+pub mod address;
