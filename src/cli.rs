@@ -183,20 +183,12 @@ fn codec(config: &Config) -> Codec {
 
 fn day(date: Option<String>) -> Result<Day, ExitCode> {
     match date {
-        None => Ok(today()),
+        None => Ok(crate::session::today()),
         Some(text) => Day::parse(&text).ok_or_else(|| {
             eprintln!("--date {text}: not a date; write YYYY-MM-DD");
             ExitCode::from(EXIT_CONFIG)
         }),
     }
-}
-
-/// Today in UTC: tag days are UTC days everywhere.
-pub fn today() -> Day {
-    let seconds = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    Day::from_days_since_epoch((seconds / 86_400) as u32)
 }
 
 fn address(text: &str) -> Result<Mailbox, ExitCode> {

@@ -7,5 +7,9 @@
 pub mod batv;
 pub mod cli;
 pub mod config;
+pub mod connection;
+pub mod metrics;
+pub mod policy;
 pub mod server;
+pub mod session;
 pub mod smtp;

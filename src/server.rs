@@ -1,12 +1,369 @@
-//! Listeners, connection limits, graceful shutdown.
+//! Listeners, connection limits, reload and graceful shutdown.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use anyhow::Context as _;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::batv::{Codec, Day};
 use crate::cli::LogFormat;
-use crate::config::Config;
+use crate::config::{ClientIdentity, Config, EnforceAfter, ListenerSettings};
+use crate::metrics::Metrics;
+use crate::policy::Policy;
+use crate::session::{self, ListenerContext, Phase};
 
-pub fn init_logging(_format: LogFormat) {}
+/// How long sessions may finish their transactions after SIGTERM before
+/// the rest are told `421 4.3.2`.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn run(_path: PathBuf, _config: Config) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Human => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().flatten_event(true).with_current_span(false).init();
+    } else {
+        builder.init();
+    }
+}
+
+pub fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async { Server::start(config_path, config)?.serve().await })
+}
+
+/// Per-listener connection counts, for the total and per-client limits.
+struct ConnectionLimits {
+    total: Arc<Semaphore>,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Held by a session; frees its slot when dropped.
+struct Slot {
+    limits: Arc<ConnectionLimits>,
+    ip: IpAddr,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut per_ip = self.limits.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = per_ip.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl ConnectionLimits {
+    fn new(total: usize) -> Self {
+        ConnectionLimits {
+            total: Arc::new(Semaphore::new(total)),
+            per_ip: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn admit(self: &Arc<Self>, ip: IpAddr, per_ip_limit: usize) -> Result<Slot, &'static str> {
+        let permit = Arc::clone(&self.total).try_acquire_owned().map_err(|_| "total")?;
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let count = per_ip.entry(ip).or_insert(0);
+        if *count >= per_ip_limit {
+            return Err("per_ip");
+        }
+        *count += 1;
+        Ok(Slot {
+            limits: Arc::clone(self),
+            ip,
+            _permit: permit,
+        })
+    }
+}
+
+struct RunningListener {
+    context: watch::Sender<Arc<ListenerContext>>,
+    stop: watch::Sender<bool>,
+}
+
+struct Server {
+    config_path: PathBuf,
+    metrics: Arc<Metrics>,
+    phase: watch::Sender<Phase>,
+    listeners: HashMap<SocketAddr, RunningListener>,
+    /// Every session holds a clone; when all are dropped, all are done.
+    sessions_done: mpsc::Sender<()>,
+    sessions_done_wait: mpsc::Receiver<()>,
+}
+
+/// Builds each listener's context: the policy with its codec, and metrics.
+fn contexts(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Vec<Arc<ListenerContext>>> {
+    let first_start = match config.policy.enforce_after {
+        Some(EnforceAfter::DaysAfterFirstStart(_)) => Some(first_start(&config.state_dir)?),
+        _ => None,
+    };
+    let codec = Codec::new(
+        &config.keys,
+        config.batv.hash,
+        config.batv.lifetime_days,
+        config.batv.sign_form,
+    );
+    let policy = Policy::new(config.policy.clone(), config.batv.domains.clone(), codec, first_start);
+    Ok(config
+        .listeners
+        .iter()
+        .map(|settings| {
+            Arc::new(ListenerContext {
+                settings: settings.clone(),
+                policy: policy.clone(),
+                metrics: metrics.for_listener(&settings.name),
+            })
+        })
+        .collect())
+}
+
+/// The day the proxy first ran, remembered in `state_dir/first-start`.
+fn first_start(state_dir: &Path) -> anyhow::Result<Day> {
+    let file = state_dir.join("first-start");
+    if let Ok(text) = std::fs::read_to_string(&file)
+        && let Some(day) = Day::parse(text.trim())
+    {
+        return Ok(day);
+    }
+    let today = session::today();
+    std::fs::create_dir_all(state_dir).with_context(|| format!("creating state_dir {}", state_dir.display()))?;
+    std::fs::write(&file, format!("{today}\n")).with_context(|| format!("writing {}", file.display()))?;
+    Ok(today)
+}
+
+fn warn_about_identity(settings: &ListenerSettings) {
+    if settings.client_identity == ClientIdentity::None {
+        tracing::warn!(
+            listener = %settings.name,
+            upstream = %settings.upstream,
+            "client_identity = \"none\": the MTA will see every client as the proxy's own address. \
+             If it trusts that address for relaying (mynetworks, 127.0.0.1), this listener is an OPEN RELAY. \
+             Use client_identity = \"xclient\" (Postfix) or \"proxy-v2\" (Postfix, Exim), or make sure the MTA \
+             port behind this listener trusts no one"
+        );
+    }
+}
+
+impl Server {
+    fn start(config_path: PathBuf, config: Config) -> anyhow::Result<Self> {
+        let metrics = Arc::new(Metrics::new());
+        let (phase, _) = watch::channel(Phase::Running);
+        let (sessions_done, sessions_done_wait) = mpsc::channel(1);
+        let mut server = Server {
+            config_path,
+            metrics,
+            phase,
+            listeners: HashMap::new(),
+            sessions_done,
+            sessions_done_wait,
+        };
+        for context in contexts(&config, &server.metrics)? {
+            let address = context.settings.listen;
+            let listener = bind(address)
+                .with_context(|| format!("listener {}: cannot listen on {address}", context.settings.name))?;
+            server.spawn_listener(listener, context);
+        }
+        Ok(server)
+    }
+
+    fn spawn_listener(&mut self, listener: TcpListener, context: Arc<ListenerContext>) {
+        let settings = &context.settings;
+        warn_about_identity(settings);
+        tracing::info!(listener = %settings.name, listen = %settings.listen, upstream = %settings.upstream, role = settings.role.as_str(), "listening");
+        let address = settings.listen;
+        let limits = Arc::new(ConnectionLimits::new(settings.limits.max_connections));
+        let (context_sender, context_receiver) = watch::channel(context);
+        let (stop_sender, stop_receiver) = watch::channel(false);
+        tokio::spawn(accept_loop(
+            listener,
+            context_receiver,
+            stop_receiver,
+            limits,
+            self.phase.subscribe(),
+            self.sessions_done.clone(),
+        ));
+        self.listeners.insert(
+            address,
+            RunningListener {
+                context: context_sender,
+                stop: stop_sender,
+            },
+        );
+    }
+
+    async fn serve(mut self) -> anyhow::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), "batv-proxy ready");
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => self.reload(),
+                _ = terminate.recv() => break,
+                _ = interrupt.recv() => break,
+            }
+        }
+        self.shut_down().await;
+        Ok(())
+    }
+
+    /// Re-reads the configuration and keys. A broken configuration is
+    /// refused and the running one stays; sessions in flight keep the
+    /// settings they started with.
+    fn reload(&mut self) {
+        tracing::info!(config = %self.config_path.display(), "reloading");
+        let config = match Config::load(&self.config_path) {
+            Ok(config) => config,
+            Err(errors) => {
+                for error in &errors.0 {
+                    tracing::error!(error = %error, "reload refused: configuration error; the running configuration stays");
+                }
+                self.metrics.reload("refused");
+                return;
+            }
+        };
+        let contexts = match contexts(&config, &self.metrics) {
+            Ok(contexts) => contexts,
+            Err(error) => {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "reload refused; the running configuration stays"
+                );
+                self.metrics.reload("refused");
+                return;
+            }
+        };
+        let wanted: Vec<SocketAddr> = contexts.iter().map(|c| c.settings.listen).collect();
+        let removed: Vec<SocketAddr> = self.listeners.keys().filter(|a| !wanted.contains(a)).copied().collect();
+        for address in removed {
+            if let Some(listener) = self.listeners.remove(&address) {
+                let _ = listener.stop.send(true);
+                tracing::info!(listen = %address, "listener removed");
+            }
+        }
+        for context in contexts {
+            let address = context.settings.listen;
+            if let Some(running) = self.listeners.get(&address) {
+                warn_about_identity(&context.settings);
+                let _ = running.context.send(context);
+            } else {
+                match bind(address) {
+                    Ok(listener) => self.spawn_listener(listener, context),
+                    Err(error) => {
+                        tracing::error!(listen = %address, error = %error, "cannot listen on the new address")
+                    }
+                }
+            }
+        }
+        self.metrics.reload("applied");
+        tracing::info!("reload applied");
+    }
+
+    async fn shut_down(mut self) {
+        tracing::info!(
+            drain_seconds = DRAIN_TIMEOUT.as_secs(),
+            "stopping: no new sessions; finishing transactions in progress"
+        );
+        for listener in self.listeners.values() {
+            let _ = listener.stop.send(true);
+        }
+        let _ = self.phase.send(Phase::Draining);
+        drop(self.sessions_done);
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.sessions_done_wait.recv())
+            .await
+            .is_err()
+        {
+            tracing::info!("drain time over: closing the remaining sessions with 421");
+            let _ = self.phase.send(Phase::Stopping);
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.sessions_done_wait.recv()).await;
+        }
+        tracing::info!("stopped");
+    }
+}
+
+fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(1024)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    context: watch::Receiver<Arc<ListenerContext>>,
+    mut stop: watch::Receiver<bool>,
+    limits: Arc<ConnectionLimits>,
+    phase: watch::Receiver<Phase>,
+    sessions_done: mpsc::Sender<()>,
+) {
+    loop {
+        let (socket, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of descriptors or similar: back off instead of spinning.
+                    tracing::warn!(error = %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let context = context.borrow().clone();
+        let slot = match limits.admit(peer.ip(), context.settings.limits.max_connections_per_ip) {
+            Ok(slot) => slot,
+            Err(which) => {
+                context.metrics.session_ended(if which == "total" {
+                    "limit_total"
+                } else {
+                    "limit_per_ip"
+                });
+                tokio::spawn(refuse(socket, context.settings.hostname.clone()));
+                continue;
+            }
+        };
+        let phase = phase.clone();
+        let done = sessions_done.clone();
+        tokio::spawn(async move {
+            session::serve(socket, context, phase).await;
+            drop(slot);
+            drop(done);
+        });
+    }
+}
+
+/// Over a connection limit: say so and close, without an upstream session.
+async fn refuse(mut socket: TcpStream, hostname: String) {
+    let reply = format!("421 4.7.0 {hostname} Too many connections; try again later\r\n");
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = socket.write_all(reply.as_bytes()).await;
+        let _ = socket.shutdown().await;
+    })
+    .await;
 }

@@ -1,3 +1,8 @@
 //! SMTP wire types, parsed once at the edge.
 
 pub mod address;
+pub mod capabilities;
+pub mod command;
+pub mod data;
+pub mod line;
+pub mod reply;

@@ -1,0 +1,247 @@
+//! Framing over a socket: buffered reads of command lines and replies,
+//! batched writes. Idle connections hold no read buffer, so ten thousand
+//! idle sessions cost little memory.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::smtp::line::{Framed, LineError, next_line};
+use crate::smtp::reply::{Reply, ReplyError};
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A socket, plain or wrapped in TLS.
+pub enum Stream {
+    Plain(TcpStream),
+    ServerTls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(tcp) => tcp,
+            Stream::ServerTls(tls) => tls.get_ref().0,
+            Stream::ClientTls(tls) => tls.get_ref().0,
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        !matches!(self, Stream::Plain(_))
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// What came in where a command line was expected.
+#[derive(Debug)]
+pub enum Incoming {
+    Line(BytesMut),
+    Bad(LineError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("connection closed")]
+    Closed,
+    #[error("timed out")]
+    Timeout,
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("unparsable reply: {0}")]
+    Garbage(#[from] ReplyError),
+}
+
+pub struct Connection {
+    stream: Stream,
+    input: BytesMut,
+    output: Vec<u8>,
+    /// Inside an over-long line: drop bytes up to the next LF.
+    discarding_line: bool,
+}
+
+impl Connection {
+    pub fn new(stream: Stream) -> Self {
+        Connection {
+            stream,
+            input: BytesMut::new(),
+            output: Vec::new(),
+            discarding_line: false,
+        }
+    }
+
+    pub fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
+    /// Gives the stream back (for a TLS upgrade), with any bytes already read.
+    pub fn into_parts(self) -> (Stream, BytesMut) {
+        (self.stream, self.input)
+    }
+
+    pub fn input(&self) -> &[u8] {
+        &self.input
+    }
+
+    pub fn consume(&mut self, count: usize) {
+        self.input.advance(count);
+    }
+
+    /// Drops whatever the peer sent ahead (bytes pipelined before a TLS handshake).
+    pub fn discard_input(&mut self) {
+        self.input.clear();
+    }
+
+    /// Reads more bytes; `Ok(0)` at end of stream. Cancel-safe: a plain
+    /// socket is polled for readiness before any buffer is reserved.
+    pub async fn fill(&mut self) -> io::Result<usize> {
+        match &mut self.stream {
+            Stream::Plain(tcp) => loop {
+                tcp.readable().await?;
+                self.input.reserve(READ_CHUNK);
+                match tcp.try_read_buf(&mut self.input) {
+                    Ok(count) => return Ok(count),
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(error) => return Err(error),
+                }
+            },
+            stream => {
+                self.input.reserve(READ_CHUNK);
+                stream.read_buf(&mut self.input).await
+            }
+        }
+    }
+
+    pub async fn fill_within(&mut self, limit: Duration) -> Result<usize, ReadError> {
+        match tokio::time::timeout(limit, self.fill()).await {
+            Err(_) => Err(ReadError::Timeout),
+            Ok(Ok(0)) => Err(ReadError::Closed),
+            Ok(result) => Ok(result?),
+        }
+    }
+
+    /// Frees the read buffer of an idle connection.
+    pub fn release_idle_buffers(&mut self) {
+        if self.input.is_empty() && self.input.capacity() > 0 {
+            self.input = BytesMut::new();
+        }
+        if self.output.is_empty() && self.output.capacity() > 0 {
+            self.output = Vec::new();
+        }
+    }
+
+    /// The next command line from what is buffered, or `None` if incomplete.
+    pub fn take_line(&mut self, max: usize) -> Option<Incoming> {
+        loop {
+            if self.discarding_line {
+                let newline = memchr::memchr(b'\n', &self.input)?;
+                self.input.advance(newline + 1);
+                self.discarding_line = false;
+                continue;
+            }
+            return match next_line(&self.input, max) {
+                Framed::Incomplete => None,
+                Framed::Line { len, consumed } => {
+                    let mut line = self.input.split_to(consumed);
+                    line.truncate(len);
+                    Some(Incoming::Line(line))
+                }
+                Framed::Bad {
+                    error,
+                    consumed,
+                    line_ended,
+                } => {
+                    self.input.advance(consumed);
+                    self.discarding_line = !line_ended;
+                    Some(Incoming::Bad(error))
+                }
+            };
+        }
+    }
+
+    /// A complete reply from what is buffered, reading more as needed.
+    pub async fn read_reply(&mut self, limit: Duration) -> Result<Reply, ReadError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(reply) = Reply::parse(&mut self.input)? {
+                return Ok(reply);
+            }
+            match tokio::time::timeout_at(deadline, self.fill()).await {
+                Err(_) => return Err(ReadError::Timeout),
+                Ok(Ok(0)) => return Err(ReadError::Closed),
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => return Err(error.into()),
+            }
+        }
+    }
+
+    pub fn queue(&mut self, bytes: &[u8]) {
+        self.output.extend_from_slice(bytes);
+    }
+
+    pub fn queue_reply(&mut self, reply: &Reply) {
+        reply.write_to(&mut self.output);
+    }
+
+    pub fn has_queued_output(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if !self.output.is_empty() {
+            self.stream.write_all(&self.output).await?;
+            self.output.clear();
+        }
+        self.stream.flush().await
+    }
+
+    /// Writes bytes at once, bypassing the queue (DATA streaming).
+    pub async fn write_now(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    pub async fn shutdown(&mut self) {
+        let _ = self.flush().await;
+        let _ = self.stream.shutdown().await;
+    }
+}

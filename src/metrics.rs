@@ -1,0 +1,286 @@
+//! Prometheus metrics. Names are nouns with units
+//! (`batv_proxy_..._total`, `..._seconds`); label values come from small
+//! fixed sets, never from addresses, so cardinality stays bounded.
+//!
+//! Each listener resolves its label sets once ([`ListenerMetrics`]), so the
+//! hot path only bumps atomics.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabel {
+    listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    listener: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerificationLabels {
+    listener: String,
+    result: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectionLabels {
+    listener: String,
+    stage: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandLabels {
+    listener: String,
+    command: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// All metric families, shared by every listener.
+pub struct Metrics {
+    registry: Registry,
+    sessions: Family<OutcomeLabels, Counter>,
+    sessions_active: Family<ListenerLabel, Gauge>,
+    messages: Family<OutcomeLabels, Counter>,
+    tags_signed: Family<ListenerLabel, Counter>,
+    senders_unsigned: Family<OutcomeLabels, Counter>,
+    verifications: Family<VerificationLabels, Counter>,
+    rejections: Family<RejectionLabels, Counter>,
+    upstream_errors: Family<OutcomeLabels, Counter>,
+    tls_handshakes: Family<OutcomeLabels, Counter>,
+    session_duration: HistogramFamily<ListenerLabel>,
+    added_latency: HistogramFamily<CommandLabels>,
+    reloads: Family<OutcomeLabels, Counter>,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 4.0, 10))
+}
+
+fn latency_histogram() -> Histogram {
+    // 10 µs to ~10 s.
+    Histogram::new(exponential_buckets(0.000_01, 4.0, 11))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("batv_proxy");
+        let metrics = Metrics {
+            sessions: Family::default(),
+            sessions_active: Family::default(),
+            messages: Family::default(),
+            tags_signed: Family::default(),
+            senders_unsigned: Family::default(),
+            verifications: Family::default(),
+            rejections: Family::default(),
+            upstream_errors: Family::default(),
+            tls_handshakes: Family::default(),
+            session_duration: Family::new_with_constructor(duration_histogram),
+            added_latency: Family::new_with_constructor(latency_histogram),
+            reloads: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "sessions",
+            "Client sessions ended, by outcome",
+            metrics.sessions.clone(),
+        );
+        registry.register(
+            "sessions_active",
+            "Client sessions in progress",
+            metrics.sessions_active.clone(),
+        );
+        registry.register(
+            "messages",
+            "Messages by result: accepted (upstream said 250), refused by the upstream, rejected by the proxy",
+            metrics.messages.clone(),
+        );
+        registry.register(
+            "tags_signed",
+            "Envelope senders rewritten to a prvs= tag",
+            metrics.tags_signed.clone(),
+        );
+        registry.register(
+            "senders_unsigned",
+            "Outbound senders left unsigned, by reason",
+            metrics.senders_unsigned.clone(),
+        );
+        registry.register(
+            "verifications",
+            "Inbound recipient verdicts, by result and reason",
+            metrics.verifications.clone(),
+        );
+        registry.register(
+            "rejections",
+            "Replies refusing mail for BATV or protocol reasons",
+            metrics.rejections.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Failures talking to the upstream MTA",
+            metrics.upstream_errors.clone(),
+        );
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes with clients, by result",
+            metrics.tls_handshakes.clone(),
+        );
+        registry.register(
+            "session_duration_seconds",
+            "Duration of client sessions",
+            metrics.session_duration.clone(),
+        );
+        registry.register(
+            "command_added_latency_seconds",
+            "Time the proxy adds to a command, upstream round trip excluded",
+            metrics.added_latency.clone(),
+        );
+        registry.register("reloads", "Configuration reloads, by result", metrics.reloads.clone());
+        Metrics { registry, ..metrics }
+    }
+
+    /// The text exposition format for `/metrics`.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn reload(&self, outcome: &str) {
+        self.reloads
+            .get_or_create(&OutcomeLabels {
+                listener: String::new(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn for_listener(self: &Arc<Self>, listener: &str) -> ListenerMetrics {
+        let label = ListenerLabel {
+            listener: listener.to_owned(),
+        };
+        ListenerMetrics {
+            metrics: Arc::clone(self),
+            listener: listener.to_owned(),
+            sessions_active: self.sessions_active.get_or_create_owned(&label),
+            tags_signed: self.tags_signed.get_or_create_owned(&label),
+            session_duration: self.session_duration.get_or_create_owned(&label),
+            messages_accepted: self.messages.get_or_create_owned(&OutcomeLabels {
+                listener: listener.to_owned(),
+                outcome: "accepted".into(),
+            }),
+        }
+    }
+}
+
+/// One listener's view of the metrics, with its hot counters resolved.
+#[derive(Clone)]
+pub struct ListenerMetrics {
+    metrics: Arc<Metrics>,
+    listener: String,
+    pub sessions_active: Gauge,
+    pub tags_signed: Counter,
+    pub session_duration: Histogram,
+    pub messages_accepted: Counter,
+}
+
+impl ListenerMetrics {
+    fn outcome(&self, outcome: &str) -> OutcomeLabels {
+        OutcomeLabels {
+            listener: self.listener.clone(),
+            outcome: outcome.to_owned(),
+        }
+    }
+
+    pub fn session_ended(&self, outcome: &str) {
+        self.metrics.sessions.get_or_create(&self.outcome(outcome)).inc();
+    }
+
+    pub fn message(&self, result: &str) {
+        if result == "accepted" {
+            self.messages_accepted.inc();
+        } else {
+            self.metrics.messages.get_or_create(&self.outcome(result)).inc();
+        }
+    }
+
+    pub fn sender_unsigned(&self, reason: &str) {
+        self.metrics.senders_unsigned.get_or_create(&self.outcome(reason)).inc();
+    }
+
+    pub fn verification(&self, result: &str, reason: &str) {
+        let labels = VerificationLabels {
+            listener: self.listener.clone(),
+            result: result.into(),
+            reason: reason.into(),
+        };
+        self.metrics.verifications.get_or_create(&labels).inc();
+    }
+
+    pub fn rejection(&self, stage: &str, reason: &str) {
+        let labels = RejectionLabels {
+            listener: self.listener.clone(),
+            stage: stage.into(),
+            reason: reason.into(),
+        };
+        self.metrics.rejections.get_or_create(&labels).inc();
+    }
+
+    pub fn upstream_error(&self, kind: &str) {
+        self.metrics.upstream_errors.get_or_create(&self.outcome(kind)).inc();
+    }
+
+    pub fn tls_handshake(&self, result: &str) {
+        self.metrics.tls_handshakes.get_or_create(&self.outcome(result)).inc();
+    }
+
+    pub fn added_latency(&self, command: &'static str, seconds: f64) {
+        let labels = CommandLabels {
+            listener: self.listener.clone(),
+            command: command.into(),
+        };
+        self.metrics.added_latency.get_or_create(&labels).observe(seconds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_prefixed_names_with_labels() {
+        let metrics = Arc::new(Metrics::new());
+        let listener = metrics.for_listener("inbound@127.0.0.1:25");
+        listener.verification("invalid", "expired");
+        listener.message("accepted");
+        listener.tags_signed.inc();
+        listener.session_ended("completed");
+        let text = metrics.encode();
+        for needle in [
+            "batv_proxy_verifications_total{listener=\"inbound@127.0.0.1:25\",result=\"invalid\",reason=\"expired\"} 1",
+            "batv_proxy_messages_total{listener=\"inbound@127.0.0.1:25\",outcome=\"accepted\"} 1",
+            "batv_proxy_tags_signed_total{listener=\"inbound@127.0.0.1:25\"} 1",
+            "batv_proxy_sessions_total{listener=\"inbound@127.0.0.1:25\",outcome=\"completed\"} 1",
+            "# TYPE batv_proxy_session_duration_seconds histogram",
+        ] {
+            assert!(text.contains(needle), "{needle} not in\n{text}");
+        }
+    }
+}

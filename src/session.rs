@@ -1,0 +1,1195 @@
+//! One client session relayed to its own upstream session, command by
+//! command. The proxy answers a command itself only when BATV, a limit or
+//! the protocol demands it; everything else is the upstream's answer.
+//!
+//! Principles (DESIGN.md): nothing is queued, nothing is bounced, a `250`
+//! after DATA is only ever the upstream's, and a broken upstream gives the
+//! client a 4xx.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::batv::Day;
+use crate::config::{ClientIdentity, ListenerSettings, Role};
+use crate::connection::{Connection, Incoming, ReadError, Stream};
+use crate::metrics::ListenerMetrics;
+use crate::policy::{self, Deferred, Policy, RecipientAction, SenderDecision, SenderKind, Verdict};
+use crate::smtp::address::{ForwardPath, Mailbox, ReversePath};
+use crate::smtp::capabilities::{Capabilities, Offer, client_ehlo_reply};
+use crate::smtp::command::{self, Command, Parameter, Parameters, Verb, xtext_encode};
+use crate::smtp::data::{DataScanner, Scan, Violation};
+use crate::smtp::line::LineError;
+use crate::smtp::reply::Reply;
+
+/// Longest line of a SASL exchange (RFC 4954 §4).
+const MAX_SASL_LINE: usize = 12_288;
+
+/// Where the process is in its life; sessions watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    /// Stop after the transaction in progress.
+    Draining,
+    /// Stop now.
+    Stopping,
+}
+
+/// Everything a session needs from its listener; replaced as a whole on reload.
+pub struct ListenerContext {
+    pub settings: ListenerSettings,
+    pub policy: Policy,
+    pub metrics: ListenerMetrics,
+}
+
+/// Today in UTC: tag days are UTC days everywhere.
+pub fn today() -> Day {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Day::from_days_since_epoch((seconds / 86_400) as u32)
+}
+
+fn next_session_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
+    format!(
+        "{:08x}{:06x}",
+        start as u32,
+        COUNTER.fetch_add(1, Ordering::Relaxed) & 0xff_ffff
+    )
+}
+
+/// How a session ended, for the `sessions_total` metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Completed,
+    ClientClosed,
+    ClientTimeout,
+    UpstreamUnavailable,
+    UpstreamLost,
+    UpstreamRefusedIdentity,
+    TooManyErrors,
+    Shutdown,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::ClientClosed => "client_closed",
+            Outcome::ClientTimeout => "client_timeout",
+            Outcome::UpstreamUnavailable => "upstream_unavailable",
+            Outcome::UpstreamLost => "upstream_lost",
+            Outcome::UpstreamRefusedIdentity => "upstream_refused_identity",
+            Outcome::TooManyErrors => "too_many_errors",
+            Outcome::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// The session ends: optionally with a last reply to the client.
+#[derive(Debug)]
+struct End {
+    outcome: Outcome,
+    reply: Option<Reply>,
+}
+
+impl End {
+    fn with(outcome: Outcome, code: u16, text: &str) -> Self {
+        End {
+            outcome,
+            reply: Some(Reply::new(code, text)),
+        }
+    }
+
+    fn upstream_lost(error: &ReadError) -> Self {
+        let text = match error {
+            ReadError::Timeout => "4.4.2 Upstream mail server timed out; try again later",
+            _ => "4.4.2 Upstream mail server closed the connection; try again later",
+        };
+        End::with(Outcome::UpstreamLost, 421, text)
+    }
+}
+
+type Step = Result<(), End>;
+
+struct Upstream {
+    connection: Connection,
+    /// XCLIENT already told the upstream who the client is.
+    identified: bool,
+    /// From the upstream's answer to the client's EHLO.
+    capabilities: Capabilities,
+}
+
+struct Hello {
+    extended: bool,
+    domain: String,
+    line: Vec<u8>,
+}
+
+/// The recipients of a bounce transaction must share one fate at DATA, so
+/// a transaction holds either recipients to judge later or ones accepted
+/// outright; a recipient of the other kind gets a 452 and comes back in a
+/// transaction of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Accepted,
+    Deferred(Deferred),
+}
+
+struct Recipient {
+    verdict: Option<Verdict>,
+}
+
+/// A held outbound MAIL, waiting for the first RCPT to decide on signing.
+struct HeldMail {
+    original_line: Vec<u8>,
+    signed_line: Vec<u8>,
+}
+
+struct Transaction {
+    sender: ReversePath,
+    kind: SenderKind,
+    /// Outbound: the signed sender, if signed.
+    signed: Option<Mailbox>,
+    held: Option<HeldMail>,
+    /// Outbound with recipient exemptions: whether this transaction's
+    /// recipients are exempt ones (then it is unsigned).
+    exempt_group: Option<bool>,
+    /// Set when the upstream refused a held MAIL: every RCPT gets it.
+    held_failure: Option<Reply>,
+    class: Option<Class>,
+    recipients: Vec<Recipient>,
+}
+
+pub struct Session {
+    context: Arc<ListenerContext>,
+    id: String,
+    peer: SocketAddr,
+    local: SocketAddr,
+    client: Connection,
+    upstream: Option<Upstream>,
+    hello: Option<Hello>,
+    transaction: Option<Transaction>,
+    errors: usize,
+    authenticated: bool,
+    shutdown: watch::Receiver<Phase>,
+}
+
+/// Runs one session to its end.
+pub async fn serve(socket: TcpStream, context: Arc<ListenerContext>, shutdown: watch::Receiver<Phase>) {
+    let (Ok(peer), Ok(local)) = (socket.peer_addr(), socket.local_addr()) else {
+        return;
+    };
+    let _ = socket.set_nodelay(true);
+    let metrics = context.metrics.clone();
+    metrics.sessions_active.inc();
+    let started = Instant::now();
+    let mut session = Session {
+        id: next_session_id(),
+        peer: normalize(peer),
+        local: normalize(local),
+        client: Connection::new(Stream::Plain(socket)),
+        upstream: None,
+        hello: None,
+        transaction: None,
+        errors: 0,
+        authenticated: false,
+        shutdown,
+        context,
+    };
+    let outcome = session.run().await;
+    metrics.sessions_active.dec();
+    metrics.session_ended(outcome.as_str());
+    metrics.session_duration.observe(started.elapsed().as_secs_f64());
+    tracing::debug!(session = %session.id, client = %session.peer.ip(), outcome = outcome.as_str(), "session ended");
+}
+
+/// IPv4 clients on a dual-stack socket appear as `::ffff:a.b.c.d`.
+fn normalize(address: SocketAddr) -> SocketAddr {
+    match address {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => address,
+        },
+        v4 => v4,
+    }
+}
+
+impl Session {
+    fn settings(&self) -> &ListenerSettings {
+        &self.context.settings
+    }
+
+    fn policy(&self) -> &Policy {
+        &self.context.policy
+    }
+
+    async fn run(&mut self) -> Outcome {
+        let result = self.converse().await;
+        let outcome = match result {
+            Ok(()) => Outcome::Completed,
+            Err(end) => {
+                if let Some(reply) = &end.reply {
+                    self.client.queue_reply(reply);
+                }
+                end.outcome
+            }
+        };
+        self.client.shutdown().await;
+        if let Some(upstream) = &mut self.upstream {
+            // The upstream discards a transaction that never saw its final dot.
+            upstream.connection.shutdown().await;
+        }
+        outcome
+    }
+
+    async fn converse(&mut self) -> Step {
+        self.open_upstream().await?;
+        let greeting = Reply::new(220, &format!("{} ESMTP", self.settings().hostname));
+        self.client.queue_reply(&greeting);
+        loop {
+            let incoming = self.next_command().await?;
+            let line = match incoming {
+                Incoming::Line(line) => line,
+                Incoming::Bad(error) => {
+                    let text = match error {
+                        LineError::TooLong => "5.5.2 Line too long",
+                        LineError::BareLf => "5.5.2 Bare LF in command; lines must end with CRLF",
+                        LineError::BareCr => "5.5.2 Bare CR in command; lines must end with CRLF",
+                    };
+                    self.context.metrics.rejection("command", line_error_label(error));
+                    self.reply(Reply::new(500, text))?;
+                    continue;
+                }
+            };
+            let started = Instant::now();
+            let command = match Command::parse(&line) {
+                Ok(command) => command,
+                Err(error) => {
+                    let (code, enhanced) = error.reply();
+                    self.reply(Reply::new(code, &format!("{enhanced} {error}")))?;
+                    continue;
+                }
+            };
+            let verb = command.verb();
+            if verb == Verb::Quit {
+                return self.quit().await;
+            }
+            let upstream_time = self.handle(command, &line).await?;
+            let added = started.elapsed().saturating_sub(upstream_time);
+            self.context.metrics.added_latency(verb.as_str(), added.as_secs_f64());
+        }
+    }
+
+    /// Queues a reply to the client and counts errors.
+    fn reply(&mut self, reply: Reply) -> Step {
+        let is_error = reply.is_error() && !(reply.code() == 452);
+        self.client.queue_reply(&reply);
+        if is_error {
+            self.errors += 1;
+            if self.errors >= self.settings().limits.max_errors {
+                return Err(End::with(
+                    Outcome::TooManyErrors,
+                    421,
+                    "4.7.0 Too many errors; closing the connection",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the next command line; flushes replies first when the
+    /// client has nothing more pipelined.
+    async fn next_command(&mut self) -> Result<Incoming, End> {
+        let max = self.settings().limits.max_command_line;
+        let timeout = self.settings().limits.command_timeout;
+        loop {
+            if let Some(incoming) = self.client.take_line(max) {
+                return Ok(incoming);
+            }
+            let phase = *self.shutdown.borrow();
+            if phase == Phase::Stopping || (phase == Phase::Draining && self.transaction.is_none()) {
+                return Err(End::with(
+                    Outcome::Shutdown,
+                    421,
+                    "4.3.2 Service shutting down; try again later",
+                ));
+            }
+            if self.client.flush().await.is_err() {
+                return Err(End {
+                    outcome: Outcome::ClientClosed,
+                    reply: None,
+                });
+            }
+            self.client.release_idle_buffers();
+            if let Some(upstream) = &mut self.upstream {
+                upstream.connection.release_idle_buffers();
+            }
+            let deadline = tokio::time::sleep(timeout);
+            tokio::select! {
+                read = self.client.fill() => match read {
+                    Ok(0) | Err(_) => return Err(End { outcome: Outcome::ClientClosed, reply: None }),
+                    Ok(_) => {}
+                },
+                _ = upstream_activity(&mut self.upstream) => {
+                    // An idle upstream that speaks is closing (e.g. "421 timeout").
+                    self.context.metrics.upstream_error("closed_idle");
+                    self.upstream = None;
+                    return Err(End::with(Outcome::UpstreamLost, 421, "4.4.2 Upstream mail server closed the connection; try again later"));
+                }
+                _ = self.shutdown.changed() => {}
+                _ = deadline => {
+                    return Err(End::with(Outcome::ClientTimeout, 421, "4.4.2 Timeout waiting for a command; closing the connection"));
+                }
+            }
+        }
+    }
+
+    /// Connects to the upstream, announces the client (PROXY v2) and reads
+    /// its greeting.
+    async fn open_upstream(&mut self) -> Step {
+        let limits = self.settings().limits.clone();
+        let target = self.settings().upstream.clone();
+        let connect = tokio::time::timeout(limits.upstream_connect_timeout, TcpStream::connect(&target)).await;
+        let socket = match connect {
+            Ok(Ok(socket)) => socket,
+            failure => {
+                let reason = match failure {
+                    Ok(Err(error)) => error.to_string(),
+                    _ => "timed out".into(),
+                };
+                self.context.metrics.upstream_error("connect");
+                tracing::warn!(session = %self.id, upstream = %target, error = %reason, "cannot connect to the upstream MTA");
+                return Err(End::with(
+                    Outcome::UpstreamUnavailable,
+                    421,
+                    "4.4.0 Mail service temporarily unavailable; try again later",
+                ));
+            }
+        };
+        let _ = socket.set_nodelay(true);
+        let mut connection = Connection::new(Stream::Plain(socket));
+        if self.settings().client_identity == ClientIdentity::ProxyV2 {
+            let header = proxy_v2_header(self.peer, self.local);
+            if connection.write_now(&header).await.is_err() {
+                self.context.metrics.upstream_error("connect");
+                return Err(End::with(
+                    Outcome::UpstreamUnavailable,
+                    421,
+                    "4.4.0 Mail service temporarily unavailable; try again later",
+                ));
+            }
+        }
+        let greeting = match connection.read_reply(limits.upstream_timeout).await {
+            Ok(greeting) => greeting,
+            Err(error) => {
+                self.context.metrics.upstream_error("greeting");
+                tracing::warn!(session = %self.id, upstream = %target, error = %error, "upstream MTA sent no greeting");
+                return Err(End::with(
+                    Outcome::UpstreamUnavailable,
+                    421,
+                    "4.4.0 Mail service temporarily unavailable; try again later",
+                ));
+            }
+        };
+        if greeting.code() != 220 {
+            // The MTA refuses service (e.g. 554 or 421): pass its verdict on.
+            tracing::info!(session = %self.id, reply = %greeting, "upstream MTA refused the session at greeting");
+            return Err(if greeting.is_permanent_failure() {
+                End::with(Outcome::UpstreamUnavailable, 554, "5.3.2 Mail service not available")
+            } else {
+                End::with(
+                    Outcome::UpstreamUnavailable,
+                    421,
+                    "4.3.2 Mail service temporarily unavailable; try again later",
+                )
+            });
+        }
+        self.upstream = Some(Upstream {
+            connection,
+            identified: false,
+            capabilities: Capabilities::default(),
+        });
+        Ok(())
+    }
+
+    /// Makes sure an upstream session exists and knows who the client is:
+    /// reconnects after an aborted transaction, sends XCLIENT, and replays
+    /// the client's EHLO on a fresh connection.
+    async fn ready_upstream(&mut self) -> Result<&mut Upstream, End> {
+        if self.upstream.is_none() {
+            if self.authenticated {
+                // A new upstream session would not carry the client's AUTH.
+                return Err(End::with(
+                    Outcome::UpstreamLost,
+                    421,
+                    "4.3.0 Session reset after a refused message; please reconnect",
+                ));
+            }
+            self.open_upstream().await?;
+            if let Some(hello) = self.hello.as_ref().map(|h| h.line.clone()) {
+                self.identify_upstream().await?;
+                let reply = self.exchange_ready(&hello).await?;
+                if let Some(upstream) = &mut self.upstream {
+                    upstream.capabilities = Capabilities::from_ehlo(&reply);
+                }
+            }
+        }
+        self.identify_upstream().await?;
+        Ok(self.upstream.as_mut().expect("opened above"))
+    }
+
+    /// XCLIENT: tells Postfix the real client, so its relay and anti-spam
+    /// rules judge the client and not the proxy's loopback address.
+    async fn identify_upstream(&mut self) -> Step {
+        if self.settings().client_identity != ClientIdentity::Xclient {
+            return Ok(());
+        }
+        let hostname = self.settings().hostname.clone();
+        let timeout = self.settings().limits.upstream_timeout;
+        let helo = self.hello.as_ref().map(|h| (h.domain.clone(), h.extended));
+        let (peer, id) = (self.peer, self.id.clone());
+        let upstream = self.upstream.as_mut().expect("identify after open");
+        if upstream.identified {
+            return Ok(());
+        }
+        let connection = &mut upstream.connection;
+        connection.queue(format!("EHLO {hostname}\r\n").as_bytes());
+        let lost = |error: ReadError| End::upstream_lost(&error);
+        connection.flush().await.map_err(|e| lost(e.into()))?;
+        let ehlo = connection.read_reply(timeout).await.map_err(lost)?;
+        let capabilities = Capabilities::from_ehlo(&ehlo);
+        let Some(attributes) = capabilities.arguments("XCLIENT").filter(|_| ehlo.code() == 250) else {
+            warn_once_identity();
+            tracing::error!(
+                session = %id,
+                "the upstream MTA does not offer XCLIENT to the proxy, so it cannot learn the real client; \
+                 refusing the session. Fix: add the proxy's address to smtpd_authorized_xclient_hosts in Postfix's \
+                 main.cf, or set client_identity = \"proxy-v2\" or \"none\" for this listener"
+            );
+            return Err(End::with(
+                Outcome::UpstreamRefusedIdentity,
+                421,
+                "4.3.5 Mail service temporarily unavailable; try again later",
+            ));
+        };
+        let supports = |name: &str| attributes.iter().any(|a| a.eq_ignore_ascii_case(name));
+        let mut line = format!("XCLIENT ADDR={}", xclient_address(peer.ip()));
+        if supports("PORT") {
+            line.push_str(&format!(" PORT={}", peer.port()));
+        }
+        if supports("NAME") {
+            line.push_str(" NAME=[UNAVAILABLE]");
+        }
+        if let Some((domain, extended)) = helo {
+            if supports("HELO") {
+                line.push_str(&format!(" HELO={}", xtext_encode(&domain)));
+            }
+            if supports("PROTO") {
+                line.push_str(if extended { " PROTO=ESMTP" } else { " PROTO=SMTP" });
+            }
+        }
+        line.push_str("\r\n");
+        connection.queue(line.as_bytes());
+        connection.flush().await.map_err(|e| lost(e.into()))?;
+        let reply = connection.read_reply(timeout).await.map_err(lost)?;
+        if !reply.is_positive() {
+            tracing::error!(
+                session = %id,
+                reply = %reply,
+                "the upstream MTA refused XCLIENT; fix: add the proxy's address to smtpd_authorized_xclient_hosts"
+            );
+            return Err(End::with(
+                Outcome::UpstreamRefusedIdentity,
+                421,
+                "4.3.5 Mail service temporarily unavailable; try again later",
+            ));
+        }
+        upstream.identified = true;
+        Ok(())
+    }
+
+    /// Sends one command upstream and returns the reply.
+    async fn exchange(&mut self, line: &[u8]) -> Result<Reply, End> {
+        self.ready_upstream().await?;
+        self.exchange_ready(line).await
+    }
+
+    /// [`Self::exchange`] on an upstream that is already open and identified.
+    async fn exchange_ready(&mut self, line: &[u8]) -> Result<Reply, End> {
+        let timeout = self.settings().limits.upstream_timeout;
+        let metrics = self.context.metrics.clone();
+        let upstream = self.upstream.as_mut().expect("exchange_ready needs an open upstream");
+        let connection = &mut upstream.connection;
+        connection.queue(line);
+        if !line.ends_with(b"\r\n") {
+            connection.queue(b"\r\n");
+        }
+        let result = match connection.flush().await {
+            Ok(()) => connection.read_reply(timeout).await,
+            Err(error) => Err(error.into()),
+        };
+        result.map_err(|error| {
+            metrics.upstream_error(match error {
+                ReadError::Garbage(_) => "garbage",
+                ReadError::Timeout => "timeout",
+                _ => "closed",
+            });
+            self.upstream = None;
+            End::upstream_lost(&error)
+        })
+    }
+
+    /// Relays a command unchanged and its reply; returns the time spent upstream.
+    async fn relay(&mut self, line: &[u8]) -> Result<(Reply, std::time::Duration), End> {
+        let started = Instant::now();
+        let reply = self.exchange(line).await?;
+        Ok((reply, started.elapsed()))
+    }
+
+    async fn handle(&mut self, command: Command, line: &[u8]) -> Result<std::time::Duration, End> {
+        match command {
+            Command::Hello { extended, domain } => self.hello(extended, domain, line).await,
+            Command::Mail { path, parameters } => self.mail(path, parameters, line).await,
+            Command::Rcpt { path, parameters } => self.rcpt(path, parameters, line).await,
+            Command::Data => self.data().await,
+            Command::Rset => {
+                self.transaction = None;
+                let (reply, spent) = self.relay(line).await?;
+                self.reply(reply)?;
+                Ok(spent)
+            }
+            Command::Relayed(_) => {
+                let (reply, spent) = self.relay(line).await?;
+                self.reply(reply)?;
+                Ok(spent)
+            }
+            Command::Auth { .. } => self.auth(line).await,
+            Command::StartTls => {
+                self.reply(Reply::new(502, "5.5.1 STARTTLS is not offered on this listener"))?;
+                Ok(Default::default())
+            }
+            Command::NotOffered(verb) => {
+                self.reply(Reply::new(502, &format!("5.5.1 {} is not available", verb.as_str())))?;
+                Ok(Default::default())
+            }
+            Command::Unknown => {
+                self.reply(Reply::new(500, "5.5.2 Command not recognized"))?;
+                Ok(Default::default())
+            }
+            Command::Quit => unreachable!("QUIT is handled by the caller"),
+        }
+    }
+
+    async fn quit(&mut self) -> Step {
+        if let Some(upstream) = &mut self.upstream {
+            upstream.connection.queue(b"QUIT\r\n");
+            if upstream.connection.flush().await.is_ok() {
+                let _ = upstream.connection.read_reply(std::time::Duration::from_secs(5)).await;
+            }
+        }
+        self.client.queue_reply(&Reply::new(221, "2.0.0 Bye"));
+        Ok(())
+    }
+
+    async fn hello(&mut self, extended: bool, domain: String, line: &[u8]) -> Result<std::time::Duration, End> {
+        self.transaction = None;
+        self.hello = Some(Hello {
+            extended,
+            domain,
+            line: line.to_vec(),
+        });
+        let (reply, spent) = self.relay(line).await?;
+        let hostname = self.settings().hostname.clone();
+        let max_message_size = self.settings().limits.max_message_size;
+        let reply = if reply.code() == 250 {
+            let capabilities = Capabilities::from_ehlo(&reply);
+            let answer = if extended {
+                let offer = Offer {
+                    max_message_size,
+                    auth: true,
+                    starttls: false,
+                };
+                client_ehlo_reply(&hostname, &capabilities, offer)
+            } else {
+                Reply::new(250, &hostname)
+            };
+            if let Some(upstream) = &mut self.upstream {
+                upstream.capabilities = capabilities;
+            }
+            answer
+        } else {
+            reply
+        };
+        self.reply(reply)?;
+        Ok(spent)
+    }
+
+    async fn mail(
+        &mut self,
+        path: ReversePath,
+        parameters: Parameters,
+        line: &[u8],
+    ) -> Result<std::time::Duration, End> {
+        if self.transaction.is_some() {
+            self.reply(Reply::new(503, "5.5.1 Nested MAIL command"))?;
+            return Ok(Default::default());
+        }
+        if let Some(size) = parameters
+            .get("SIZE")
+            .and_then(Parameter::value)
+            .and_then(|v| v.parse::<u64>().ok())
+            && size > self.settings().limits.max_message_size
+        {
+            self.reply(Reply::new(552, "5.3.4 Message size exceeds fixed limit"))?;
+            return Ok(Default::default());
+        }
+        let kind = self.policy().sender_kind(&path);
+        let mut transaction = Transaction {
+            sender: path.clone(),
+            kind,
+            signed: None,
+            held: None,
+            exempt_group: None,
+            held_failure: None,
+            class: None,
+            recipients: Vec::new(),
+        };
+        let mut forwarded = line.to_vec();
+        if self.settings().role == Role::Outbound {
+            match self.policy().outbound_sender(&path, today()) {
+                SenderDecision::Sign(signed) => {
+                    forwarded = command::mail_line(&ReversePath::Mailbox(signed.clone()), &parameters);
+                    transaction.signed = Some(signed);
+                }
+                SenderDecision::SignUnlessExempt(signed) => {
+                    let signed_line = command::mail_line(&ReversePath::Mailbox(signed.clone()), &parameters);
+                    transaction.signed = Some(signed);
+                    transaction.held = Some(HeldMail {
+                        original_line: line.to_vec(),
+                        signed_line,
+                    });
+                    // Answered after the first RCPT shows whether to sign.
+                    self.transaction = Some(transaction);
+                    self.reply(Reply::new(250, "2.1.0 Ok"))?;
+                    return Ok(Default::default());
+                }
+                SenderDecision::Keep(reason) => {
+                    self.context.metrics.sender_unsigned(reason.as_str());
+                    tracing::debug!(session = %self.id, sender = %path, reason = reason.as_str(), "sender not signed");
+                }
+            }
+        }
+        let (reply, spent) = self.relay(&forwarded).await?;
+        if reply.is_positive() {
+            if let Some(signed) = &transaction.signed {
+                self.context.metrics.tags_signed.inc();
+                tracing::info!(session = %self.id, client = %self.peer.ip(), sender = %path, signed = %signed, key_id = %self.policy().codec().signing_key(), "sender signed");
+            }
+            self.transaction = Some(transaction);
+        }
+        self.reply(reply)?;
+        Ok(spent)
+    }
+
+    async fn rcpt(
+        &mut self,
+        path: ForwardPath,
+        parameters: Parameters,
+        line: &[u8],
+    ) -> Result<std::time::Duration, End> {
+        let Some(transaction) = &self.transaction else {
+            self.reply(Reply::new(503, "5.5.1 Need MAIL before RCPT"))?;
+            return Ok(Default::default());
+        };
+        if let Some(failure) = &transaction.held_failure {
+            let failure = failure.clone();
+            self.reply(failure)?;
+            return Ok(Default::default());
+        }
+        if transaction.recipients.len() >= self.settings().limits.max_recipients {
+            self.context.metrics.rejection("rcpt", "too_many_recipients");
+            self.reply(Reply::new(452, "4.5.3 Too many recipients"))?;
+            return Ok(Default::default());
+        }
+        match self.settings().role {
+            Role::Outbound => self.outbound_rcpt(&path, line).await,
+            Role::Inbound => self.inbound_rcpt(path, parameters, line).await,
+        }
+    }
+
+    async fn outbound_rcpt(&mut self, path: &ForwardPath, line: &[u8]) -> Result<std::time::Duration, End> {
+        let exempt = self.policy().exempt_recipient(path);
+        let mut spent = std::time::Duration::ZERO;
+        let transaction = self.transaction.as_mut().expect("checked by rcpt");
+        if let Some(held) = transaction.held.take() {
+            // The first recipient decides whether this transaction is signed.
+            transaction.exempt_group = Some(exempt);
+            let mail = if exempt { held.original_line } else { held.signed_line };
+            if exempt {
+                transaction.signed = None;
+            }
+            let signed = transaction.signed.clone();
+            let sender = transaction.sender.clone();
+            let (reply, time) = self.relay(&mail).await?;
+            spent += time;
+            if !reply.is_positive() {
+                if let Some(transaction) = &mut self.transaction {
+                    transaction.held_failure = Some(reply.clone());
+                }
+                self.reply(reply)?;
+                return Ok(spent);
+            }
+            match signed {
+                Some(signed) => {
+                    self.context.metrics.tags_signed.inc();
+                    tracing::info!(session = %self.id, client = %self.peer.ip(), sender = %sender, signed = %signed, "sender signed");
+                }
+                None => {
+                    self.context.metrics.sender_unsigned("exempt_recipient");
+                    tracing::info!(session = %self.id, sender = %sender, recipient = %path, "sender not signed: exempt recipient");
+                }
+            }
+        } else if transaction.exempt_group.is_some_and(|group| group != exempt) {
+            // One sender form per transaction: the client sends this one separately.
+            self.context.metrics.rejection("rcpt", "mixed_exemption");
+            self.reply(Reply::new(
+                452,
+                "4.5.3 Please send to this recipient in a separate transaction",
+            ))?;
+            return Ok(spent);
+        }
+        let (reply, time) = self.relay(line).await?;
+        spent += time;
+        if reply.is_positive()
+            && let Some(transaction) = &mut self.transaction
+        {
+            transaction.recipients.push(Recipient { verdict: None });
+        }
+        self.reply(reply)?;
+        Ok(spent)
+    }
+
+    async fn inbound_rcpt(
+        &mut self,
+        path: ForwardPath,
+        mut parameters: Parameters,
+        line: &[u8],
+    ) -> Result<std::time::Duration, End> {
+        let transaction = self.transaction.as_ref().expect("checked by rcpt");
+        let decision = self.policy().inbound_recipient(transaction.kind, &path, today());
+        let (result, reason) = decision.verdict.labels();
+        let bounce = transaction.kind == SenderKind::Bounce;
+        if bounce || decision.verdict != Verdict::NotBounce {
+            tracing::info!(
+                session = %self.id,
+                client = %self.peer.ip(),
+                sender = %transaction.sender,
+                recipient = %path,
+                verdict = result,
+                reason,
+                key_id = decision.key_id.map(|k| k.number()),
+                rule = decision.rule,
+                "recipient verdict"
+            );
+        }
+        self.context.metrics.verification(result, reason);
+        let class = match &decision.action {
+            RecipientAction::Defer(deferred) => Class::Deferred(*deferred),
+            _ => Class::Accepted,
+        };
+        let forwarded = match decision.action {
+            RecipientAction::Reject(reply) => {
+                self.context.metrics.rejection("rcpt", reason);
+                self.reply(reply)?;
+                return Ok(Default::default());
+            }
+            RecipientAction::Rewrite(original) => {
+                let upstream_has_dsn = self.upstream.as_ref().is_some_and(|u| u.capabilities.has("DSN"));
+                if parameters.get("ORCPT").is_none() && upstream_has_dsn && path.to_string().is_ascii() {
+                    // DSNs must keep naming the address the client gave.
+                    let given = path.mailbox().map(Mailbox::to_string).unwrap_or_default();
+                    parameters.push(Parameter::new(
+                        "ORCPT",
+                        Some(&format!("rfc822;{}", xtext_encode(&given))),
+                    ));
+                }
+                command::rcpt_line(&ForwardPath::Mailbox(original), &parameters)
+            }
+            RecipientAction::Forward | RecipientAction::Defer(_) => line.to_vec(),
+        };
+        if transaction.class.is_some_and(|existing| existing != class) {
+            self.context.metrics.rejection("rcpt", "mixed_verdicts");
+            self.reply(Reply::new(
+                452,
+                "4.5.3 Please send to this recipient in a separate transaction",
+            ))?;
+            return Ok(Default::default());
+        }
+        let (reply, spent) = self.relay(&forwarded).await?;
+        if reply.is_positive()
+            && let Some(transaction) = &mut self.transaction
+        {
+            transaction.class = Some(class);
+            transaction.recipients.push(Recipient {
+                verdict: Some(decision.verdict),
+            });
+        }
+        self.reply(reply)?;
+        Ok(spent)
+    }
+
+    async fn data(&mut self) -> Result<std::time::Duration, End> {
+        let Some(transaction) = &self.transaction else {
+            self.reply(Reply::new(503, "5.5.1 Need MAIL and RCPT before DATA"))?;
+            return Ok(Default::default());
+        };
+        if transaction.recipients.is_empty() {
+            self.reply(Reply::new(554, "5.5.1 No valid recipients"))?;
+            return Ok(Default::default());
+        }
+        if transaction.class == Some(Class::Deferred(Deferred::Reject)) {
+            tracing::info!(session = %self.id, client = %self.peer.ip(), sender = %transaction.sender, verdict = "missing", rule = "untagged_reject_data", "bounce refused at DATA");
+            self.context.metrics.rejection("data", "untagged");
+            self.context.metrics.message("rejected");
+            self.transaction = None;
+            let (_, spent) = self.relay(b"RSET\r\n").await?;
+            self.reply(Reply::new(550, policy::REPLY_UNTAGGED))?;
+            return Ok(spent);
+        }
+        let header = if self.policy().monitor() {
+            let verdicts: Vec<Verdict> = transaction.recipients.iter().filter_map(|r| r.verdict).collect();
+            policy::status_header(&verdicts)
+        } else {
+            None
+        };
+        let (reply, spent) = self.relay(b"DATA\r\n").await?;
+        if reply.code() != 354 {
+            self.transaction = None;
+            self.reply(reply)?;
+            return Ok(spent);
+        }
+        self.client.queue_reply(&reply);
+        let flushed = self.client.flush().await;
+        if flushed.is_err() {
+            return Err(End {
+                outcome: Outcome::ClientClosed,
+                reply: None,
+            });
+        }
+        if let Some(value) = header {
+            let upstream = self.upstream.as_mut().expect("relay leaves an upstream");
+            upstream
+                .connection
+                .queue(format!("X-Batv-Status: {value}\r\n").as_bytes());
+        }
+        self.stream_message().await?;
+        Ok(spent)
+    }
+
+    /// Streams the message to the upstream as it arrives, then relays the
+    /// upstream's final reply. A message that breaks the rules is not
+    /// forwarded further and the upstream connection is dropped, so the
+    /// MTA discards the partial message.
+    async fn stream_message(&mut self) -> Step {
+        let limits = self.settings().limits.clone();
+        let mut scanner = DataScanner::new();
+        let mut problem: Option<&'static str> = None;
+        loop {
+            if self.client.input().is_empty() {
+                let stopping = *self.shutdown.borrow() == Phase::Stopping;
+                if stopping {
+                    self.upstream = None;
+                    return Err(End::with(
+                        Outcome::Shutdown,
+                        421,
+                        "4.3.2 Service shutting down; try again later",
+                    ));
+                }
+                match self.client.fill_within(limits.data_timeout).await {
+                    Ok(_) => {}
+                    Err(ReadError::Timeout) => {
+                        self.upstream = None;
+                        return Err(End::with(
+                            Outcome::ClientTimeout,
+                            421,
+                            "4.4.2 Timeout reading message data; closing the connection",
+                        ));
+                    }
+                    Err(_) => {
+                        self.upstream = None;
+                        return Err(End {
+                            outcome: Outcome::ClientClosed,
+                            reply: None,
+                        });
+                    }
+                }
+            }
+            let input = self.client.input();
+            let (length, ended) = match scanner.scan(input) {
+                Scan::Continue => (input.len(), false),
+                Scan::End(length) => (length, true),
+            };
+            if problem.is_none() {
+                if let Some(violation) = scanner.violation() {
+                    problem = Some(violation.as_str());
+                } else if scanner.size() > limits.max_message_size {
+                    problem = Some("too_big");
+                }
+            }
+            if problem.is_none() {
+                let upstream = self.upstream.as_mut().expect("DATA runs with an upstream");
+                let chunk = &self.client.input()[..length];
+                let sent = if upstream.connection.has_queued_output() {
+                    upstream.connection.queue(chunk);
+                    upstream.connection.flush().await
+                } else {
+                    upstream.connection.write_now(chunk).await
+                };
+                if sent.is_err() {
+                    problem = Some("upstream_lost");
+                }
+            }
+            self.client.consume(length);
+            if ended {
+                break;
+            }
+        }
+        let transaction = self.transaction.take();
+        let sender = transaction.as_ref().map(|t| t.sender.to_string()).unwrap_or_default();
+        if let Some(problem) = problem {
+            // Never let the upstream finish this message.
+            self.upstream = None;
+            self.context.metrics.message("rejected");
+            let reply = match problem {
+                "too_big" => Reply::new(552, "5.3.4 Message size exceeds fixed limit"),
+                "upstream_lost" => {
+                    self.context.metrics.upstream_error("closed");
+                    return Err(End::with(
+                        Outcome::UpstreamLost,
+                        421,
+                        "4.4.2 Upstream mail server closed the connection; try again later",
+                    ));
+                }
+                _ => Reply::new(
+                    550,
+                    "5.5.2 Message refused: bare CR or LF in message content (RFC 5321 section 2.3.8)",
+                ),
+            };
+            self.context.metrics.rejection("data", problem);
+            tracing::warn!(session = %self.id, client = %self.peer.ip(), sender = %sender, reason = problem, "message refused");
+            return self.reply(reply);
+        }
+        let upstream = self.upstream.as_mut().expect("DATA runs with an upstream");
+        match upstream.connection.read_reply(limits.upstream_data_timeout).await {
+            Ok(reply) => {
+                let result = if reply.is_positive() {
+                    "accepted"
+                } else {
+                    "refused_upstream"
+                };
+                self.context.metrics.message(result);
+                tracing::info!(
+                    session = %self.id,
+                    client = %self.peer.ip(),
+                    sender = %sender,
+                    size = scanner.size(),
+                    result,
+                    queue_id = queue_id(&reply).unwrap_or(""),
+                    reply = %reply,
+                    "message relayed"
+                );
+                if reply.is_positive() {
+                    self.errors = 0;
+                }
+                self.reply(reply)
+            }
+            Err(error) => {
+                self.upstream = None;
+                self.context.metrics.upstream_error("no_final_reply");
+                tracing::warn!(session = %self.id, sender = %sender, error = %error, "no final reply from upstream after DATA");
+                Err(End::with(
+                    Outcome::UpstreamLost,
+                    451,
+                    "4.4.2 No reply from the upstream mail server after the message; try again later",
+                ))
+            }
+        }
+    }
+
+    /// Relays a SASL exchange verbatim; its lines are never logged.
+    async fn auth(&mut self, line: &[u8]) -> Result<std::time::Duration, End> {
+        if self.transaction.is_some() {
+            self.reply(Reply::new(503, "5.5.1 AUTH not allowed during a mail transaction"))?;
+            return Ok(Default::default());
+        }
+        let started = Instant::now();
+        let mut reply = self.exchange(line).await?;
+        while reply.code() == 334 {
+            self.client.queue_reply(&reply);
+            if self.client.flush().await.is_err() {
+                return Err(End {
+                    outcome: Outcome::ClientClosed,
+                    reply: None,
+                });
+            }
+            let response = loop {
+                if let Some(incoming) = self.client.take_line(MAX_SASL_LINE) {
+                    break incoming;
+                }
+                match self.client.fill_within(self.settings().limits.command_timeout).await {
+                    Ok(_) => {}
+                    Err(ReadError::Timeout) => {
+                        return Err(End::with(
+                            Outcome::ClientTimeout,
+                            421,
+                            "4.4.2 Timeout during authentication",
+                        ));
+                    }
+                    Err(_) => {
+                        return Err(End {
+                            outcome: Outcome::ClientClosed,
+                            reply: None,
+                        });
+                    }
+                }
+            };
+            let Incoming::Line(response) = response else {
+                // Cancel the exchange upstream, as the client would with "*".
+                let _ = self.exchange(b"*\r\n").await?;
+                self.reply(Reply::new(501, "5.5.2 Malformed authentication response"))?;
+                return Ok(started.elapsed());
+            };
+            reply = self.exchange(&response).await?;
+        }
+        if reply.code() == 235 {
+            self.authenticated = true;
+        }
+        self.reply(reply)?;
+        Ok(started.elapsed())
+    }
+}
+
+/// Resolves when an idle upstream sends anything or closes; never when
+/// there is no upstream.
+async fn upstream_activity(upstream: &mut Option<Upstream>) {
+    match upstream {
+        Some(upstream) => {
+            let _ = upstream.connection.fill().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn warn_once_identity() {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::error!("client identity: XCLIENT is configured but the upstream does not offer it");
+    }
+}
+
+fn line_error_label(error: LineError) -> &'static str {
+    match error {
+        LineError::TooLong => "line_too_long",
+        LineError::BareLf => Violation::BareLf.as_str(),
+        LineError::BareCr => Violation::BareCr.as_str(),
+    }
+}
+
+/// Postfix's XCLIENT syntax for an address: IPv6 carries a prefix.
+fn xclient_address(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("IPV6:{v6}"),
+    }
+}
+
+/// The upstream's queue id from its final reply (Postfix "queued as X",
+/// Exim "id=X"), so a message can be followed into the MTA's log.
+pub fn queue_id(reply: &Reply) -> Option<&str> {
+    let text = reply.lines().last()?;
+    let id = if let Some(index) = text.find("queued as ") {
+        &text[index + 10..]
+    } else {
+        let index = text.find("id=")?;
+        &text[index + 3..]
+    };
+    id.split_whitespace()
+        .next()
+        .map(|id| id.trim_end_matches([')', '.', ',']))
+}
+
+/// A PROXY protocol v2 header (haproxy's proxy-protocol.txt §2.2) for a
+/// TCP connection from `source` to `destination`.
+pub fn proxy_v2_header(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
+    const SIGNATURE: [u8; 12] = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A];
+    let mut header = SIGNATURE.to_vec();
+    header.push(0x21); // version 2, PROXY command
+    match (source, destination) {
+        (SocketAddr::V4(source), SocketAddr::V4(destination)) => {
+            header.push(0x11); // TCP over IPv4
+            header.extend_from_slice(&12u16.to_be_bytes());
+            header.extend_from_slice(&source.ip().octets());
+            header.extend_from_slice(&destination.ip().octets());
+            header.extend_from_slice(&source.port().to_be_bytes());
+            header.extend_from_slice(&destination.port().to_be_bytes());
+        }
+        _ => {
+            let v6 = |address: SocketAddr| match address.ip() {
+                IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                IpAddr::V6(v6) => v6,
+            };
+            header.push(0x21); // TCP over IPv6
+            header.extend_from_slice(&36u16.to_be_bytes());
+            header.extend_from_slice(&v6(source).octets());
+            header.extend_from_slice(&v6(destination).octets());
+            header.extend_from_slice(&source.port().to_be_bytes());
+            header.extend_from_slice(&destination.port().to_be_bytes());
+        }
+    }
+    header
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_ids() {
+        assert_eq!(
+            queue_id(&Reply::new(250, "2.0.0 Ok: queued as 4bXyZ12abc")),
+            Some("4bXyZ12abc")
+        );
+        assert_eq!(
+            queue_id(&Reply::new(250, "OK id=1vCdEf-000123-AB")),
+            Some("1vCdEf-000123-AB")
+        );
+        assert_eq!(queue_id(&Reply::new(250, "2.0.0 Ok")), None);
+    }
+
+    #[test]
+    fn proxy_header_layout() {
+        let header = proxy_v2_header("192.0.2.7:4567".parse().unwrap(), "198.51.100.1:25".parse().unwrap());
+        assert_eq!(header.len(), 16 + 12);
+        assert_eq!(&header[12..16], &[0x21, 0x11, 0, 12]);
+        assert_eq!(&header[16..20], &[192, 0, 2, 7]);
+        assert_eq!(&header[24..26], &4567u16.to_be_bytes());
+        let v6 = proxy_v2_header(
+            "[2001:db8::1]:1000".parse().unwrap(),
+            "[2001:db8::2]:25".parse().unwrap(),
+        );
+        assert_eq!(v6.len(), 16 + 36);
+        assert_eq!(v6[13], 0x21);
+    }
+}
