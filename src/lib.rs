@@ -8,6 +8,7 @@ pub mod batv;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod dsn;
 pub mod metrics;
 pub mod policy;
 pub mod server;

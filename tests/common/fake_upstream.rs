@@ -1,0 +1,141 @@
+//! A fake upstream MTA for fault injection: it behaves like a minimal SMTP
+//! server until told to misbehave at a given point. Real mail tests use
+//! real Postfix; this one only makes faults happen on cue.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Behaves well.
+    None,
+    /// Accepts the connection, never greets.
+    StallGreeting,
+    /// Answers EHLO with garbage.
+    GarbageEhlo,
+    /// Closes the connection after reading this many bytes of message data.
+    ResetMidData(usize),
+    /// Reads the whole message, then never answers.
+    NoFinalReply,
+    /// Reads the whole message, then closes without answering.
+    CloseAfterData,
+    /// Answers every command after this delay.
+    Slow(Duration),
+    /// Refuses every message at the end of DATA with this code.
+    RefuseData(u16),
+}
+
+/// What the fake saw, for assertions.
+#[derive(Debug, Default, Clone)]
+pub struct Record {
+    pub commands: Vec<String>,
+    /// Complete messages (terminator seen), dot-stuffing kept.
+    pub messages: Vec<Vec<u8>>,
+    pub connections: usize,
+}
+
+pub struct FakeUpstream {
+    pub port: u16,
+    pub record: Arc<Mutex<Record>>,
+}
+
+impl FakeUpstream {
+    pub fn start(fault: Fault) -> FakeUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let record = Arc::new(Mutex::new(Record::default()));
+        let shared = Arc::clone(&record);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let record = Arc::clone(&shared);
+                std::thread::spawn(move || {
+                    let _ = serve(stream, fault, record);
+                });
+            }
+        });
+        FakeUpstream { port, record }
+    }
+
+    pub fn record(&self) -> Record {
+        self.record.lock().unwrap().clone()
+    }
+}
+
+fn serve(stream: TcpStream, fault: Fault, record: Arc<Mutex<Record>>) -> std::io::Result<()> {
+    record.lock().unwrap().connections += 1;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    let delay = if let Fault::Slow(delay) = fault {
+        delay
+    } else {
+        Duration::ZERO
+    };
+    let say = |writer: &mut TcpStream, text: &str| -> std::io::Result<()> {
+        std::thread::sleep(delay);
+        writer.write_all(text.as_bytes())
+    };
+    if fault == Fault::StallGreeting {
+        std::thread::sleep(Duration::from_secs(120));
+        return Ok(());
+    }
+    say(&mut writer, "220 fake.upstream ESMTP\r\n")?;
+    loop {
+        let mut line = Vec::new();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&line).trim_end().to_owned();
+        record.lock().unwrap().commands.push(text.clone());
+        let verb = text.split(' ').next().unwrap_or("").to_ascii_uppercase();
+        match verb.as_str() {
+            "EHLO" if fault == Fault::GarbageEhlo => say(&mut writer, "this is not smtp\r\n")?,
+            "EHLO" => say(
+                &mut writer,
+                "250-fake.upstream\r\n250-PIPELINING\r\n250-SIZE 100000000\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n",
+            )?,
+            "HELO" => say(&mut writer, "250 fake.upstream\r\n")?,
+            "MAIL" | "RCPT" | "RSET" | "NOOP" => say(&mut writer, "250 2.0.0 Ok\r\n")?,
+            "QUIT" => {
+                say(&mut writer, "221 2.0.0 Bye\r\n")?;
+                return Ok(());
+            }
+            "DATA" => {
+                say(&mut writer, "354 End data with <CR><LF>.<CR><LF>\r\n")?;
+                let mut message = Vec::new();
+                loop {
+                    let mut line = Vec::new();
+                    if reader.read_until(b'\n', &mut line)? == 0 {
+                        return Ok(());
+                    }
+                    if line == b".\r\n" {
+                        break;
+                    }
+                    message.extend_from_slice(&line);
+                    if let Fault::ResetMidData(limit) = fault
+                        && message.len() >= limit
+                    {
+                        return Ok(());
+                    }
+                }
+                match fault {
+                    Fault::NoFinalReply => {
+                        std::thread::sleep(Duration::from_secs(120));
+                        return Ok(());
+                    }
+                    Fault::CloseAfterData => return Ok(()),
+                    Fault::RefuseData(code) => {
+                        say(&mut writer, &format!("{code} {}.7.1 Refused by policy\r\n", code / 100))?;
+                    }
+                    _ => {
+                        record.lock().unwrap().messages.push(message);
+                        say(&mut writer, "250 2.0.0 Ok: queued as FAKE123\r\n")?;
+                    }
+                }
+            }
+            _ => say(&mut writer, "502 5.5.2 Error: command not recognized\r\n")?,
+        }
+    }
+}

@@ -1,0 +1,682 @@
+//! Shared helpers for the integration tests: real Postfix instances, the
+//! real proxy binary, smtp-sink, and a raw SMTP client. Every process a
+//! test starts is stopped when its handle drops, and a watchdog stops
+//! shared Postfix instances when the test process exits.
+#![allow(dead_code)]
+
+pub mod fake_upstream;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_batv-proxy");
+
+/// Installs missing tools once per test binary (see tests/tools/provision.sh).
+pub fn provision() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/provision.sh");
+        let output = Command::new(&script)
+            .arg(exim_dir())
+            .output()
+            .expect("running provision.sh");
+        assert!(
+            output.status.success(),
+            "tests/tools/provision.sh failed (the integration tests need Postfix, swaks, Exim's binary):\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    });
+}
+
+pub fn exim_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("exim")
+}
+
+/// A temporary directory every user can search (Postfix's daemons and
+/// delivery agents run as other users).
+pub struct TestDir {
+    pub path: PathBuf,
+}
+
+impl TestDir {
+    pub fn new(prefix: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in("/tmp")
+            .expect("temp dir")
+            .keep();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        TestDir { path: dir }
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn wait_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Polls `check` until it returns Some or the time is up.
+pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A key file with one key, mode 0600.
+pub fn write_keys(path: &Path, key_id: u8, secret: &[u8]) {
+    use base64::Engine;
+    let text = format!(
+        "{key_id} {}\n",
+        base64::engine::general_purpose::STANDARD.encode(secret)
+    );
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// The proxy binary running with a config written into its own directory.
+pub struct Proxy {
+    pub dir: TestDir,
+    pub child: Child,
+    pub config: PathBuf,
+}
+
+impl Proxy {
+    /// Writes `config` (with `key_file = "keys"`) and a key, starts
+    /// `batv-proxy run`, and waits for `ports`.
+    pub fn start(config: &str, ports: &[u16]) -> Proxy {
+        let dir = TestDir::new("batv-proxy-test.");
+        write_keys(&dir.join("keys"), 3, b"integration-test-secret");
+        Self::start_in(dir, config, ports)
+    }
+
+    pub fn start_in(dir: TestDir, config: &str, ports: &[u16]) -> Proxy {
+        let config_path = dir.write("batv-proxy.toml", config);
+        let log = std::fs::File::create(dir.join("proxy.log")).unwrap();
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .args(["--log-format", "json"])
+            .env("RUST_LOG", "debug")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting batv-proxy");
+        let mut proxy = Proxy {
+            dir,
+            child,
+            config: config_path,
+        };
+        for port in ports {
+            if !wait_port(*port, Duration::from_secs(10)) {
+                let _ = proxy.child.kill();
+                panic!("proxy did not listen on {port}; log:\n{}", proxy.log());
+            }
+        }
+        proxy
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("proxy.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        Command::new("kill")
+            .args(["-s", signal, &self.pid().to_string()])
+            .status()
+            .unwrap();
+    }
+
+    /// Runs a CLI subcommand against this proxy's config.
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let (command, rest) = args.split_first().unwrap();
+        let output = Command::new(BIN)
+            .arg(command)
+            .arg("--config")
+            .arg(&self.config)
+            .args(rest)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        )
+    }
+
+    pub fn sign(&self, address: &str) -> String {
+        let (code, out, err) = self.cli(&["sign", address]);
+        assert_eq!(code, 0, "sign failed: {err}");
+        out
+    }
+
+    pub fn sign_on(&self, address: &str, date: &str) -> String {
+        let (code, out, err) = self.cli(&["sign", "--date", date, address]);
+        assert_eq!(code, 0, "sign failed: {err}");
+        out
+    }
+
+    /// Peak resident memory in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.signal("TERM");
+            if self.wait_exit(Duration::from_secs(3)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            eprintln!("--- proxy log ---\n{}", self.log());
+        }
+    }
+}
+
+/// A listener block for a proxy config.
+pub fn listener(role: &str, port: u16, upstream: u16, identity: &str, extra: &str) -> String {
+    format!(
+        "\n[[listener]]\nrole = \"{role}\"\nlisten = \"127.0.0.1:{port}\"\nupstream = \"127.0.0.1:{upstream}\"\n\
+         client_identity = \"{identity}\"\nhostname = \"proxy.example.com\"\n{extra}\n"
+    )
+}
+
+pub const BATV_SECTION: &str =
+    "[batv]\nkey_file = \"keys\"\nlifetime_days = 7\ndomains = [\"example.com\", \"example.org\"]\n";
+
+/// One SMTP reply.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub code: u16,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn is(&self, code: u16) -> bool {
+        self.code == code
+    }
+}
+
+/// A raw SMTP client: exact bytes out, exact replies in.
+pub struct Smtp {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+    pub greeting: Reply,
+}
+
+impl Smtp {
+    pub fn connect(port: u16) -> Smtp {
+        Self::connect_from(port, None)
+    }
+
+    /// Connects from a given loopback source address (e.g. 127.0.0.3).
+    pub fn connect_from(port: u16, source: Option<&str>) -> Smtp {
+        let stream = match source {
+            None => TcpStream::connect(("127.0.0.1", port)).expect("connect"),
+            Some(source) => {
+                let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+                let source: SocketAddr = format!("{source}:0").parse().unwrap();
+                socket.bind(&source.into()).unwrap();
+                let target: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+                socket.connect(&target.into()).expect("connect");
+                socket.into()
+            }
+        };
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        let mut smtp = Smtp {
+            stream,
+            reader,
+            greeting: Reply {
+                code: 0,
+                text: String::new(),
+            },
+        };
+        smtp.greeting = smtp.reply();
+        smtp
+    }
+
+    pub fn send(&mut self, bytes: impl AsRef<[u8]>) {
+        self.stream.write_all(bytes.as_ref()).unwrap();
+    }
+
+    pub fn try_reply(&mut self) -> std::io::Result<Reply> {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line)? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("closed after {lines:?}"),
+                ));
+            }
+            let line = line.trim_end_matches(['\r', '\n']).to_owned();
+            let more = line.as_bytes().get(3) == Some(&b'-');
+            lines.push(line);
+            if !more {
+                break;
+            }
+        }
+        let code = lines
+            .last()
+            .and_then(|l| l.get(..3))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        Ok(Reply {
+            code,
+            text: lines.join("\n"),
+        })
+    }
+
+    pub fn reply(&mut self) -> Reply {
+        self.try_reply().expect("reading a reply")
+    }
+
+    pub fn command(&mut self, line: &str) -> Reply {
+        self.send(format!("{line}\r\n"));
+        self.reply()
+    }
+
+    /// Sends a message body (dot-stuffed here) and the terminator.
+    pub fn data_body(&mut self, body: &str) -> Reply {
+        let mut stuffed = String::new();
+        for line in body.split_inclusive("\r\n") {
+            if line.starts_with('.') {
+                stuffed.push('.');
+            }
+            stuffed.push_str(line);
+        }
+        if !stuffed.ends_with("\r\n") {
+            stuffed.push_str("\r\n");
+        }
+        stuffed.push_str(".\r\n");
+        self.send(stuffed);
+        self.reply()
+    }
+
+    /// Whether the server has closed the connection (EOF within `timeout`).
+    pub fn closed_within(&mut self, timeout: Duration) -> bool {
+        self.stream.set_read_timeout(Some(timeout)).unwrap();
+        let mut byte = [0u8; 1];
+        let closed = matches!(self.reader.read(&mut byte), Ok(0) | Err(_));
+        self.stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        closed
+    }
+
+    pub fn quit(mut self) {
+        let _ = self.stream.write_all(b"QUIT\r\n");
+        let _ = self.try_reply();
+    }
+}
+
+/// A simple message with a unique Message-ID.
+pub fn message(from: &str, to: &str, subject: &str, body: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{}.{n}.{}@test.example.com>\r\n\r\n{body}\r\n",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    )
+}
+
+/// One full transaction; returns the replies to MAIL, each RCPT, DATA and the end of data.
+pub struct Transaction {
+    pub mail: Reply,
+    pub rcpts: Vec<Reply>,
+    pub data: Option<Reply>,
+    pub end: Option<Reply>,
+}
+
+pub fn send_mail(port: u16, from: &str, to: &[&str], body: &str) -> Transaction {
+    send_mail_from(port, None, from, to, body)
+}
+
+pub fn send_mail_from(port: u16, source: Option<&str>, from: &str, to: &[&str], body: &str) -> Transaction {
+    let mut smtp = Smtp::connect_from(port, source);
+    assert!(smtp.greeting.is(220), "greeting {:?}", smtp.greeting);
+    let ehlo = smtp.command("EHLO client.test");
+    assert!(ehlo.is(250), "EHLO {ehlo:?}");
+    let mail = smtp.command(&format!("MAIL FROM:<{from}>"));
+    let rcpts: Vec<Reply> = to.iter().map(|r| smtp.command(&format!("RCPT TO:<{r}>"))).collect();
+    let (mut data, mut end) = (None, None);
+    if rcpts.iter().any(|r| r.is(250)) {
+        let reply = smtp.command("DATA");
+        if reply.is(354) {
+            end = Some(smtp.data_body(body));
+        }
+        data = Some(reply);
+    }
+    smtp.quit();
+    Transaction { mail, rcpts, data, end }
+}
+
+/// Postfix's smtp-sink, dumping each transaction into a directory.
+pub struct Sink {
+    pub port: u16,
+    pub dir: TestDir,
+    child: Child,
+}
+
+impl Sink {
+    pub fn start() -> Sink {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Sink {
+        provision();
+        let port = free_port();
+        let dir = TestDir::new("sink.");
+        let child = Command::new("/usr/sbin/smtp-sink")
+            .args(["-u", "root"])
+            .args(extra)
+            .arg("-d")
+            .arg(format!("{}/%M%S.", dir.path.display()))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("1000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("smtp-sink");
+        assert!(wait_port(port, Duration::from_secs(5)), "smtp-sink did not start");
+        Sink { port, dir, child }
+    }
+
+    /// Dumped transactions, oldest first, as text.
+    pub fn transactions(&self) -> Vec<String> {
+        let mut files: Vec<_> = std::fs::read_dir(&self.dir.path)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|f| String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned())
+            .collect()
+    }
+
+    pub fn wait_for(&self, count: usize) -> Vec<String> {
+        eventually(Duration::from_secs(5), || {
+            let all = self.transactions();
+            (all.len() >= count).then_some(all)
+        })
+        .unwrap_or_else(|| self.transactions())
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A private Postfix instance on loopback with virtual mailboxes for
+/// example.com and example.org.
+pub struct Postfix {
+    pub dir: TestDir,
+    /// Plain smtpd, trusting XCLIENT from 127.0.0.1.
+    pub port: u16,
+    /// smtpd expecting a PROXY protocol header.
+    pub proxy_port: u16,
+}
+
+pub const USERS: &[&str] = &[
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "oscar", "peggy",
+    "trent", "victor", "walter", "user1", "user2", "user3", "user4", "user5", "user6", "user7", "user8", "user9",
+];
+
+impl Postfix {
+    /// Starts an instance with extra `main.cf` lines.
+    pub fn start(extra_main: &str) -> Postfix {
+        provision();
+        let dir = TestDir::new("postfix.");
+        let (port, proxy_port) = (free_port(), free_port());
+        let root = dir.path.display().to_string();
+        for sub in ["etc", "queue", "data", "mail", "log"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        Command::new("chown")
+            .args(["postfix:postfix", &format!("{root}/data")])
+            .status()
+            .unwrap();
+        Command::new("chmod")
+            .args(["700", &format!("{root}/data")])
+            .status()
+            .unwrap();
+        Command::new("chown")
+            .args(["65534:65534", &format!("{root}/mail")])
+            .status()
+            .unwrap();
+        let mut users = String::new();
+        for domain in ["example.com", "example.org"] {
+            for user in USERS {
+                users.push_str(&format!("{user}@{domain} {domain}/{user}/\n"));
+            }
+        }
+        dir.write("etc/vmailbox", &users);
+        dir.write(
+            "etc/main.cf",
+            &format!(
+                "compatibility_level = 3.6\n\
+                 queue_directory = {root}/queue\n\
+                 data_directory = {root}/data\n\
+                 mail_owner = postfix\n\
+                 myhostname = mx.example.net\n\
+                 mydomain = example.net\n\
+                 myorigin = example.net\n\
+                 mydestination =\n\
+                 inet_interfaces = 127.0.0.1\n\
+                 inet_protocols = ipv4\n\
+                 mynetworks = 127.0.0.1/32\n\
+                 smtpd_peername_lookup = no\n\
+                 smtp_dns_support_level = disabled\n\
+                 smtp_host_lookup = native\n\
+                 defer_transports = smtp\n\
+                 virtual_mailbox_domains = example.com example.org\n\
+                 virtual_mailbox_base = {root}/mail\n\
+                 virtual_mailbox_maps = texthash:{root}/etc/vmailbox\n\
+                 virtual_uid_maps = static:65534\n\
+                 virtual_gid_maps = static:65534\n\
+                 smtpd_authorized_xclient_hosts = 127.0.0.1\n\
+                 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n\
+                 smtputf8_enable = yes\n\
+                 message_size_limit = 40000000\n\
+                 maillog_file = {root}/log/maillog\n\
+                 maillog_file_prefixes = {root}/log\n\
+                 alias_maps =\n\
+                 alias_database =\n\
+                 {extra_main}\n"
+            ),
+        );
+        let mut master = format!(
+            "127.0.0.1:{port} inet n - n - - smtpd\n\
+             127.0.0.1:{proxy_port} inet n - n - - smtpd -o smtpd_upstream_proxy_protocol=haproxy\n"
+        );
+        for service in [
+            "pickup unix n - n 60 1 pickup",
+            "cleanup unix n - n - 0 cleanup",
+            "qmgr unix n - n 300 1 qmgr",
+            "rewrite unix - - n - - trivial-rewrite",
+            "bounce unix - - n - 0 bounce",
+            "defer unix - - n - 0 bounce",
+            "trace unix - - n - 0 bounce",
+            "verify unix - - n - 1 verify",
+            "flush unix n - n 1000? 0 flush",
+            "proxymap unix - - n - - proxymap",
+            "proxywrite unix - - n - 1 proxymap",
+            "smtp unix - - n - - smtp",
+            "relay unix - - n - - smtp",
+            "showq unix n - n - - showq",
+            "error unix - - n - - error",
+            "retry unix - - n - - error",
+            "discard unix - - n - - discard",
+            "local unix - n n - - local",
+            "virtual unix - n n - - virtual",
+            "lmtp unix - - n - - lmtp",
+            "anvil unix - - n - 1 anvil",
+            "scache unix - - n - 1 scache",
+            "postlog unix-dgram n - n - 1 postlogd",
+        ] {
+            master.push_str(service);
+            master.push('\n');
+        }
+        dir.write("etc/master.cf", &master);
+        let etc = format!("{root}/etc");
+        let check = Command::new("/usr/sbin/postfix")
+            .args(["-c", &etc, "check"])
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "postfix check: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let start = Command::new("/usr/sbin/postfix")
+            .args(["-c", &etc, "start"])
+            .output()
+            .unwrap();
+        assert!(
+            start.status.success(),
+            "postfix start: {}",
+            String::from_utf8_lossy(&start.stderr)
+        );
+        // Stop this instance even if the test process dies without unwinding.
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "while kill -0 {} 2>/dev/null; do sleep 1; done; /usr/sbin/postfix -c {etc} stop >/dev/null 2>&1; rm -rf {root}",
+                std::process::id()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(wait_port(port, Duration::from_secs(15)), "postfix did not listen");
+        Postfix { dir, port, proxy_port }
+    }
+
+    /// One instance shared by the tests of a test binary.
+    pub fn shared() -> &'static Postfix {
+        static SHARED: OnceLock<Postfix> = OnceLock::new();
+        SHARED.get_or_init(|| Postfix::start(""))
+    }
+
+    /// Messages delivered to `user@domain`, as text.
+    pub fn mailbox(&self, address: &str) -> Vec<String> {
+        let (user, domain) = address.split_once('@').unwrap();
+        let new = self.dir.path.join("mail").join(domain).join(user).join("new");
+        let Ok(entries) = std::fs::read_dir(new) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect()
+    }
+
+    /// Waits until a message containing `needle` reaches `address`.
+    pub fn delivered(&self, address: &str, needle: &str) -> Option<String> {
+        eventually(Duration::from_secs(15), || {
+            self.mailbox(address).into_iter().find(|m| m.contains(needle))
+        })
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log/maillog")).unwrap_or_default()
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let etc = self.dir.join("etc");
+        let _ = Command::new("/usr/sbin/postfix")
+            .arg("-c")
+            .arg(etc)
+            .arg("stop")
+            .output();
+    }
+}
+
+/// A unique token for a test message.
+pub fn unique(name: &str) -> String {
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}

@@ -1,0 +1,242 @@
+//! The relay in front of a real Postfix: signing, verification, callouts,
+//! client identity, pipelining, size and smuggling.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+struct Setup {
+    postfix: &'static Postfix,
+    proxy: Proxy,
+    inbound: u16,
+    outbound: u16,
+}
+
+fn setup(identity: &str, policy: &str) -> Setup {
+    let postfix = Postfix::shared();
+    let (inbound, outbound) = (free_port(), free_port());
+    let upstream = if identity == "proxy-v2" {
+        postfix.proxy_port
+    } else {
+        postfix.port
+    };
+    let config = format!(
+        "{BATV_SECTION}{policy}\n{}{}",
+        listener("inbound", inbound, upstream, identity, ""),
+        listener("outbound", outbound, upstream, identity, "")
+    );
+    let proxy = Proxy::start(&config, &[inbound, outbound]);
+    Setup {
+        postfix,
+        proxy,
+        inbound,
+        outbound,
+    }
+}
+
+#[test]
+fn outbound_mail_arrives_signed_and_its_bounce_is_delivered() {
+    let s = setup("xclient", "");
+    let token = unique("outbound");
+    // Outbound to a local user of the same Postfix: the sender it records is the tagged one.
+    let body = message("alice@example.com", "bob@example.com", &token, "hello");
+    let t = send_mail(s.outbound, "alice@example.com", &["bob@example.com"], &body);
+    assert!(t.end.as_ref().unwrap().is(250), "{:?}", t.end);
+    let delivered = s
+        .postfix
+        .delivered("bob@example.com", &token)
+        .expect("delivered to bob");
+    let return_path = delivered
+        .lines()
+        .find(|l| l.starts_with("Return-Path:"))
+        .unwrap()
+        .to_owned();
+    assert!(return_path.contains("<prvs=3"), "{return_path}");
+    let tagged = return_path
+        .trim_start_matches("Return-Path: <")
+        .trim_end_matches('>')
+        .to_owned();
+    assert!(tagged.ends_with("=alice@example.com"), "{tagged}");
+
+    // The bounce of that mail comes back to the tagged address and reaches alice.
+    let bounce_token = unique("bounce");
+    let bounce = message("MAILER-DAEMON@remote.test", &tagged, &bounce_token, "Delivery failed");
+    let t = send_mail(s.inbound, "", &[&tagged], &bounce);
+    assert!(t.rcpts[0].is(250), "{:?}", t.rcpts);
+    assert!(t.end.as_ref().unwrap().is(250), "{:?}", t.end);
+    assert!(
+        s.postfix.delivered("alice@example.com", &bounce_token).is_some(),
+        "bounce not delivered"
+    );
+}
+
+#[test]
+fn forged_and_expired_tags_are_refused_at_rcpt_and_untagged_at_data() {
+    let s = setup("xclient", "");
+    let tagged = s.proxy.sign("carol@example.com");
+    let forged = format!("{}000000{}", &tagged[..9], &tagged[15..]);
+    let forged = if forged == tagged {
+        format!("{}111111{}", &tagged[..9], &tagged[15..])
+    } else {
+        forged
+    };
+    let expired = s.proxy.sign_on("carol@example.com", "2026-01-01");
+    for address in [&forged, &expired] {
+        let t = send_mail(s.inbound, "", &[address], "Subject: x\r\n\r\nx\r\n");
+        assert_eq!(t.rcpts[0].code, 550, "{address}: {:?}", t.rcpts[0]);
+        assert!(t.rcpts[0].text.contains("5.7.1"), "{:?}", t.rcpts[0]);
+    }
+    let token = unique("untagged");
+    let t = send_mail(
+        s.inbound,
+        "",
+        &["carol@example.com"],
+        &message("MAILER-DAEMON@remote.test", "carol@example.com", &token, "x"),
+    );
+    assert!(
+        t.rcpts[0].is(250),
+        "untagged RCPT must be accepted for callouts: {:?}",
+        t.rcpts[0]
+    );
+    assert_eq!(t.data.as_ref().unwrap().code, 550, "{:?}", t.data);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        s.postfix
+            .mailbox("carol@example.com")
+            .iter()
+            .all(|m| !m.contains(&token)),
+        "untagged bounce was delivered"
+    );
+}
+
+#[test]
+fn untagged_stage_rcpt_refuses_at_rcpt() {
+    let s = setup("xclient", "[policy]\nuntagged_stage = \"rcpt\"\n");
+    let t = send_mail(s.inbound, "", &["dave@example.com"], "Subject: x\r\n\r\nx\r\n");
+    assert_eq!(t.rcpts[0].code, 550, "{:?}", t.rcpts[0]);
+}
+
+#[test]
+fn sender_callouts_still_see_real_users() {
+    let s = setup("xclient", "");
+    let mut smtp = Smtp::connect(s.inbound);
+    assert!(smtp.command("EHLO verifier.remote.test").is(250));
+    assert!(smtp.command("MAIL FROM:<>").is(250));
+    let known = smtp.command("RCPT TO:<erin@example.com>");
+    assert!(known.is(250), "callout for a real user: {known:?}");
+    let unknown = smtp.command("RCPT TO:<nobody-here@example.com>");
+    assert_eq!(unknown.code, 550, "Postfix still rejects unknown users: {unknown:?}");
+    assert!(unknown.text.contains("5.1.1"), "{unknown:?}");
+    smtp.quit();
+}
+
+#[test]
+fn postfix_judges_the_real_client_through_xclient_and_proxy_v2() {
+    for identity in ["xclient", "proxy-v2"] {
+        let s = setup(identity, "");
+        // 127.0.0.3 is not in Postfix's mynetworks: relaying must be refused.
+        let t = send_mail_from(
+            s.outbound,
+            Some("127.0.0.3"),
+            "alice@example.com",
+            &["someone@elsewhere.test"],
+            "x",
+        );
+        assert_eq!(t.rcpts[0].code, 554, "{identity}: {:?}", t.rcpts[0]);
+        assert!(
+            t.rcpts[0].text.contains("Relay access denied"),
+            "{identity}: {:?}",
+            t.rcpts[0]
+        );
+        // From 127.0.0.1 (trusted) the same relay is allowed: Postfix sees the real address.
+        let t = send_mail_from(
+            s.outbound,
+            Some("127.0.0.1"),
+            "alice@example.com",
+            &["someone@elsewhere.test"],
+            "x",
+        );
+        assert!(t.rcpts[0].is(250), "{identity}: {:?}", t.rcpts[0]);
+        let log = s.postfix.log();
+        assert!(
+            log.contains("client=unknown[127.0.0.3]") || log.contains("[127.0.0.3]"),
+            "{identity}: Postfix never saw 127.0.0.3"
+        );
+    }
+}
+
+#[test]
+fn pipelined_commands_get_every_reply_in_order() {
+    let s = setup("xclient", "");
+    let valid = s.proxy.sign("frank@example.com");
+    let forged = format!("{}abcdef{}", &valid[..9], &valid[15..]);
+    let forged = if forged == valid {
+        format!("{}fedcba{}", &valid[..9], &valid[15..])
+    } else {
+        forged
+    };
+    let unknown_user = s.proxy.sign("nobody-here@example.com");
+    let mut smtp = Smtp::connect(s.inbound);
+    assert!(smtp.command("EHLO client.test").text.contains("PIPELINING"));
+    // Valid tag, forged tag (refused by the proxy), valid tag of an unknown user
+    // (refused by Postfix), an untagged bounce recipient (deferred: one fate per
+    // transaction), then DATA.
+    smtp.send(format!(
+        "MAIL FROM:<>\r\nRCPT TO:<{valid}>\r\nRCPT TO:<{forged}>\r\nRCPT TO:<{unknown_user}>\r\nRCPT TO:<judy@example.com>\r\nDATA\r\n"
+    ));
+    let replies: Vec<Reply> = (0..6).map(|_| smtp.reply()).collect();
+    let codes: Vec<u16> = replies.iter().map(|r| r.code).collect();
+    assert_eq!(codes, vec![250, 250, 550, 550, 452, 354], "{replies:?}");
+    assert!(replies[3].text.contains("5.1.1"), "{:?}", replies[3]);
+    assert!(replies[4].text.contains("separate transaction"), "{:?}", replies[4]);
+    let token = unique("pipelined");
+    let end = smtp.data_body(&message("MAILER-DAEMON@remote.test", &valid, &token, "x"));
+    assert!(end.is(250), "{end:?}");
+    smtp.quit();
+    assert!(s.postfix.delivered("frank@example.com", &token).is_some());
+}
+
+#[test]
+fn postfix_refuses_a_smuggled_message_through_the_proxy() {
+    let s = setup("xclient", "");
+    let token = unique("smuggle");
+    let mut smtp = Smtp::connect(s.outbound);
+    smtp.command("EHLO client.test");
+    assert!(smtp.command("MAIL FROM:<grace@example.com>").is(250));
+    assert!(smtp.command("RCPT TO:<heidi@example.com>").is(250));
+    assert!(smtp.command("DATA").is(354));
+    // The classic: \n.\n inside, then a second transaction that must not exist upstream.
+    smtp.send(format!(
+        "Subject: first {token}\r\n\r\nfirst\n.\nMAIL FROM:<grace@example.com>\r\nRCPT TO:<ivan@example.com>\r\nDATA\r\nSubject: smuggled {token}\r\n\r\nsmuggled\r\n.\r\n"
+    ));
+    let reply = smtp.reply();
+    assert_eq!(reply.code, 550, "{reply:?}");
+    // The session stays usable: a clean message goes through afterwards.
+    let clean = token.clone() + "-clean";
+    assert!(smtp.command("MAIL FROM:<grace@example.com>").is(250));
+    assert!(smtp.command("RCPT TO:<heidi@example.com>").is(250));
+    assert!(smtp.command("DATA").is(354));
+    assert!(
+        smtp.data_body(&message("grace@example.com", "heidi@example.com", &clean, "x"))
+            .is(250)
+    );
+    smtp.quit();
+    assert!(s.postfix.delivered("heidi@example.com", &clean).is_some());
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        s.postfix
+            .mailbox("ivan@example.com")
+            .iter()
+            .all(|m| !m.contains(&token)),
+        "smuggled message delivered"
+    );
+    assert!(
+        s.postfix
+            .mailbox("heidi@example.com")
+            .iter()
+            .all(|m| !m.contains(&format!("first {token}"))),
+        "refused message delivered"
+    );
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what the integration tests need on Debian, when it is missing:
+# Postfix (with smtp-source/smtp-sink), swaks, Python 3, and Exim's binary
+# unpacked beside the build (Exim and Postfix packages conflict, so Exim is
+# not installed). Idempotent; needs root only when something is missing.
+# Usage: provision.sh [EXIM_DIR]   (default: target/test-tools/exim)
+set -euo pipefail
+exim_dir=${1:-"$(cd "$(dirname "$0")/../.." && pwd)/target/test-tools/exim"}
+need=()
+[ -x /usr/sbin/postfix ] && [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
+command -v swaks >/dev/null || need+=(swaks)
+command -v python3 >/dev/null || need+=(python3)
+command -v openssl >/dev/null || need+=(openssl)
+command -v haproxy >/dev/null || need+=(haproxy)
+command -v redis-server >/dev/null || need+=(redis-server)
+[ -e /usr/lib/x86_64-linux-gnu/libidn.so.12 ] || [ -e /usr/lib/aarch64-linux-gnu/libidn.so.12 ] || need+=(libidn12)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "provision: missing ${need[*]}; run as root or: apt-get install ${need[*]}" >&2
+    exit 1
+  fi
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if [ ! -x "$exim_dir/usr/sbin/exim4" ]; then
+  work=$(mktemp -d)
+  (cd "$work" && apt-get download exim4-daemon-light >/dev/null 2>&1) || {
+    [ "$(id -u)" = 0 ] && apt-get update -qq && (cd "$work" && apt-get download exim4-daemon-light >/dev/null)
+  }
+  mkdir -p "$exim_dir"
+  dpkg -x "$work"/exim4-daemon-light_*.deb "$exim_dir"
+  rm -rf "$work"
+fi
+# Exim refuses to run without its user.
+id Debian-exim >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] && useradd --system --no-create-home Debian-exim; } || true
+echo "provision: ok"
