@@ -3,15 +3,16 @@
 # Postfix (with smtp-source/smtp-sink), swaks, Python 3, and Exim's binary
 # unpacked beside the build (Exim and Postfix packages conflict, so Exim is
 # not installed). Idempotent; needs root only when something is missing.
-# Usage: provision.sh [EXIM_DIR]   (default: target/test-tools/exim)
+# Usage: provision.sh [EXIM_DIR]   (default: target/tmp/exim)
 set -euo pipefail
-exim_dir=${1:-"$(cd "$(dirname "$0")/../.." && pwd)/target/test-tools/exim"}
+exim_dir=${1:-"$(cd "$(dirname "$0")/../.." && pwd)/target/tmp/exim"}
 need=()
 [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
 command -v swaks >/dev/null || need+=(swaks)
 command -v python3 >/dev/null || need+=(python3)
 command -v openssl >/dev/null || need+=(openssl)
 command -v haproxy >/dev/null || need+=(haproxy)
+command -v faketime >/dev/null || need+=(faketime)
 command -v redis-server >/dev/null || need+=(redis-server)
 [ -e /usr/lib/x86_64-linux-gnu/libidn.so.12 ] || [ -e /usr/lib/aarch64-linux-gnu/libidn.so.12 ] || need+=(libidn12)
 if [ ${#need[@]} -gt 0 ]; then
