@@ -22,8 +22,14 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("command");
     group.throughput(Throughput::Elements(1));
     for (name, line) in [
-        ("mail", &b"MAIL FROM:<alice.smith@example.com> SIZE=5120 BODY=8BITMIME"[..]),
-        ("rcpt", &b"RCPT TO:<prvs=3789abcdef=bob@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.com"[..]),
+        (
+            "mail",
+            &b"MAIL FROM:<alice.smith@example.com> SIZE=5120 BODY=8BITMIME"[..],
+        ),
+        (
+            "rcpt",
+            &b"RCPT TO:<prvs=3789abcdef=bob@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.com"[..],
+        ),
         ("noop", &b"NOOP"[..]),
     ] {
         group.bench_function(name, |b| b.iter(|| Command::parse(black_box(line)).unwrap()));
@@ -31,11 +37,14 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("data_scan");
-    for (name, body) in [("text_1MiB", message(1 << 20)), ("long_lines_1MiB", {
-        let mut body = vec![b'x'; 1 << 20];
-        body.extend_from_slice(b"\r\n.\r\n");
-        body
-    })] {
+    for (name, body) in [
+        ("text_1MiB", message(1 << 20)),
+        ("long_lines_1MiB", {
+            let mut body = vec![b'x'; 1 << 20];
+            body.extend_from_slice(b"\r\n.\r\n");
+            body
+        }),
+    ] {
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(name, |b| {
             b.iter(|| {

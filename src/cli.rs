@@ -2,7 +2,7 @@
 //! the rest of the program never sees raw flags.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -126,7 +126,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn load(path: &PathBuf) -> Result<Config, ExitCode> {
+fn load(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|errors| {
         let count = errors.0.len();
         eprintln!("{errors}");

@@ -1096,8 +1096,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in table.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        table[0][j] = j;
+    for (j, cell) in table[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -1294,7 +1294,7 @@ nonsense_key = 1
     #[test]
     fn patterns() {
         let mailbox = |text| Mailbox::parse(text).unwrap();
-        assert!(AddressPattern::new("owner-*").matches(&mailbox("owner-x@example.com")) == false);
+        assert!(!AddressPattern::new("owner-*").matches(&mailbox("owner-x@example.com")));
         assert!(AddressPattern::new("owner-*@*").matches(&mailbox("owner-x@example.com")));
         assert!(AddressPattern::new("*.example.net").matches(&mailbox("a@lists.example.net")));
         assert!(!AddressPattern::new("*.example.net").matches(&mailbox("a@example.net")));

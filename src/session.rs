@@ -294,7 +294,7 @@ impl Session {
 
     /// Queues a reply to the client and counts errors.
     fn reply(&mut self, reply: Reply) -> Step {
-        let is_error = reply.is_error() && !(reply.code() == 452);
+        let is_error = reply.is_error() && reply.code() != 452;
         self.client.queue_reply(&reply);
         if is_error {
             self.errors += 1;

@@ -44,7 +44,12 @@ fn exim(expressions: &[String], date: Option<&str>) -> Vec<String> {
         .filter(|line| !line.is_empty())
         .map(str::to_owned)
         .collect();
-    assert_eq!(results.len(), expressions.len(), "exim output:\n{text}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        results.len(),
+        expressions.len(),
+        "exim output:\n{text}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     results
 }
 
@@ -65,11 +70,33 @@ fn secrets() -> Vec<(u8, String)> {
 
 fn addresses() -> Vec<String> {
     let locals = [
-        "alice", "Alice", "ALICE", "bob.smith", "Bob.Smith", "x", "user+tag", "first.last+news", "o'brien", "a_b-c", "12345",
-        "MiXeD.CaSe", "very.long.local.part.with.many.dots.and.more.dots", "support-team", "noreply",
+        "alice",
+        "Alice",
+        "ALICE",
+        "bob.smith",
+        "Bob.Smith",
+        "x",
+        "user+tag",
+        "first.last+news",
+        "o'brien",
+        "a_b-c",
+        "12345",
+        "MiXeD.CaSe",
+        "very.long.local.part.with.many.dots.and.more.dots",
+        "support-team",
+        "noreply",
     ];
-    let domains = ["example.com", "Example.COM", "mail.example.org", "sub.domain.example.net", "x.io"];
-    locals.iter().flat_map(|l| domains.iter().map(move |d| format!("{l}@{d}"))).collect()
+    let domains = [
+        "example.com",
+        "Example.COM",
+        "mail.example.org",
+        "sub.domain.example.net",
+        "x.io",
+    ];
+    locals
+        .iter()
+        .flat_map(|l| domains.iter().map(move |d| format!("{l}@{d}")))
+        .collect()
 }
 
 fn codec(id: u8, secret: &str) -> Codec {
@@ -92,7 +119,10 @@ fn check_day(date: Option<&str>, today: Day) {
     }
     let theirs = exim(&expressions, date);
     let mismatches: Vec<_> = ours.iter().zip(&theirs).filter(|(a, b)| a != b).take(5).collect();
-    assert!(mismatches.is_empty(), "batv-proxy vs Exim (first mismatches): {mismatches:?}");
+    assert!(
+        mismatches.is_empty(),
+        "batv-proxy vs Exim (first mismatches): {mismatches:?}"
+    );
     assert_eq!(ours.len(), 10 * addresses.len());
 
     // Exim's tags verify here, and ours verify in Exim's ${prvscheck}.
@@ -104,12 +134,18 @@ fn check_day(date: Option<&str>, today: Day) {
             let tagged = &theirs[index];
             let valid = codec.verify(&Mailbox::parse(tagged).unwrap(), today);
             assert!(valid.is_ok(), "Exim's tag {tagged} refused: {valid:?}");
-            checks.push(format!("${{prvscheck{{{tagged}}}{{{secret}}}{{${{if eq{{$prvscheck_result}}{{1}}{{VALID}}{{INVALID}}}}}}}}"));
+            checks.push(format!(
+                "${{prvscheck{{{tagged}}}{{{secret}}}{{${{if eq{{$prvscheck_result}}{{1}}{{VALID}}{{INVALID}}}}}}}}"
+            ));
             index += 1;
         }
     }
     let verdicts = exim(&checks, date);
-    assert!(verdicts.iter().all(|v| v == "VALID"), "Exim refused some of our tags: {:?}", verdicts.iter().filter(|v| *v != "VALID").count());
+    assert!(
+        verdicts.iter().all(|v| v == "VALID"),
+        "Exim refused some of our tags: {:?}",
+        verdicts.iter().filter(|v| *v != "VALID").count()
+    );
 }
 
 #[test]
@@ -131,12 +167,16 @@ fn exim_detects_our_forgeries_too() {
     let (id, secret) = secrets().remove(3);
     let codec = codec(id, &secret);
     let today = batv_proxy::session::today();
-    let tagged = codec.sign(&Mailbox::parse("alice@example.com").unwrap(), today).to_string();
+    let tagged = codec
+        .sign(&Mailbox::parse("alice@example.com").unwrap(), today)
+        .to_string();
     let digit = if tagged.as_bytes()[9] == b'0' { "1" } else { "0" };
     let forged = format!("{}{digit}{}", &tagged[..9], &tagged[10..]);
     assert!(codec.verify(&Mailbox::parse(&forged).unwrap(), today).is_err());
     let verdict = exim(
-        &[format!("${{prvscheck{{{forged}}}{{{secret}}}{{${{if eq{{$prvscheck_result}}{{1}}{{VALID}}{{INVALID}}}}}}}}")],
+        &[format!(
+            "${{prvscheck{{{forged}}}{{{secret}}}{{${{if eq{{$prvscheck_result}}{{1}}{{VALID}}{{INVALID}}}}}}}}"
+        )],
         None,
     );
     assert_eq!(verdict, ["INVALID"]);

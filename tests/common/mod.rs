@@ -612,6 +612,8 @@ impl Postfix {
             String::from_utf8_lossy(&start.stderr)
         );
         // Stop this instance even if the test process dies without unwinding.
+        // The watchdog outlives this process on purpose, so it is not waited for.
+        #[allow(clippy::zombie_processes)]
         Command::new("sh")
             .arg("-c")
             .arg(format!(
