@@ -465,6 +465,13 @@ impl Sink {
             .collect()
     }
 
+    /// Waits for the transaction whose text contains `needle`.
+    pub fn find(&self, needle: &str) -> Option<String> {
+        eventually(Duration::from_secs(5), || {
+            self.transactions().into_iter().find(|t| t.contains(needle))
+        })
+    }
+
     pub fn wait_for(&self, count: usize) -> Vec<String> {
         eventually(Duration::from_secs(5), || {
             let all = self.transactions();
