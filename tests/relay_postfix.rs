@@ -240,3 +240,159 @@ fn postfix_refuses_a_smuggled_message_through_the_proxy() {
         "refused message delivered"
     );
 }
+
+#[test]
+fn real_clients_swaks_and_python_smtplib() {
+    let s = setup("xclient", "");
+    let token = unique("swaks");
+    let output = std::process::Command::new("swaks")
+        .args([
+            "--server",
+            &format!("127.0.0.1:{}", s.outbound),
+            "--from",
+            "judy@example.com",
+            "--to",
+            "mallory@example.com",
+        ])
+        .args(["--header", &format!("Subject: {token}"), "--pipeline"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "swaks: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let delivered = s
+        .postfix
+        .delivered("mallory@example.com", &token)
+        .expect("swaks mail delivered");
+    assert!(delivered.contains("Return-Path: <prvs="), "{delivered}");
+
+    let token = unique("smtplib");
+    let script = format!(
+        r#"
+import smtplib
+from email.message import EmailMessage
+m = EmailMessage()
+m["From"] = "oscar@example.com"; m["To"] = "peggy@example.com"; m["Subject"] = "{token}"
+m.set_content("caf\u00e9 from smtplib\n.leading dot\n")
+with smtplib.SMTP("127.0.0.1", {port}) as s:
+    s.ehlo("python.test")
+    assert s.has_extn("pipelining") and s.has_extn("8bitmime") and s.has_extn("smtputf8")
+    refused = s.send_message(m, mail_options=["BODY=8BITMIME"])
+    assert refused == {{}}, refused
+print("sent")
+"#,
+        port = s.outbound
+    );
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "smtplib: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let delivered = s
+        .postfix
+        .delivered("peggy@example.com", &token)
+        .expect("smtplib mail delivered");
+    assert!(delivered.contains(".leading dot"), "dot-stuffing lost: {delivered}");
+    assert!(delivered.contains("café"), "8-bit content altered: {delivered}");
+}
+
+#[test]
+fn a_20_mb_message_streams_with_bounded_memory() {
+    let s = setup("xclient", "");
+    let token = unique("big");
+    let mut smtp = Smtp::connect(s.outbound);
+    smtp.command("EHLO client.test");
+    assert!(smtp.command("MAIL FROM:<trent@example.com> SIZE=21000000").is(250));
+    assert!(smtp.command("RCPT TO:<victor@example.com>").is(250));
+    assert!(smtp.command("DATA").is(354));
+    smtp.send(format!("From: trent@example.com\r\nSubject: {token}\r\n\r\n"));
+    let line = "0123456789".repeat(7) + "\r\n";
+    let chunk = line.repeat(1000);
+    let mut sent = 0;
+    while sent < 20_000_000 {
+        smtp.send(&chunk);
+        sent += chunk.len();
+    }
+    let end = smtp.data_body("the end");
+    assert!(end.is(250), "{end:?}");
+    smtp.quit();
+    let rss = s.proxy.peak_rss_kib();
+    assert!(
+        rss < 40 * 1024,
+        "proxy peak RSS {rss} KiB for a 20 MB message: not streaming?"
+    );
+    let delivered = s
+        .postfix
+        .delivered("victor@example.com", &token)
+        .expect("20 MB message delivered");
+    // Maildir stores LF line ends: 72-byte CRLF lines arrive as 71 bytes.
+    assert!(delivered.len() > 19_700_000, "delivered {} bytes", delivered.len());
+    assert!(delivered.trim_end().ends_with("the end"), "the message was cut");
+}
+
+#[test]
+fn postfix_killed_mid_data_gives_4xx_and_the_retry_is_delivered() {
+    let postfix = Postfix::start("");
+    let port = free_port();
+    let config = format!(
+        "{BATV_SECTION}{}",
+        listener("outbound", port, postfix.port, "xclient", "")
+    );
+    let proxy = Proxy::start(&config, &[port]);
+    let token = unique("killed");
+    let mut smtp = Smtp::connect(port);
+    smtp.command("EHLO client.test");
+    assert!(smtp.command("MAIL FROM:<walter@example.com>").is(250));
+    assert!(smtp.command("RCPT TO:<user1@example.com>").is(250));
+    assert!(smtp.command("DATA").is(354));
+    smtp.send(format!("Subject: {token}\r\n\r\nfirst half\r\n"));
+    std::thread::sleep(Duration::from_millis(300));
+    // Kill every smtpd of this instance: the upstream session dies mid-DATA.
+    let etc = postfix.dir.join("etc");
+    std::process::Command::new("/usr/sbin/postfix")
+        .arg("-c")
+        .arg(&etc)
+        .arg("abort")
+        .status()
+        .unwrap();
+    std::process::Command::new("pkill")
+        .args(["-KILL", "-f", &format!("smtpd -n 127.0.0.1:{}", postfix.port)])
+        .status()
+        .unwrap();
+    let reply = smtp.data_body("second half");
+    assert!((400..500).contains(&reply.code), "{reply:?}");
+    drop(smtp);
+    // The client retries later, once the MTA is back: delivered exactly once.
+    std::process::Command::new("/usr/sbin/postfix")
+        .arg("-c")
+        .arg(&etc)
+        .arg("start")
+        .status()
+        .unwrap();
+    assert!(wait_port(postfix.port, Duration::from_secs(15)));
+    let t = send_mail(
+        port,
+        "walter@example.com",
+        &["user1@example.com"],
+        &format!("Subject: {token}\r\n\r\nretry\r\n"),
+    );
+    assert!(t.end.as_ref().is_some_and(|r| r.is(250)), "{:?}", t.end);
+    assert!(postfix.delivered("user1@example.com", &token).is_some());
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        postfix
+            .mailbox("user1@example.com")
+            .iter()
+            .filter(|m| m.contains(&token))
+            .count(),
+        1
+    );
+    drop(proxy);
+}
