@@ -127,20 +127,29 @@ pub fn main() -> ExitCode {
 }
 
 fn load(path: &Path) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|errors| {
-        let count = errors.0.len();
-        eprintln!("{errors}");
-        eprintln!(
-            "{count} configuration error{} in {}",
-            if count == 1 { "" } else { "s" },
-            path.display()
-        );
-        ExitCode::from(EXIT_CONFIG)
-    })
+    Config::load(path).map_err(|errors| report(path, errors))
+}
+
+/// Like [`load`], and also loads certificates and trust stores.
+fn load_all(path: &Path) -> Result<Config, ExitCode> {
+    let config = load(path)?;
+    crate::tls::validate(&config).map_err(|errors| report(path, errors))?;
+    Ok(config)
+}
+
+fn report(path: &Path, errors: crate::config::ConfigErrors) -> ExitCode {
+    let count = errors.0.len();
+    eprintln!("{errors}");
+    eprintln!(
+        "{count} configuration error{} in {}",
+        if count == 1 { "" } else { "s" },
+        path.display()
+    );
+    ExitCode::from(EXIT_CONFIG)
 }
 
 fn run(config_path: PathBuf, log_format: LogFormat) -> ExitCode {
-    let config = match load(&config_path) {
+    let config = match load_all(&config_path) {
         Ok(config) => config,
         Err(code) => return code,
     };
@@ -155,7 +164,7 @@ fn run(config_path: PathBuf, log_format: LogFormat) -> ExitCode {
 }
 
 fn check_config(config_path: PathBuf) -> ExitCode {
-    match load(&config_path) {
+    match load_all(&config_path) {
         Ok(config) => {
             println!(
                 "{}: ok ({} listener{}, {} domain entr{}, signing key {})",

@@ -282,6 +282,57 @@ impl Default for Limits {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain listener offering STARTTLS (ports 25, 587).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+}
+
+/// A certificate chain and its key, PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub mode: TlsMode,
+    /// Refuse MAIL (and AUTH) before STARTTLS.
+    pub require: bool,
+    /// The default certificate first, then those chosen by SNI.
+    pub certificates: Vec<CertificateFiles>,
+    pub handshake_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamTlsMode {
+    None,
+    StartTls,
+    Implicit,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamVerify {
+    /// Chain to a trusted root (the CA file, or the system's roots) and the name.
+    Full,
+    /// The upstream's certificate must have one of these SHA-256 fingerprints.
+    Pin(Vec<[u8; 32]>),
+    /// No check at all: only for an MTA on loopback or a trusted link.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTlsSettings {
+    pub mode: UpstreamTlsMode,
+    pub ca_file: Option<PathBuf>,
+    pub verify: UpstreamVerify,
+    /// Name to verify and send as SNI; default the upstream's host.
+    pub server_name: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ListenerSettings {
     /// `role@listen`, for logs and metrics.
@@ -293,6 +344,8 @@ pub struct ListenerSettings {
     pub client_identity: ClientIdentity,
     pub hostname: String,
     pub limits: Limits,
+    pub tls: Option<TlsSettings>,
+    pub upstream_tls: UpstreamTlsSettings,
 }
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/batv-proxy/batv-proxy.toml";
@@ -576,7 +629,7 @@ impl Reader {
                 for (index, item) in items.iter().enumerate() {
                     let prefix = format!("listener[{}]", index + 1);
                     match item {
-                        Value::Table(t) => listeners.extend(self.listener(t, &prefix)),
+                        Value::Table(t) => listeners.extend(self.listener(t, &prefix, base)),
                         other => self.wrong_type(&prefix, other, "a table", "[[listener]]"),
                     }
                 }
@@ -873,7 +926,158 @@ impl Reader {
         }
     }
 
-    fn listener(&mut self, table: &Table, prefix: &str) -> Option<ListenerSettings> {
+    fn certificate_files(&mut self, table: &Table, prefix: &str, base: &Path) -> Option<CertificateFiles> {
+        let mut path = |key: &str, example: &str| match self.string(table, prefix, key, example) {
+            Some(text) => {
+                let path = self.path(base, text);
+                if let Err(error) = std::fs::metadata(&path) {
+                    self.error(
+                        &join(prefix, key),
+                        format!("cannot read {}: {error}", path.display()),
+                        "give the path of a PEM file (relative paths are relative to this file)",
+                    );
+                    None
+                } else {
+                    Some(path)
+                }
+            }
+            None => {
+                if !table.contains_key(key) {
+                    self.error(&join(prefix, key), "missing", format!("add {example}"));
+                }
+                None
+            }
+        };
+        let cert = path("cert", "cert = \"/etc/ssl/mx.example.com/fullchain.pem\"");
+        let key = path("key", "key = \"/etc/ssl/mx.example.com/privkey.pem\"");
+        Some(CertificateFiles { cert: cert?, key: key? })
+    }
+
+    fn tls(&mut self, table: &Table, prefix: &str, base: &Path) -> Option<TlsSettings> {
+        self.unknown_keys(
+            table,
+            prefix,
+            &["mode", "cert", "key", "require", "handshake_timeout", "sni"],
+        );
+        let mode = self.choice(
+            table,
+            prefix,
+            "mode",
+            &[("starttls", TlsMode::StartTls), ("implicit", TlsMode::Implicit)],
+            TlsMode::StartTls,
+        );
+        let require = match table.get("require") {
+            None => false,
+            Some(Value::Boolean(value)) => *value,
+            Some(other) => {
+                self.wrong_type(&join(prefix, "require"), other, "true or false", "require = true");
+                false
+            }
+        };
+        let handshake_timeout = self.duration(table, prefix, "handshake_timeout", Duration::from_secs(30));
+        let mut certificates = vec![self.certificate_files(table, prefix, base)];
+        match table.get("sni") {
+            None => {}
+            Some(Value::Array(items)) => {
+                for (index, item) in items.iter().enumerate() {
+                    let item_prefix = format!("{prefix}.sni[{}]", index + 1);
+                    match item {
+                        Value::Table(entry) => {
+                            self.unknown_keys(entry, &item_prefix, &["cert", "key"]);
+                            certificates.push(self.certificate_files(entry, &item_prefix, base));
+                        }
+                        other => self.wrong_type(&item_prefix, other, "a table", "[[listener.tls.sni]]"),
+                    }
+                }
+            }
+            Some(other) => self.wrong_type(&join(prefix, "sni"), other, "a list of tables", "[[listener.tls.sni]]"),
+        }
+        let certificates: Option<Vec<CertificateFiles>> = certificates.into_iter().collect();
+        Some(TlsSettings {
+            mode,
+            require,
+            certificates: certificates?,
+            handshake_timeout,
+        })
+    }
+
+    fn upstream_tls(&mut self, table: &Table, prefix: &str, base: &Path) -> UpstreamTlsSettings {
+        let mode = self.choice(
+            table,
+            prefix,
+            "upstream_tls",
+            &[
+                ("none", UpstreamTlsMode::None),
+                ("starttls", UpstreamTlsMode::StartTls),
+                ("implicit", UpstreamTlsMode::Implicit),
+            ],
+            UpstreamTlsMode::None,
+        );
+        let ca_file = self
+            .string(table, prefix, "upstream_tls_ca", "upstream_tls_ca = \"ca.pem\"")
+            .map(|text| self.path(base, text));
+        if let Some(path) = &ca_file
+            && let Err(error) = std::fs::metadata(path)
+        {
+            self.error(
+                &join(prefix, "upstream_tls_ca"),
+                format!("cannot read {}: {error}", path.display()),
+                "give the path of a PEM file of CA certificates",
+            );
+        }
+        let verify_full = match table.get("upstream_tls_verify") {
+            None => true,
+            Some(Value::Boolean(value)) => *value,
+            Some(other) => {
+                self.wrong_type(
+                    &join(prefix, "upstream_tls_verify"),
+                    other,
+                    "true or false",
+                    "upstream_tls_verify = true",
+                );
+                true
+            }
+        };
+        let mut pins = Vec::new();
+        let pin_texts = match table.get("upstream_tls_pin") {
+            Some(Value::String(one)) => vec![one.clone()],
+            Some(_) => self.strings(table, prefix, "upstream_tls_pin").unwrap_or_default(),
+            None => Vec::new(),
+        };
+        for text in pin_texts {
+            match parse_fingerprint(&text) {
+                Some(pin) => pins.push(pin),
+                None => self.error(
+                    &join(prefix, "upstream_tls_pin"),
+                    format!("\"{text}\" is not a SHA-256 fingerprint"),
+                    "write 64 hex digits (colons allowed), e.g. from: openssl x509 -noout -fingerprint -sha256 -in cert.pem",
+                ),
+            }
+        }
+        let verify = if !pins.is_empty() {
+            UpstreamVerify::Pin(pins)
+        } else if verify_full {
+            UpstreamVerify::Full
+        } else {
+            UpstreamVerify::None
+        };
+        let server_name = self
+            .string(
+                table,
+                prefix,
+                "upstream_tls_name",
+                "upstream_tls_name = \"mx.example.com\"",
+            )
+            .map(str::to_owned);
+        UpstreamTlsSettings {
+            mode,
+            ca_file,
+            verify,
+            server_name,
+        }
+    }
+
+    fn listener(&mut self, table: &Table, prefix: &str, base: &Path) -> Option<ListenerSettings> {
         const KNOWN: &[&str] = &[
             "role",
             "listen",
@@ -891,6 +1095,12 @@ impl Reader {
             "upstream_connect_timeout",
             "upstream_timeout",
             "upstream_data_timeout",
+            "tls",
+            "upstream_tls",
+            "upstream_tls_ca",
+            "upstream_tls_verify",
+            "upstream_tls_pin",
+            "upstream_tls_name",
         ];
         self.unknown_keys(table, prefix, KNOWN);
         let role = match self.string(table, prefix, "role", "role = \"inbound\"") {
@@ -1009,6 +1219,15 @@ impl Reader {
                 defaults.upstream_data_timeout,
             ),
         };
+        let tls = match table.get("tls") {
+            None => None,
+            Some(Value::Table(tls)) => self.tls(tls, &join(prefix, "tls"), base),
+            Some(other) => {
+                self.wrong_type(&join(prefix, "tls"), other, "a table", "[listener.tls]");
+                None
+            }
+        };
+        let upstream_tls = self.upstream_tls(table, prefix, base);
         let (role, listen, upstream) = (role?, listen?, upstream?);
         Some(ListenerSettings {
             name: format!("{}@{listen}", role.as_str()),
@@ -1018,6 +1237,8 @@ impl Reader {
             client_identity,
             hostname,
             limits,
+            tls,
+            upstream_tls,
         })
     }
 }
@@ -1049,6 +1270,25 @@ fn valid_host_port(text: &str) -> bool {
         }
         None => false,
     }
+}
+
+/// A SHA-256 fingerprint: 64 hex digits, colons and a `sha256:` prefix allowed.
+fn parse_fingerprint(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    let text = text
+        .strip_prefix("sha256:")
+        .or_else(|| text.strip_prefix("SHA256:"))
+        .unwrap_or(text);
+    let digits: Vec<u8> = text.bytes().filter(|b| *b != b':').collect();
+    if digits.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (index, pair) in digits.chunks(2).enumerate() {
+        let text = std::str::from_utf8(pair).ok()?;
+        out[index] = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// `10240000`, `50MiB`, `10MB`, `512k`: binary and decimal units.

@@ -21,6 +21,8 @@ pub enum Stream {
     Plain(TcpStream),
     ServerTls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// Left behind while the socket is handed to a TLS handshake.
+    Closed,
 }
 
 impl Stream {
@@ -29,11 +31,12 @@ impl Stream {
             Stream::Plain(tcp) => tcp,
             Stream::ServerTls(tls) => tls.get_ref().0,
             Stream::ClientTls(tls) => tls.get_ref().0,
+            Stream::Closed => unreachable!("a closed stream has no socket"),
         }
     }
 
     pub fn is_tls(&self) -> bool {
-        !matches!(self, Stream::Plain(_))
+        matches!(self, Stream::ServerTls(_) | Stream::ClientTls(_))
     }
 }
 
@@ -43,6 +46,7 @@ impl AsyncRead for Stream {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Closed => Poll::Ready(Ok(())),
         }
     }
 }
@@ -53,6 +57,7 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Closed => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
         }
     }
 
@@ -61,6 +66,7 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
         }
     }
 
@@ -69,6 +75,7 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::ServerTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Stream::ClientTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Closed => Poll::Ready(Ok(())),
         }
     }
 }
@@ -117,6 +124,20 @@ impl Connection {
     /// Gives the stream back (for a TLS upgrade), with any bytes already read.
     pub fn into_parts(self) -> (Stream, BytesMut) {
         (self.stream, self.input)
+    }
+
+    /// Hands the socket over for a TLS upgrade. Whatever the peer sent
+    /// ahead of the handshake is dropped: bytes pipelined after STARTTLS
+    /// must never be read as if they came through TLS (CVE-2011-0411).
+    pub fn take_stream(&mut self) -> Stream {
+        self.input.clear();
+        self.discarding_line = false;
+        std::mem::replace(&mut self.stream, Stream::Closed)
+    }
+
+    pub fn set_stream(&mut self, stream: Stream) {
+        self.input.clear();
+        self.stream = stream;
     }
 
     pub fn input(&self) -> &[u8] {

@@ -14,3 +14,4 @@ pub mod policy;
 pub mod server;
 pub mod session;
 pub mod smtp;
+pub mod tls;

@@ -126,17 +126,19 @@ fn contexts(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Vec<Arc<L
         config.batv.sign_form,
     );
     let policy = Policy::new(config.policy.clone(), config.batv.domains.clone(), codec, first_start);
-    Ok(config
-        .listeners
-        .iter()
-        .map(|settings| {
-            Arc::new(ListenerContext {
-                settings: settings.clone(),
-                policy: policy.clone(),
-                metrics: metrics.for_listener(&settings.name),
-            })
-        })
-        .collect())
+    let mut contexts = Vec::new();
+    for (index, settings) in config.listeners.iter().enumerate() {
+        let (server_tls, upstream_tls) = crate::tls::for_listener(settings, index + 1, &config.file)
+            .map_err(|errors| anyhow::anyhow!("{}", crate::config::ConfigErrors(errors)))?;
+        contexts.push(Arc::new(ListenerContext {
+            settings: settings.clone(),
+            policy: policy.clone(),
+            metrics: metrics.for_listener(&settings.name),
+            server_tls,
+            upstream_tls,
+        }));
+    }
+    Ok(contexts)
 }
 
 /// The day the proxy first ran, remembered in `state_dir/first-start`.

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::batv::Day;
-use crate::config::{ClientIdentity, ListenerSettings, Role};
+use crate::config::{ClientIdentity, ListenerSettings, Role, TlsMode, UpstreamTlsMode};
 use crate::connection::{Connection, Incoming, ReadError, Stream};
 use crate::metrics::ListenerMetrics;
 use crate::policy::{self, Deferred, Policy, RecipientAction, SenderDecision, SenderKind, Verdict};
@@ -25,6 +25,7 @@ use crate::smtp::command::{self, Command, Parameter, Parameters, Verb, xtext_enc
 use crate::smtp::data::{DataScanner, Scan, Violation};
 use crate::smtp::line::LineError;
 use crate::smtp::reply::Reply;
+use crate::tls::{ServerTls, UpstreamTls};
 
 /// Longest line of a SASL exchange (RFC 4954 §4).
 const MAX_SASL_LINE: usize = 12_288;
@@ -44,6 +45,8 @@ pub struct ListenerContext {
     pub settings: ListenerSettings,
     pub policy: Policy,
     pub metrics: ListenerMetrics,
+    pub server_tls: Option<ServerTls>,
+    pub upstream_tls: Option<UpstreamTls>,
 }
 
 /// Today in UTC: tag days are UTC days everywhere.
@@ -79,6 +82,7 @@ pub enum Outcome {
     UpstreamLost,
     UpstreamRefusedIdentity,
     TooManyErrors,
+    TlsFailed,
     Shutdown,
 }
 
@@ -92,6 +96,7 @@ impl Outcome {
             Outcome::UpstreamLost => "upstream_lost",
             Outcome::UpstreamRefusedIdentity => "upstream_refused_identity",
             Outcome::TooManyErrors => "too_many_errors",
+            Outcome::TlsFailed => "tls_failed",
             Outcome::Shutdown => "shutdown",
         }
     }
@@ -195,11 +200,23 @@ pub async fn serve(socket: TcpStream, context: Arc<ListenerContext>, shutdown: w
     let metrics = context.metrics.clone();
     metrics.sessions_active.inc();
     let started = Instant::now();
+    let id = next_session_id();
+    let stream = match &context.server_tls {
+        Some(tls) if tls.mode == TlsMode::Implicit => match handshake(tls, socket, &metrics, &id, peer).await {
+            Some(stream) => stream,
+            None => {
+                metrics.sessions_active.dec();
+                metrics.session_ended("tls_failed");
+                return;
+            }
+        },
+        _ => Stream::Plain(socket),
+    };
     let mut session = Session {
-        id: next_session_id(),
+        id,
         peer: normalize(peer),
         local: normalize(local),
-        client: Connection::new(Stream::Plain(socket)),
+        client: Connection::new(stream),
         upstream: None,
         hello: None,
         transaction: None,
@@ -361,8 +378,15 @@ impl Session {
     async fn open_upstream(&mut self) -> Step {
         let limits = self.settings().limits.clone();
         let target = self.settings().upstream.clone();
+        let unavailable = || {
+            End::with(
+                Outcome::UpstreamUnavailable,
+                421,
+                "4.4.0 Mail service temporarily unavailable; try again later",
+            )
+        };
         let connect = tokio::time::timeout(limits.upstream_connect_timeout, TcpStream::connect(&target)).await;
-        let socket = match connect {
+        let mut socket = match connect {
             Ok(Ok(socket)) => socket,
             failure => {
                 let reason = match failure {
@@ -371,36 +395,39 @@ impl Session {
                 };
                 self.context.metrics.upstream_error("connect");
                 tracing::warn!(session = %self.id, upstream = %target, error = %reason, "cannot connect to the upstream MTA");
-                return Err(End::with(
-                    Outcome::UpstreamUnavailable,
-                    421,
-                    "4.4.0 Mail service temporarily unavailable; try again later",
-                ));
+                return Err(unavailable());
             }
         };
         let _ = socket.set_nodelay(true);
-        let mut connection = Connection::new(Stream::Plain(socket));
         if self.settings().client_identity == ClientIdentity::ProxyV2 {
-            let header = proxy_v2_header(self.peer, self.local);
-            if connection.write_now(&header).await.is_err() {
+            let tlvs = client_tls_version(self.client.stream())
+                .map(crate::tls::proxy_v2_ssl_tlv)
+                .unwrap_or_default();
+            let header = proxy_v2_header(self.peer, self.local, &tlvs);
+            if tokio::io::AsyncWriteExt::write_all(&mut socket, &header).await.is_err() {
                 self.context.metrics.upstream_error("connect");
-                return Err(End::with(
-                    Outcome::UpstreamUnavailable,
-                    421,
-                    "4.4.0 Mail service temporarily unavailable; try again later",
-                ));
+                return Err(unavailable());
             }
         }
+        let implicit = self
+            .context
+            .upstream_tls
+            .as_ref()
+            .filter(|tls| tls.mode == UpstreamTlsMode::Implicit);
+        let stream = match implicit {
+            Some(tls) => match self.upstream_handshake(tls, socket).await {
+                Some(stream) => stream,
+                None => return Err(unavailable()),
+            },
+            None => Stream::Plain(socket),
+        };
+        let mut connection = Connection::new(stream);
         let greeting = match connection.read_reply(limits.upstream_timeout).await {
             Ok(greeting) => greeting,
             Err(error) => {
                 self.context.metrics.upstream_error("greeting");
                 tracing::warn!(session = %self.id, upstream = %target, error = %error, "upstream MTA sent no greeting");
-                return Err(End::with(
-                    Outcome::UpstreamUnavailable,
-                    421,
-                    "4.4.0 Mail service temporarily unavailable; try again later",
-                ));
+                return Err(unavailable());
             }
         };
         if greeting.code() != 220 {
@@ -416,12 +443,63 @@ impl Session {
                 )
             });
         }
+        let starttls = self
+            .context
+            .upstream_tls
+            .as_ref()
+            .filter(|tls| tls.mode == UpstreamTlsMode::StartTls);
+        if let Some(tls) = starttls {
+            connection = match self.upstream_starttls(tls, connection).await {
+                Some(connection) => connection,
+                None => return Err(unavailable()),
+            };
+        }
         self.upstream = Some(Upstream {
             connection,
             identified: false,
             capabilities: Capabilities::default(),
         });
         Ok(())
+    }
+
+    async fn upstream_handshake(&self, tls: &UpstreamTls, socket: TcpStream) -> Option<Stream> {
+        let timeout = self.settings().limits.upstream_timeout;
+        match tokio::time::timeout(timeout, tls.connector.connect(tls.server_name.clone(), socket)).await {
+            Ok(Ok(stream)) => Some(Stream::ClientTls(Box::new(stream))),
+            failure => {
+                let reason = match failure {
+                    Ok(Err(error)) => error.to_string(),
+                    _ => "timed out".into(),
+                };
+                self.context.metrics.upstream_error("tls");
+                tracing::error!(session = %self.id, upstream = %self.settings().upstream, reason = %reason, "TLS handshake with the upstream MTA failed");
+                None
+            }
+        }
+    }
+
+    /// EHLO, STARTTLS and the handshake with the upstream.
+    async fn upstream_starttls(&self, tls: &UpstreamTls, mut connection: Connection) -> Option<Connection> {
+        let timeout = self.settings().limits.upstream_timeout;
+        connection.queue(format!("EHLO {}\r\n", self.settings().hostname).as_bytes());
+        connection.flush().await.ok()?;
+        let ehlo = connection.read_reply(timeout).await.ok()?;
+        if !Capabilities::from_ehlo(&ehlo).has("STARTTLS") {
+            self.context.metrics.upstream_error("tls");
+            tracing::error!(session = %self.id, upstream = %self.settings().upstream, "upstream_tls = \"starttls\" but the upstream MTA does not offer STARTTLS");
+            return None;
+        }
+        connection.queue(b"STARTTLS\r\n");
+        connection.flush().await.ok()?;
+        let reply = connection.read_reply(timeout).await.ok()?;
+        if reply.code() != 220 {
+            self.context.metrics.upstream_error("tls");
+            tracing::error!(session = %self.id, reply = %reply, "the upstream MTA refused STARTTLS");
+            return None;
+        }
+        let (stream, _) = connection.into_parts();
+        let Stream::Plain(socket) = stream else { return None };
+        self.upstream_handshake(tls, socket).await.map(Connection::new)
     }
 
     /// Makes sure an upstream session exists and knows who the client is:
@@ -576,10 +654,7 @@ impl Session {
                 Ok(spent)
             }
             Command::Auth { .. } => self.auth(line).await,
-            Command::StartTls => {
-                self.reply(Reply::new(502, "5.5.1 STARTTLS is not offered on this listener"))?;
-                Ok(Default::default())
-            }
+            Command::StartTls => self.starttls().await,
             Command::NotOffered(verb) => {
                 self.reply(Reply::new(502, &format!("5.5.1 {} is not available", verb.as_str())))?;
                 Ok(Default::default())
@@ -590,6 +665,52 @@ impl Session {
             }
             Command::Quit => unreachable!("QUIT is handled by the caller"),
         }
+    }
+
+    fn client_tls(&self) -> bool {
+        self.client.stream().is_tls()
+    }
+
+    async fn starttls(&mut self) -> Result<std::time::Duration, End> {
+        let context = Arc::clone(&self.context);
+        let Some(tls) = context.server_tls.as_ref().filter(|tls| tls.mode == TlsMode::StartTls) else {
+            self.reply(Reply::new(502, "5.5.1 STARTTLS is not offered on this listener"))?;
+            return Ok(Default::default());
+        };
+        if self.client_tls() {
+            self.reply(Reply::new(503, "5.5.1 TLS is already active"))?;
+            return Ok(Default::default());
+        }
+        self.client.queue_reply(&Reply::new(220, "2.0.0 Ready to start TLS"));
+        if self.client.flush().await.is_err() {
+            return Err(End {
+                outcome: Outcome::ClientClosed,
+                reply: None,
+            });
+        }
+        let Stream::Plain(socket) = self.client.take_stream() else {
+            unreachable!("only a plain connection upgrades");
+        };
+        match handshake(tls, socket, &context.metrics, &self.id, self.peer).await {
+            Some(stream) => self.client.set_stream(stream),
+            None => {
+                return Err(End {
+                    outcome: Outcome::TlsFailed,
+                    reply: None,
+                });
+            }
+        }
+        // RFC 3207 §4.2: forget everything learnt before TLS.
+        self.hello = None;
+        self.transaction = None;
+        if self.settings().client_identity == ClientIdentity::ProxyV2
+            && let Some(mut upstream) = self.upstream.take()
+        {
+            // A fresh upstream session whose PROXY header says the client uses TLS.
+            upstream.connection.queue(b"QUIT\r\n");
+            let _ = upstream.connection.flush().await;
+        }
+        Ok(Default::default())
     }
 
     async fn quit(&mut self) -> Step {
@@ -615,11 +736,18 @@ impl Session {
         let max_message_size = self.settings().limits.max_message_size;
         let reply = if reply.code() == 250 {
             let capabilities = Capabilities::from_ehlo(&reply);
+            let tls_active = self.client_tls();
             let answer = if extended {
                 let offer = Offer {
                     max_message_size,
-                    auth: true,
-                    starttls: false,
+                    // With TLS configured, AUTH is offered only inside it.
+                    auth: tls_active || self.context.server_tls.is_none(),
+                    starttls: !tls_active
+                        && self
+                            .context
+                            .server_tls
+                            .as_ref()
+                            .is_some_and(|tls| tls.mode == TlsMode::StartTls),
                 };
                 client_ehlo_reply(&hostname, &capabilities, offer)
             } else {
@@ -644,6 +772,11 @@ impl Session {
     ) -> Result<std::time::Duration, End> {
         if self.transaction.is_some() {
             self.reply(Reply::new(503, "5.5.1 Nested MAIL command"))?;
+            return Ok(Default::default());
+        }
+        if self.context.server_tls.as_ref().is_some_and(|tls| tls.require) && !self.client_tls() {
+            self.context.metrics.rejection("mail", "tls_required");
+            self.reply(Reply::new(530, "5.7.0 Must issue a STARTTLS command first"))?;
             return Ok(Default::default());
         }
         if let Some(size) = parameters
@@ -1034,6 +1167,13 @@ impl Session {
             self.reply(Reply::new(503, "5.5.1 AUTH not allowed during a mail transaction"))?;
             return Ok(Default::default());
         }
+        if self.context.server_tls.is_some() && !self.client_tls() {
+            self.reply(Reply::new(
+                538,
+                "5.7.11 Encryption required for authentication; issue STARTTLS first",
+            ))?;
+            return Ok(Default::default());
+        }
         let started = Instant::now();
         let mut reply = self.exchange(line).await?;
         while reply.code() == 334 {
@@ -1078,6 +1218,53 @@ impl Session {
         }
         self.reply(reply)?;
         Ok(started.elapsed())
+    }
+}
+
+/// A TLS handshake with a client, bounded in time; failures are counted
+/// and logged with their reason.
+async fn handshake(
+    tls: &ServerTls,
+    socket: TcpStream,
+    metrics: &ListenerMetrics,
+    id: &str,
+    peer: SocketAddr,
+) -> Option<Stream> {
+    match tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(socket)).await {
+        Ok(Ok(stream)) => {
+            metrics.tls_handshake("ok");
+            let (_, connection) = stream.get_ref();
+            tracing::debug!(
+                session = %id,
+                client = %peer.ip(),
+                version = ?connection.protocol_version(),
+                sni = connection.server_name().unwrap_or(""),
+                "TLS established"
+            );
+            Some(Stream::ServerTls(Box::new(stream)))
+        }
+        Ok(Err(error)) => {
+            metrics.tls_handshake("failed");
+            tracing::info!(session = %id, client = %peer.ip(), reason = %error, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            metrics.tls_handshake("timeout");
+            tracing::info!(session = %id, client = %peer.ip(), reason = "timeout", "TLS handshake failed");
+            None
+        }
+    }
+}
+
+/// The TLS version of the client's connection, for the PROXY v2 header.
+fn client_tls_version(stream: &Stream) -> Option<&'static str> {
+    match stream {
+        Stream::ServerTls(tls) => match tls.get_ref().1.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => Some("TLSv1.3"),
+            Some(rustls::ProtocolVersion::TLSv1_2) => Some("TLSv1.2"),
+            _ => Some("TLS"),
+        },
+        _ => None,
     }
 }
 
@@ -1132,14 +1319,14 @@ pub fn queue_id(reply: &Reply) -> Option<&str> {
 
 /// A PROXY protocol v2 header (haproxy's proxy-protocol.txt §2.2) for a
 /// TCP connection from `source` to `destination`.
-pub fn proxy_v2_header(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
+pub fn proxy_v2_header(source: SocketAddr, destination: SocketAddr, tlvs: &[u8]) -> Vec<u8> {
     const SIGNATURE: [u8; 12] = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A];
     let mut header = SIGNATURE.to_vec();
     header.push(0x21); // version 2, PROXY command
     match (source, destination) {
         (SocketAddr::V4(source), SocketAddr::V4(destination)) => {
             header.push(0x11); // TCP over IPv4
-            header.extend_from_slice(&12u16.to_be_bytes());
+            header.extend_from_slice(&(12 + tlvs.len() as u16).to_be_bytes());
             header.extend_from_slice(&source.ip().octets());
             header.extend_from_slice(&destination.ip().octets());
             header.extend_from_slice(&source.port().to_be_bytes());
@@ -1151,13 +1338,14 @@ pub fn proxy_v2_header(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
                 IpAddr::V6(v6) => v6,
             };
             header.push(0x21); // TCP over IPv6
-            header.extend_from_slice(&36u16.to_be_bytes());
+            header.extend_from_slice(&(36 + tlvs.len() as u16).to_be_bytes());
             header.extend_from_slice(&v6(source).octets());
             header.extend_from_slice(&v6(destination).octets());
             header.extend_from_slice(&source.port().to_be_bytes());
             header.extend_from_slice(&destination.port().to_be_bytes());
         }
     }
+    header.extend_from_slice(tlvs);
     header
 }
 
@@ -1180,7 +1368,11 @@ mod tests {
 
     #[test]
     fn proxy_header_layout() {
-        let header = proxy_v2_header("192.0.2.7:4567".parse().unwrap(), "198.51.100.1:25".parse().unwrap());
+        let header = proxy_v2_header(
+            "192.0.2.7:4567".parse().unwrap(),
+            "198.51.100.1:25".parse().unwrap(),
+            &[],
+        );
         assert_eq!(header.len(), 16 + 12);
         assert_eq!(&header[12..16], &[0x21, 0x11, 0, 12]);
         assert_eq!(&header[16..20], &[192, 0, 2, 7]);
@@ -1188,8 +1380,16 @@ mod tests {
         let v6 = proxy_v2_header(
             "[2001:db8::1]:1000".parse().unwrap(),
             "[2001:db8::2]:25".parse().unwrap(),
+            &[],
         );
         assert_eq!(v6.len(), 16 + 36);
         assert_eq!(v6[13], 0x21);
+        let with_tls = proxy_v2_header(
+            "192.0.2.7:4567".parse().unwrap(),
+            "198.51.100.1:25".parse().unwrap(),
+            &[0x20, 0, 0],
+        );
+        assert_eq!(&with_tls[14..16], &15u16.to_be_bytes());
+        assert_eq!(&with_tls[28..], &[0x20, 0, 0]);
     }
 }

@@ -36,7 +36,7 @@ fn silent_upstream_gets_421_after_the_upstream_timeout() {
     let fake = FakeUpstream::start(Fault::StallGreeting);
     let (_proxy, port) = proxy(fake.port, "upstream_timeout = \"1s\"");
     let started = Instant::now();
-    let mut smtp = Smtp::connect(port);
+    let smtp = Smtp::connect(port);
     assert_eq!(smtp.greeting.code, 421, "{:?}", smtp.greeting);
     assert!(started.elapsed() < Duration::from_secs(10));
 }

@@ -496,6 +496,8 @@ pub struct Postfix {
     pub port: u16,
     /// smtpd expecting a PROXY protocol header.
     pub proxy_port: u16,
+    /// smtpd with TLS from the first byte (works when main.cf sets a certificate).
+    pub tls_port: u16,
 }
 
 pub const USERS: &[&str] = &[
@@ -508,7 +510,7 @@ impl Postfix {
     pub fn start(extra_main: &str) -> Postfix {
         provision();
         let dir = TestDir::new("postfix.");
-        let (port, proxy_port) = (free_port(), free_port());
+        let (port, proxy_port, tls_port) = (free_port(), free_port(), free_port());
         let root = dir.path.display().to_string();
         for sub in ["etc", "queue", "data", "mail", "log"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -568,12 +570,14 @@ impl Postfix {
         );
         let mut master = format!(
             "127.0.0.1:{port} inet n - n - - smtpd\n\
-             127.0.0.1:{proxy_port} inet n - n - - smtpd -o smtpd_upstream_proxy_protocol=haproxy\n"
+             127.0.0.1:{proxy_port} inet n - n - - smtpd -o smtpd_upstream_proxy_protocol=haproxy\n\
+             127.0.0.1:{tls_port} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes\n"
         );
         for service in [
             "pickup unix n - n 60 1 pickup",
             "cleanup unix n - n - 0 cleanup",
             "qmgr unix n - n 300 1 qmgr",
+            "tlsmgr unix - - n 1000? 1 tlsmgr",
             "rewrite unix - - n - - trivial-rewrite",
             "bounce unix - - n - 0 bounce",
             "defer unix - - n - 0 bounce",
@@ -633,7 +637,12 @@ impl Postfix {
             .spawn()
             .unwrap();
         assert!(wait_port(port, Duration::from_secs(15)), "postfix did not listen");
-        Postfix { dir, port, proxy_port }
+        Postfix {
+            dir,
+            port,
+            proxy_port,
+            tls_port,
+        }
     }
 
     /// One instance shared by the tests of a test binary.
@@ -675,6 +684,67 @@ impl Drop for Postfix {
             .arg(etc)
             .arg("stop")
             .output();
+    }
+}
+
+/// A test CA and certificates made with the openssl command line.
+pub struct TestPki {
+    pub dir: TestDir,
+}
+
+impl TestPki {
+    /// A CA, `mx.example.com` (+ localhost, 127.0.0.1) and `mail.example.org`
+    /// (+ `*.example.net`), each as `NAME.pem` (leaf then CA) and `NAME.key`.
+    pub fn new() -> TestPki {
+        provision();
+        let dir = TestDir::new("pki.");
+        let run = |args: &str| {
+            let output = Command::new("sh")
+                .arg("-c")
+                .arg(args)
+                .current_dir(&dir.path)
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{args}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        run(
+            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 3 -subj '/CN=batv-proxy test CA' 2>/dev/null",
+        );
+        for (name, sans) in [
+            ("mx.example.com", "DNS:mx.example.com,DNS:localhost,IP:127.0.0.1"),
+            ("mail.example.org", "DNS:mail.example.org,DNS:*.example.net"),
+        ] {
+            run(&format!(
+                "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout {name}.key -out {name}.csr -subj '/CN={name}' 2>/dev/null && \
+                 printf 'subjectAltName={sans}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n' > {name}.ext && \
+                 openssl x509 -req -in {name}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3 -extfile {name}.ext -out {name}.leaf 2>/dev/null && \
+                 cat {name}.leaf ca.pem > {name}.pem && chmod 644 {name}.key"
+            ));
+        }
+        TestPki { dir }
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    /// SHA-256 fingerprint of a certificate, as openssl prints it.
+    pub fn fingerprint(&self, name: &str) -> String {
+        let output = Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+            .arg(self.path(name))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .rsplit('=')
+            .next()
+            .unwrap()
+            .to_owned()
     }
 }
 

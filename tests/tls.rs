@@ -1,0 +1,386 @@
+//! TLS with real clients (swaks, Python, openssl s_client) and real
+//! Postfix upstream: STARTTLS, implicit TLS, SNI, injection, AUTH gating.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn tls_table(pki: &TestPki, mode: &str, require: bool) -> String {
+    format!(
+        "[listener.tls]\nmode = \"{mode}\"\nrequire = {require}\ncert = \"{}\"\nkey = \"{}\"\nhandshake_timeout = \"2s\"\n\
+         [[listener.tls.sni]]\ncert = \"{}\"\nkey = \"{}\"\n",
+        pki.path("mx.example.com.pem"),
+        pki.path("mx.example.com.key"),
+        pki.path("mail.example.org.pem"),
+        pki.path("mail.example.org.key"),
+    )
+}
+
+fn python(script: &str) -> String {
+    let output = Command::new("python3").arg("-c").arg(script).output().unwrap();
+    assert!(
+        output.status.success(),
+        "python: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn starttls_and_implicit_tls_with_real_clients_reach_postfix() {
+    let pki = TestPki::new();
+    let postfix = Postfix::shared();
+    let (starttls, implicit) = (free_port(), free_port());
+    let config = format!(
+        "{BATV_SECTION}{}{}{}{}",
+        listener("outbound", starttls, postfix.port, "xclient", ""),
+        tls_table(&pki, "starttls", false),
+        listener("outbound", implicit, postfix.port, "xclient", ""),
+        tls_table(&pki, "implicit", false),
+    );
+    let _proxy = Proxy::start(&config, &[starttls, implicit]);
+
+    let token = unique("swaks-tls");
+    let output = Command::new("swaks")
+        .args([
+            "--server",
+            &format!("127.0.0.1:{starttls}"),
+            "--tls",
+            "--tls-verify",
+            "--tls-ca-path",
+            &pki.path("ca.pem"),
+        ])
+        .args([
+            "--tls-sni",
+            "mx.example.com",
+            "--from",
+            "alice@example.com",
+            "--to",
+            "bob@example.com",
+        ])
+        .args(["--header", &format!("Subject: {token}")])
+        .output()
+        .unwrap();
+    let transcript = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "swaks --tls: {transcript}");
+    assert!(transcript.contains("TLS started"), "{transcript}");
+    assert!(
+        postfix
+            .delivered("bob@example.com", &token)
+            .expect("delivered")
+            .contains("Return-Path: <prvs=")
+    );
+
+    let (token_starttls, token_implicit) = (unique("py-starttls"), unique("py-implicit"));
+    python(&format!(
+        r#"
+import smtplib, ssl
+context = ssl.create_default_context(cafile="{ca}")
+with smtplib.SMTP("127.0.0.1", {starttls}) as s:
+    s.ehlo("python.test")
+    assert s.has_extn("starttls")
+    s.starttls(context=context)
+    s.ehlo("python.test")
+    assert not s.has_extn("starttls")
+    s.sendmail("carol@example.com", ["dave@example.com"], "Subject: {token_starttls}\r\n\r\nover starttls\r\n")
+with smtplib.SMTP_SSL("127.0.0.1", {implicit}, context=context) as s:
+    s.ehlo("python.test")
+    s.sendmail("carol@example.com", ["dave@example.com"], "Subject: {token_implicit}\r\n\r\nover implicit tls\r\n")
+"#,
+        ca = pki.path("ca.pem")
+    ));
+    assert!(postfix.delivered("dave@example.com", &token_starttls).is_some());
+    assert!(postfix.delivered("dave@example.com", &token_implicit).is_some());
+}
+
+#[test]
+fn s_client_sees_the_chain_and_the_sni_choice() {
+    let pki = TestPki::new();
+    let sink = Sink::start();
+    let port = free_port();
+    let config = format!(
+        "{BATV_SECTION}{}{}",
+        listener("inbound", port, sink.port, "none", ""),
+        tls_table(&pki, "starttls", false)
+    );
+    let _proxy = Proxy::start(&config, &[port]);
+    let s_client = |servername: Option<&str>| {
+        let mut command = Command::new("openssl");
+        command.args([
+            "s_client",
+            "-starttls",
+            "smtp",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-CAfile",
+            &pki.path("ca.pem"),
+            "-showcerts",
+        ]);
+        if let Some(name) = servername {
+            command.args(["-servername", name]);
+        }
+        let output = command.stdin(std::process::Stdio::null()).output().unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let default = s_client(None);
+    assert!(
+        default.contains("CN=mx.example.com") || default.contains("CN = mx.example.com"),
+        "{default}"
+    );
+    assert!(default.contains("Verify return code: 0 (ok)"), "{default}");
+    assert!(
+        default.contains("batv-proxy test CA"),
+        "the chain should include the CA: {default}"
+    );
+    let org = s_client(Some("mail.example.org"));
+    assert!(
+        org.contains("CN=mail.example.org") || org.contains("CN = mail.example.org"),
+        "{org}"
+    );
+    let wildcard = s_client(Some("smtp.example.net"));
+    assert!(
+        wildcard.contains("CN=mail.example.org") || wildcard.contains("CN = mail.example.org"),
+        "{wildcard}"
+    );
+    let unknown = s_client(Some("other.test"));
+    assert!(
+        unknown.contains("CN=mx.example.com") || unknown.contains("CN = mx.example.com"),
+        "{unknown}"
+    );
+}
+
+#[test]
+fn bytes_pipelined_after_starttls_are_discarded_and_state_is_reset() {
+    let pki = TestPki::new();
+    let sink = Sink::start();
+    let port = free_port();
+    let config = format!(
+        "{BATV_SECTION}{}{}",
+        listener("inbound", port, sink.port, "none", ""),
+        tls_table(&pki, "starttls", false)
+    );
+    let _proxy = Proxy::start(&config, &[port]);
+    let out = python(&format!(
+        r#"
+import socket, ssl
+s = socket.create_connection(("127.0.0.1", {port}), timeout=5)
+f = s.makefile("rb")
+def reply(f):
+    lines = []
+    while True:
+        line = f.readline().decode()
+        lines.append(line)
+        if len(line) < 4 or line[3] != "-":
+            return "".join(lines)
+print("greeting", reply(f)[:3])
+s.sendall(b"EHLO client.test\r\n"); reply(f)
+s.sendall(b"MAIL FROM:<>\r\n"); print("mail", reply(f)[:3])
+s.sendall(b"STARTTLS\r\nRSET\r\n")
+print("starttls", reply(f)[:3])
+context = ssl.create_default_context(cafile="{ca}")
+t = context.wrap_socket(s, server_hostname="mx.example.com")
+t.settimeout(1.0)
+try:
+    data = t.recv(4096)
+    print("injected", repr(data))
+except socket.timeout:
+    print("injected none")
+t.settimeout(5)
+g = t.makefile("rb")
+t.sendall(b"RCPT TO:<bob@example.com>\r\n"); print("rcpt", reply(g)[:3])
+t.sendall(b"EHLO client.test\r\n"); print("ehlo", reply(g)[:3])
+"#,
+        ca = pki.path("ca.pem")
+    ));
+    assert!(out.contains("starttls 220"), "{out}");
+    assert!(
+        out.contains("injected none"),
+        "a reply to the pipelined RSET leaked into TLS: {out}"
+    );
+    assert!(
+        out.contains("rcpt 503"),
+        "the transaction begun before TLS survived: {out}"
+    );
+    assert!(out.contains("ehlo 250"), "{out}");
+}
+
+#[test]
+fn require_tls_refuses_mail_and_auth_in_clear_and_relays_auth_inside() {
+    let pki = TestPki::new();
+    let sink = Sink::start();
+    let port = free_port();
+    let config = format!(
+        "{BATV_SECTION}{}{}",
+        listener("outbound", port, sink.port, "none", ""),
+        tls_table(&pki, "starttls", true)
+    );
+    let proxy = Proxy::start(&config, &[port]);
+    let mut smtp = Smtp::connect(port);
+    let ehlo = smtp.command("EHLO client.test");
+    assert!(
+        ehlo.text.contains("STARTTLS") && !ehlo.text.contains("AUTH"),
+        "{ehlo:?}"
+    );
+    let mail = smtp.command("MAIL FROM:<alice@example.com>");
+    assert_eq!(mail.code, 530, "{mail:?}");
+    assert!(mail.text.contains("5.7.0"));
+    // "alice\0alice\0s3cret-password"
+    let credentials = "AGFsaWNlAHMzY3JldC1wYXNzd29yZA==";
+    assert_eq!(smtp.command(&format!("AUTH PLAIN {credentials}")).code, 538);
+    smtp.quit();
+    let out = python(&format!(
+        r#"
+import smtplib, ssl
+context = ssl.create_default_context(cafile="{ca}")
+with smtplib.SMTP("127.0.0.1", {port}) as s:
+    s.starttls(context=context)
+    s.ehlo("python.test")
+    assert s.has_extn("auth"), s.esmtp_features
+    code, text = s.docmd("AUTH", "PLAIN {credentials}")
+    print("auth", code)
+    s.sendmail("alice@example.com", ["carol@remote.test"], "Subject: submitted\r\n\r\nx\r\n")
+    print("sent")
+"#,
+        ca = pki.path("ca.pem")
+    ));
+    // smtp-sink answers AUTH with a 2xx of its own; the proxy relays it as it is.
+    assert!(out.contains("auth 2") && out.contains("sent"), "{out}");
+    let relayed = sink.find("submitted").expect("relayed");
+    assert!(relayed.contains("X-Mail-Args: <prvs="), "{relayed}");
+    std::thread::sleep(Duration::from_millis(200));
+    let log = proxy.log();
+    assert!(
+        !log.contains(credentials) && !log.contains("s3cret"),
+        "AUTH data reached the log"
+    );
+}
+
+#[test]
+fn failed_handshakes_are_logged_with_a_reason() {
+    let pki = TestPki::new();
+    let sink = Sink::start();
+    let port = free_port();
+    let config = format!(
+        "{BATV_SECTION}{}{}",
+        listener("inbound", port, sink.port, "none", ""),
+        tls_table(&pki, "implicit", false)
+    );
+    let proxy = Proxy::start(&config, &[port]);
+    let mut garbage = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(&mut garbage, b"EHLO this is not tls\r\n").unwrap();
+    let _silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let logged = eventually(Duration::from_secs(5), || {
+        let log = proxy.log();
+        (log.matches("TLS handshake failed").count() >= 2 && log.contains("timeout")).then_some(log)
+    });
+    assert!(logged.is_some(), "{}", proxy.log());
+}
+
+fn postfix_with_tls(pki: &TestPki) -> Postfix {
+    Postfix::start(&format!(
+        "smtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}\nsmtpd_tls_security_level = may\nsmtpd_tls_loglevel = 1\n",
+        pki.path("mx.example.com.pem"),
+        pki.path("mx.example.com.key")
+    ))
+}
+
+#[test]
+fn upstream_tls_starttls_and_implicit_with_verification_and_pinning() {
+    let pki = TestPki::new();
+    let postfix = postfix_with_tls(&pki);
+    let fingerprint = pki.fingerprint("mx.example.com.leaf");
+    let cases = [
+        (
+            "starttls",
+            postfix.port,
+            format!("upstream_tls_ca = \"{}\"", pki.path("ca.pem")),
+            true,
+        ),
+        (
+            "implicit",
+            postfix.tls_port,
+            format!("upstream_tls_pin = \"{fingerprint}\""),
+            true,
+        ),
+        ("starttls", postfix.port, "upstream_tls_verify = false".to_owned(), true),
+        (
+            "implicit",
+            postfix.tls_port,
+            format!("upstream_tls_pin = \"{}\"", "00".repeat(32)),
+            false,
+        ),
+        ("starttls", postfix.port, String::new(), false), // the system roots do not know the test CA
+    ];
+    for (mode, upstream, trust, works) in cases {
+        let port = free_port();
+        let extra = format!("upstream_tls = \"{mode}\"\n{trust}\n");
+        let config = format!(
+            "{BATV_SECTION}{}",
+            listener("outbound", port, upstream, "xclient", &extra)
+        );
+        let _proxy = Proxy::start(&config, &[port]);
+        let token = unique("upstream-tls");
+        let smtp = Smtp::connect(port);
+        if !works {
+            assert_eq!(smtp.greeting.code, 421, "{mode} {trust}: {:?}", smtp.greeting);
+            continue;
+        }
+        assert!(smtp.greeting.is(220), "{mode} {trust}: {:?}", smtp.greeting);
+        drop(smtp);
+        let t = send_mail(
+            port,
+            "erin@example.com",
+            &["frank@example.com"],
+            &format!("Subject: {token}\r\n\r\nx\r\n"),
+        );
+        assert!(t.end.as_ref().is_some_and(|r| r.is(250)), "{mode} {trust}: {:?}", t.end);
+        assert!(
+            postfix.delivered("frank@example.com", &token).is_some(),
+            "{mode} {trust}"
+        );
+    }
+    let log = postfix.log();
+    assert!(
+        log.matches("TLS connection established from").count() >= 3,
+        "Postfix saw no TLS sessions:\n{log}"
+    );
+}
+
+#[test]
+fn proxy_v2_tells_the_upstream_the_client_used_tls() {
+    let pki = TestPki::new();
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream_port = upstream.local_addr().unwrap().port();
+    let port = free_port();
+    let config = format!(
+        "{BATV_SECTION}{}{}",
+        listener("inbound", port, upstream_port, "proxy-v2", ""),
+        tls_table(&pki, "implicit", false)
+    );
+    let _proxy = Proxy::start(&config, &[port]);
+    let client = std::thread::spawn(move || {
+        python(&format!(
+            "import socket, ssl\nc = ssl.create_default_context(cafile=\"{}\")\ns = c.wrap_socket(socket.create_connection((\"127.0.0.1\", {port}), timeout=5), server_hostname=\"mx.example.com\")\ntry:\n    s.recv(100)\nexcept Exception:\n    pass\n",
+            pki.path("ca.pem")
+        ))
+    });
+    let (mut socket, _) = upstream.accept().unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut head = [0u8; 16];
+    std::io::Read::read_exact(&mut socket, &mut head).unwrap();
+    assert_eq!(&head[..12], b"\r\n\r\n\0\r\nQUIT\n");
+    assert_eq!(head[12], 0x21);
+    let length = u16::from_be_bytes([head[14], head[15]]) as usize;
+    let mut rest = vec![0u8; length];
+    std::io::Read::read_exact(&mut socket, &mut rest).unwrap();
+    let tlvs = &rest[12..];
+    assert_eq!(tlvs[0], 0x20, "no PP2_TYPE_SSL TLV: {tlvs:?}");
+    assert_eq!(tlvs[3] & 0x01, 0x01, "PP2_CLIENT_SSL not set");
+    assert!(String::from_utf8_lossy(tlvs).contains("TLSv1."), "{tlvs:?}");
+    drop(socket);
+    let _ = client.join();
+}
