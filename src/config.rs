@@ -66,6 +66,10 @@ pub struct Config {
     pub keys: KeyRing,
     pub policy: PolicySettings,
     pub listeners: Vec<ListenerSettings>,
+    /// Where `/metrics` and `/healthz` are served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// How long transactions in progress may run after SIGTERM.
+    pub drain_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -590,7 +594,46 @@ impl Reader {
     }
 
     fn config(&mut self, table: &Table, base: &Path) -> Option<Config> {
-        self.unknown_keys(table, "", &["state_dir", "batv", "policy", "listener"]);
+        self.unknown_keys(
+            table,
+            "",
+            &["state_dir", "batv", "policy", "listener", "metrics", "server"],
+        );
+        let metrics_listen = match table.get("metrics") {
+            None => None,
+            Some(Value::Table(metrics)) => {
+                self.unknown_keys(metrics, "metrics", &["listen"]);
+                match self.string(metrics, "metrics", "listen", "listen = \"127.0.0.1:9325\"") {
+                    Some(text) => match text.parse::<SocketAddr>() {
+                        Ok(address) => Some(address),
+                        Err(_) => {
+                            self.error(
+                                "metrics.listen",
+                                format!("\"{text}\" is not an IP address and port"),
+                                "write listen = \"127.0.0.1:9325\"",
+                            );
+                            None
+                        }
+                    },
+                    None => None,
+                }
+            }
+            Some(other) => {
+                self.wrong_type("metrics", other, "a table", "[metrics]");
+                None
+            }
+        };
+        let drain_timeout = match table.get("server") {
+            None => Duration::from_secs(30),
+            Some(Value::Table(server)) => {
+                self.unknown_keys(server, "server", &["drain_timeout"]);
+                self.duration(server, "server", "drain_timeout", Duration::from_secs(30))
+            }
+            Some(other) => {
+                self.wrong_type("server", other, "a table", "[server]");
+                Duration::from_secs(30)
+            }
+        };
         let state_dir = self
             .string(table, "", "state_dir", "state_dir = \"/var/lib/batv-proxy\"")
             .map_or_else(|| PathBuf::from("/var/lib/batv-proxy"), |text| self.path(base, text));
@@ -661,6 +704,15 @@ impl Reader {
                 "set state_dir to a writable directory, or give enforce_after as a date",
             );
         }
+        if let Some(address) = metrics_listen
+            && listeners.iter().any(|l| l.listen == address)
+        {
+            self.error(
+                "metrics.listen",
+                format!("{address} is also a listener's address"),
+                "give the metrics endpoint its own port",
+            );
+        }
         Some(Config {
             file: self.file.clone(),
             state_dir,
@@ -668,6 +720,8 @@ impl Reader {
             keys: keys?,
             policy,
             listeners,
+            metrics_listen,
+            drain_timeout,
         })
     }
 

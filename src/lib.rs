@@ -14,4 +14,5 @@ pub mod policy;
 pub mod server;
 pub mod session;
 pub mod smtp;
+pub mod status;
 pub mod tls;

@@ -14,14 +14,11 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::batv::{Codec, Day};
 use crate::cli::LogFormat;
-use crate::config::{ClientIdentity, Config, EnforceAfter, ListenerSettings};
+use crate::config::{ClientIdentity, Config, EnforceAfter, ListenerSettings, UpstreamTlsMode};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::session::{self, ListenerContext, Phase};
-
-/// How long sessions may finish their transactions after SIGTERM before
-/// the rest are told `421 4.3.2`.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::status::{self, Probe};
 
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -46,7 +43,7 @@ pub fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(async { Server::start(config_path, config)?.serve().await })
+    runtime.block_on(async { Server::start(config_path, config).await?.serve().await })
 }
 
 /// Per-listener connection counts, for the total and per-client limits.
@@ -105,7 +102,12 @@ struct RunningListener {
 
 struct Server {
     config_path: PathBuf,
+    /// How long transactions in progress may run after SIGTERM before the
+    /// rest are told `421 4.3.2`.
+    drain_timeout: Duration,
     metrics: Arc<Metrics>,
+    probes: watch::Sender<Vec<Probe>>,
+    status_stop: watch::Sender<bool>,
     phase: watch::Sender<Phase>,
     listeners: HashMap<SocketAddr, RunningListener>,
     /// Every session holds a clone; when all are dropped, all are done.
@@ -168,20 +170,56 @@ fn warn_about_identity(settings: &ListenerSettings) {
     }
 }
 
+fn probes(contexts: &[Arc<ListenerContext>]) -> Vec<Probe> {
+    let mut probes: Vec<Probe> = contexts
+        .iter()
+        .map(|context| Probe {
+            target: context.settings.upstream.clone(),
+            proxy_v2: context.settings.client_identity == ClientIdentity::ProxyV2,
+            implicit_tls: context.settings.upstream_tls.mode == UpstreamTlsMode::Implicit,
+        })
+        .collect();
+    probes.dedup();
+    probes
+}
+
+/// Tells systemd (Type=notify) where the service is; a no-op elsewhere.
+fn notify(state: &[sd_notify::NotifyState]) {
+    let _ = sd_notify::notify(state);
+}
+
 impl Server {
-    fn start(config_path: PathBuf, config: Config) -> anyhow::Result<Self> {
+    async fn start(config_path: PathBuf, config: Config) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
         let (phase, _) = watch::channel(Phase::Running);
         let (sessions_done, sessions_done_wait) = mpsc::channel(1);
+        let contexts = contexts(&config, &metrics)?;
+        let (probes, probes_receiver) = watch::channel(probes(&contexts));
+        let (status_stop, status_stop_receiver) = watch::channel(false);
+        if let Some(address) = config.metrics_listen {
+            let listener = status::bind(address)
+                .await
+                .with_context(|| format!("metrics: cannot listen on {address}"))?;
+            tracing::info!(listen = %address, "serving /metrics and /healthz");
+            tokio::spawn(status::serve(
+                listener,
+                Arc::clone(&metrics),
+                probes_receiver,
+                status_stop_receiver,
+            ));
+        }
         let mut server = Server {
             config_path,
+            drain_timeout: config.drain_timeout,
             metrics,
+            probes,
+            status_stop,
             phase,
             listeners: HashMap::new(),
             sessions_done,
             sessions_done_wait,
         };
-        for context in contexts(&config, &server.metrics)? {
+        for context in contexts {
             let address = context.settings.listen;
             let listener = bind(address)
                 .with_context(|| format!("listener {}: cannot listen on {address}", context.settings.name))?;
@@ -221,6 +259,7 @@ impl Server {
         let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "batv-proxy ready");
+        notify(&[sd_notify::NotifyState::Ready]);
         loop {
             tokio::select! {
                 _ = hangup.recv() => self.reload(),
@@ -232,11 +271,19 @@ impl Server {
         Ok(())
     }
 
-    /// Re-reads the configuration and keys. A broken configuration is
-    /// refused and the running one stays; sessions in flight keep the
-    /// settings they started with.
+    /// Re-reads the configuration, keys and certificates. A broken
+    /// configuration is refused and the running one stays; sessions in
+    /// flight keep the settings they started with.
     fn reload(&mut self) {
         tracing::info!(config = %self.config_path.display(), "reloading");
+        let mut reloading = vec![sd_notify::NotifyState::Reloading];
+        reloading.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
+        notify(&reloading);
+        self.apply_reload();
+        notify(&[sd_notify::NotifyState::Ready]);
+    }
+
+    fn apply_reload(&mut self) {
         let config = match Config::load(&self.config_path) {
             Ok(config) => config,
             Err(errors) => {
@@ -258,6 +305,8 @@ impl Server {
                 return;
             }
         };
+        self.drain_timeout = config.drain_timeout;
+        let _ = self.probes.send(probes(&contexts));
         let wanted: Vec<SocketAddr> = contexts.iter().map(|c| c.settings.listen).collect();
         let removed: Vec<SocketAddr> = self.listeners.keys().filter(|a| !wanted.contains(a)).copied().collect();
         for address in removed {
@@ -285,16 +334,18 @@ impl Server {
     }
 
     async fn shut_down(mut self) {
+        notify(&[sd_notify::NotifyState::Stopping]);
         tracing::info!(
-            drain_seconds = DRAIN_TIMEOUT.as_secs(),
+            drain_seconds = self.drain_timeout.as_secs(),
             "stopping: no new sessions; finishing transactions in progress"
         );
+        let _ = self.status_stop.send(true);
         for listener in self.listeners.values() {
             let _ = listener.stop.send(true);
         }
         let _ = self.phase.send(Phase::Draining);
         drop(self.sessions_done);
-        if tokio::time::timeout(DRAIN_TIMEOUT, self.sessions_done_wait.recv())
+        if tokio::time::timeout(self.drain_timeout, self.sessions_done_wait.recv())
             .await
             .is_err()
         {
@@ -305,7 +356,6 @@ impl Server {
         tracing::info!("stopped");
     }
 }
-
 fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = match address {
         SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
