@@ -22,14 +22,8 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("command");
     group.throughput(Throughput::Elements(1));
     for (name, line) in [
-        (
-            "mail",
-            &b"MAIL FROM:<alice.smith@example.com> SIZE=5120 BODY=8BITMIME"[..],
-        ),
-        (
-            "rcpt",
-            &b"RCPT TO:<prvs=3789abcdef=bob@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.com"[..],
-        ),
+        ("mail", &b"MAIL FROM:<alice.smith@example.com> SIZE=5120 BODY=8BITMIME"[..]),
+        ("rcpt", &b"RCPT TO:<prvs=3789abcdef=bob@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.com"[..]),
         ("noop", &b"NOOP"[..]),
     ] {
         group.bench_function(name, |b| b.iter(|| Command::parse(black_box(line)).unwrap()));

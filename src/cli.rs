@@ -102,6 +102,12 @@ enum Command {
         #[arg(long)]
         if_missing: bool,
     },
+    /// Ask a running proxy's /healthz (from [metrics] listen) whether every upstream MTA
+    /// answers; exit 0 if so, 1 otherwise. For container health checks.
+    Health {
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -118,11 +124,8 @@ pub fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(config),
         Command::Sign { config, date, address } => sign(config, date, address),
         Command::Verify { config, date, address } => verify(config, date, address),
-        Command::Keygen {
-            output,
-            key_id,
-            if_missing,
-        } => keygen(output, key_id, if_missing),
+        Command::Keygen { output, key_id, if_missing } => keygen(output, key_id, if_missing),
+        Command::Health { config } => health(config),
     }
 }
 
@@ -140,11 +143,7 @@ fn load_all(path: &Path) -> Result<Config, ExitCode> {
 fn report(path: &Path, errors: crate::config::ConfigErrors) -> ExitCode {
     let count = errors.0.len();
     eprintln!("{errors}");
-    eprintln!(
-        "{count} configuration error{} in {}",
-        if count == 1 { "" } else { "s" },
-        path.display()
-    );
+    eprintln!("{count} configuration error{} in {}", if count == 1 { "" } else { "s" }, path.display());
     ExitCode::from(EXIT_CONFIG)
 }
 
@@ -182,12 +181,7 @@ fn check_config(config_path: PathBuf) -> ExitCode {
 }
 
 fn codec(config: &Config) -> Codec {
-    Codec::new(
-        &config.keys,
-        config.batv.hash,
-        config.batv.lifetime_days,
-        config.batv.sign_form,
-    )
+    Codec::new(&config.keys, config.batv.hash, config.batv.lifetime_days, config.batv.sign_form)
 }
 
 fn day(date: Option<String>) -> Result<Day, ExitCode> {
@@ -201,11 +195,7 @@ fn day(date: Option<String>) -> Result<Day, ExitCode> {
 }
 
 fn address(text: &str) -> Result<Mailbox, ExitCode> {
-    let inner = text
-        .trim()
-        .strip_prefix('<')
-        .and_then(|t| t.strip_suffix('>'))
-        .unwrap_or(text.trim());
+    let inner = text.trim().strip_prefix('<').and_then(|t| t.strip_suffix('>')).unwrap_or(text.trim());
     Mailbox::parse(inner).map_err(|error| {
         eprintln!("{text}: not an address: {error}");
         ExitCode::from(EXIT_FAILURE)
@@ -218,10 +208,7 @@ fn sign(config_path: PathBuf, date: Option<String>, text: String) -> ExitCode {
         let today = day(date)?;
         let mailbox = address(&text)?;
         if !config.batv.domains.contains(mailbox.domain()) {
-            eprintln!(
-                "note: {} is not in batv.domains; the proxy would not sign this sender",
-                mailbox.domain()
-            );
+            eprintln!("note: {} is not in batv.domains; the proxy would not sign this sender", mailbox.domain());
         }
         let signed = codec(&config).sign(&mailbox, today);
         let _ = writeln!(std::io::stdout(), "{signed}");
@@ -265,4 +252,50 @@ fn keygen(output: PathBuf, key_id: Option<u8>, if_missing: bool) -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+fn health(config_path: PathBuf) -> ExitCode {
+    let config = match load(&config_path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let Some(address) = config.metrics_listen else {
+        eprintln!("{}: no [metrics] listen is configured, so there is no /healthz to ask", config_path.display());
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    // A wildcard listen address is reached through loopback.
+    let address = match address.ip() {
+        ip if ip.is_unspecified() => std::net::SocketAddr::new(
+            if ip.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() },
+            address.port(),
+        ),
+        _ => address,
+    };
+    match get_healthz(address) {
+        Ok((200, body)) => {
+            print!("{body}");
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprint!("unhealthy (HTTP {status}):\n{body}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+        Err(error) => {
+            eprintln!("cannot reach http://{address}/healthz: {error}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn get_healthz(address: std::net::SocketAddr) -> std::io::Result<(u16, String)> {
+    use std::io::Read;
+    let timeout = std::time::Duration::from_secs(10);
+    let mut socket = std::net::TcpStream::connect_timeout(&address, timeout)?;
+    socket.set_read_timeout(Some(timeout))?;
+    write!(socket, "GET /healthz HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+    let mut response = String::new();
+    socket.take(1 << 20).read_to_string(&mut response)?;
+    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
+    Ok((status, body))
 }

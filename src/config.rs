@@ -371,27 +371,16 @@ impl Config {
 
     /// Parses configuration text; relative paths are relative to `file`'s directory.
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
-        let mut reader = Reader {
-            file: file.to_owned(),
-            errors: Vec::new(),
-        };
+        let mut reader = Reader { file: file.to_owned(), errors: Vec::new() };
         let table: Table = match text.parse() {
             Ok(table) => table,
             Err(error) => {
                 let problem = error.to_string().replace('\n', " ").trim().to_owned();
-                reader.error(
-                    "",
-                    format!("not valid TOML: {problem}"),
-                    "correct the syntax at the position shown",
-                );
+                reader.error("", format!("not valid TOML: {problem}"), "correct the syntax at the position shown");
                 return Err(ConfigErrors(reader.errors));
             }
         };
-        let base = file
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_owned();
+        let base = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
         let config = reader.config(&table, &base);
         match config {
             Some(config) if reader.errors.is_empty() => Ok(config),
@@ -406,11 +395,7 @@ struct Reader {
 }
 
 fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{prefix}.{key}")
-    }
+    if prefix.is_empty() { key.to_owned() } else { format!("{prefix}.{key}") }
 }
 
 fn type_name(value: &Value) -> &'static str {
@@ -448,11 +433,7 @@ impl Reader {
     }
 
     fn wrong_type(&mut self, key: &str, value: &Value, wanted: &str, example: &str) {
-        self.error(
-            key,
-            format!("must be {wanted}, not {}", type_name(value)),
-            format!("write it like {example}"),
-        );
+        self.error(key, format!("must be {wanted}, not {}", type_name(value)), format!("write it like {example}"));
     }
 
     fn string<'t>(&mut self, table: &'t Table, prefix: &str, key: &str, example: &str) -> Option<&'t str> {
@@ -580,25 +561,16 @@ impl Reader {
     }
 
     fn count(&mut self, table: &Table, prefix: &str, key: &str, default: usize) -> usize {
-        self.integer(table, prefix, key, (1, 10_000_000))
-            .map_or(default, |n| n as usize)
+        self.integer(table, prefix, key, (1, 10_000_000)).map_or(default, |n| n as usize)
     }
 
     fn path(&self, base: &Path, text: &str) -> PathBuf {
         let path = Path::new(text);
-        if path.is_absolute() {
-            path.to_owned()
-        } else {
-            base.join(path)
-        }
+        if path.is_absolute() { path.to_owned() } else { base.join(path) }
     }
 
     fn config(&mut self, table: &Table, base: &Path) -> Option<Config> {
-        self.unknown_keys(
-            table,
-            "",
-            &["state_dir", "batv", "policy", "listener", "metrics", "server"],
-        );
+        self.unknown_keys(table, "", &["state_dir", "batv", "policy", "listener", "metrics", "server"]);
         let metrics_listen = match table.get("metrics") {
             None => None,
             Some(Value::Table(metrics)) => {
@@ -646,11 +618,7 @@ impl Reader {
                 &empty
             }
             None => {
-                self.error(
-                    "batv",
-                    "the [batv] table is missing",
-                    "add [batv] with key_file and domains",
-                );
+                self.error("batv", "the [batv] table is missing", "add [batv] with key_file and domains");
                 &empty
             }
         };
@@ -730,14 +698,7 @@ impl Reader {
         self.unknown_keys(
             table,
             prefix,
-            &[
-                "key_file",
-                "hash",
-                "lifetime_days",
-                "domains",
-                "domains_file",
-                "sign_form",
-            ],
+            &["key_file", "hash", "lifetime_days", "domains", "domains_file", "sign_form"],
         );
         let hash = self.choice(
             table,
@@ -746,9 +707,8 @@ impl Reader {
             &[("sha256", HashAlgorithm::Sha256), ("sha1", HashAlgorithm::Sha1)],
             HashAlgorithm::Sha256,
         );
-        let lifetime_days = self
-            .integer(table, prefix, "lifetime_days", (1, i64::from(MAX_LIFETIME_DAYS)))
-            .unwrap_or(7) as u16;
+        let lifetime_days =
+            self.integer(table, prefix, "lifetime_days", (1, i64::from(MAX_LIFETIME_DAYS))).unwrap_or(7) as u16;
         let sign_form = self.choice(
             table,
             prefix,
@@ -847,16 +807,7 @@ impl Reader {
                 }
             }
         }
-        (
-            Some(BatvSettings {
-                key_file,
-                hash,
-                lifetime_days,
-                domains,
-                sign_form,
-            }),
-            keys,
-        )
+        (Some(BatvSettings { key_file, hash, lifetime_days, domains, sign_form }), keys)
     }
 
     fn policy(&mut self, table: &Table) -> PolicySettings {
@@ -905,10 +856,7 @@ impl Reader {
             table,
             prefix,
             "non_bounce_invalid_tag",
-            &[
-                ("strip", NonBounceInvalidTag::Strip),
-                ("reject", NonBounceInvalidTag::Reject),
-            ],
+            &[("strip", NonBounceInvalidTag::Strip), ("reject", NonBounceInvalidTag::Reject)],
             NonBounceInvalidTag::Strip,
         );
         let enforce_after = match table.get("enforce_after") {
@@ -924,20 +872,19 @@ impl Reader {
                     None
                 }
             },
-            Some(Value::Datetime(datetime)) => match datetime
-                .date
-                .and_then(|d| Day::parse(&format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)))
-            {
-                Some(day) if datetime.time.is_none() => Some(EnforceAfter::Date(day)),
-                _ => {
-                    self.error(
-                        "policy.enforce_after",
-                        "must be a date without a time",
-                        "write enforce_after = \"2026-12-01\"",
-                    );
-                    None
+            Some(Value::Datetime(datetime)) => {
+                match datetime.date.and_then(|d| Day::parse(&format!("{:04}-{:02}-{:02}", d.year, d.month, d.day))) {
+                    Some(day) if datetime.time.is_none() => Some(EnforceAfter::Date(day)),
+                    _ => {
+                        self.error(
+                            "policy.enforce_after",
+                            "must be a date without a time",
+                            "write enforce_after = \"2026-12-01\"",
+                        );
+                        None
+                    }
                 }
-            },
+            }
             Some(Value::Integer(days)) if (0..=3650).contains(days) => {
                 Some(EnforceAfter::DaysAfterFirstStart(*days as u32))
             }
@@ -957,12 +904,7 @@ impl Reader {
             .map(|s| s.trim().to_lowercase())
             .collect();
         let patterns = |reader: &mut Reader, key: &str| -> Vec<AddressPattern> {
-            reader
-                .strings(table, prefix, key)
-                .unwrap_or_default()
-                .iter()
-                .map(|s| AddressPattern::new(s))
-                .collect()
+            reader.strings(table, prefix, key).unwrap_or_default().iter().map(|s| AddressPattern::new(s)).collect()
         };
         let exempt_senders = patterns(self, "exempt_senders");
         let exempt_recipients = patterns(self, "exempt_recipients");
@@ -1008,11 +950,7 @@ impl Reader {
     }
 
     fn tls(&mut self, table: &Table, prefix: &str, base: &Path) -> Option<TlsSettings> {
-        self.unknown_keys(
-            table,
-            prefix,
-            &["mode", "cert", "key", "require", "handshake_timeout", "sni"],
-        );
+        self.unknown_keys(table, prefix, &["mode", "cert", "key", "require", "handshake_timeout", "sni"]);
         let mode = self.choice(
             table,
             prefix,
@@ -1047,12 +985,7 @@ impl Reader {
             Some(other) => self.wrong_type(&join(prefix, "sni"), other, "a list of tables", "[[listener.tls.sni]]"),
         }
         let certificates: Option<Vec<CertificateFiles>> = certificates.into_iter().collect();
-        Some(TlsSettings {
-            mode,
-            require,
-            certificates: certificates?,
-            handshake_timeout,
-        })
+        Some(TlsSettings { mode, require, certificates: certificates?, handshake_timeout })
     }
 
     fn upstream_tls(&mut self, table: &Table, prefix: &str, base: &Path) -> UpstreamTlsSettings {
@@ -1116,19 +1049,9 @@ impl Reader {
             UpstreamVerify::None
         };
         let server_name = self
-            .string(
-                table,
-                prefix,
-                "upstream_tls_name",
-                "upstream_tls_name = \"mx.example.com\"",
-            )
+            .string(table, prefix, "upstream_tls_name", "upstream_tls_name = \"mx.example.com\"")
             .map(str::to_owned);
-        UpstreamTlsSettings {
-            mode,
-            ca_file,
-            verify,
-            server_name,
-        }
+        UpstreamTlsSettings { mode, ca_file, verify, server_name }
     }
 
     fn listener(&mut self, table: &Table, prefix: &str, base: &Path) -> Option<ListenerSettings> {
@@ -1170,11 +1093,7 @@ impl Reader {
             }
             None => {
                 if !table.contains_key("role") {
-                    self.error(
-                        &join(prefix, "role"),
-                        "missing",
-                        "add role = \"inbound\" or role = \"outbound\"",
-                    );
+                    self.error(&join(prefix, "role"), "missing", "add role = \"inbound\" or role = \"outbound\"");
                 }
                 None
             }
@@ -1210,11 +1129,7 @@ impl Reader {
             }
             None => {
                 if !table.contains_key("upstream") {
-                    self.error(
-                        &join(prefix, "upstream"),
-                        "missing",
-                        "add upstream = \"host:port\" of your MTA",
-                    );
+                    self.error(&join(prefix, "upstream"), "missing", "add upstream = \"host:port\" of your MTA");
                 }
                 None
             }
@@ -1329,10 +1244,7 @@ fn valid_host_port(text: &str) -> bool {
 /// A SHA-256 fingerprint: 64 hex digits, colons and a `sha256:` prefix allowed.
 fn parse_fingerprint(text: &str) -> Option<[u8; 32]> {
     let text = text.trim();
-    let text = text
-        .strip_prefix("sha256:")
-        .or_else(|| text.strip_prefix("SHA256:"))
-        .unwrap_or(text);
+    let text = text.strip_prefix("sha256:").or_else(|| text.strip_prefix("SHA256:")).unwrap_or(text);
     let digits: Vec<u8> = text.bytes().filter(|b| *b != b':').collect();
     if digits.len() != 64 {
         return None;
@@ -1396,9 +1308,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (table[i - 1][j] + 1)
-                .min(table[i][j - 1] + 1)
-                .min(table[i - 1][j - 1] + cost);
+            let mut best = (table[i - 1][j] + 1).min(table[i][j - 1] + 1).min(table[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(table[i - 2][j - 2] + 1);
             }
@@ -1511,9 +1421,7 @@ nonsense_key = 1
     #[test]
     fn typos_get_a_suggestion() {
         let fixture = Fixture::new();
-        let errors = fixture
-            .parse(&MINIMAL.replace("domains =", "domian = [\"x.com\"]\ndomains ="))
-            .unwrap_err();
+        let errors = fixture.parse(&MINIMAL.replace("domains =", "domian = [\"x.com\"]\ndomains =")).unwrap_err();
         assert!(errors.to_string().contains("did you mean `domains`"), "{errors}");
     }
 
@@ -1553,16 +1461,14 @@ nonsense_key = 1
             "# ours\nexample.net\n*.example.io # all subdomains\n\n",
         )
         .unwrap();
-        let config = fixture
-            .parse(&MINIMAL.replace("domains = [", "domains_file = \"domains.txt\"\ndomains = ["))
-            .unwrap();
+        let config =
+            fixture.parse(&MINIMAL.replace("domains = [", "domains_file = \"domains.txt\"\ndomains = [")).unwrap();
         assert!(config.batv.domains.contains(&Domain::parse("example.net").unwrap()));
         assert!(config.batv.domains.contains(&Domain::parse("x.example.io").unwrap()));
         assert!(config.batv.domains.contains(&Domain::parse("example.com").unwrap()));
         std::fs::write(fixture.dir.path().join("domains.txt"), "not a domain\n").unwrap();
-        let errors = fixture
-            .parse(&MINIMAL.replace("domains = [", "domains_file = \"domains.txt\"\ndomains = ["))
-            .unwrap_err();
+        let errors =
+            fixture.parse(&MINIMAL.replace("domains = [", "domains_file = \"domains.txt\"\ndomains = [")).unwrap_err();
         assert!(errors.to_string().contains("domains.txt:1"), "{errors}");
     }
 
@@ -1578,10 +1484,7 @@ nonsense_key = 1
         assert_eq!(limits.command_timeout, Duration::from_secs(120));
         assert_eq!(limits.data_timeout, Duration::from_secs(60));
         assert_eq!(config.listeners[0].client_identity, ClientIdentity::ProxyV2);
-        assert_eq!(
-            config.policy.enforce_after,
-            Some(EnforceAfter::Date(Day::parse("2026-12-01").unwrap()))
-        );
+        assert_eq!(config.policy.enforce_after, Some(EnforceAfter::Date(Day::parse("2026-12-01").unwrap())));
         assert!(config.policy.exempt_senders[0].matches(&Mailbox::parse("News@Lists.Example.com").unwrap()));
     }
 

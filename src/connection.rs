@@ -109,12 +109,7 @@ pub struct Connection {
 
 impl Connection {
     pub fn new(stream: Stream) -> Self {
-        Connection {
-            stream,
-            input: BytesMut::new(),
-            output: Vec::new(),
-            discarding_line: false,
-        }
+        Connection { stream, input: BytesMut::new(), output: Vec::new(), discarding_line: false }
     }
 
     pub fn stream(&self) -> &Stream {
@@ -207,11 +202,7 @@ impl Connection {
                     line.truncate(len);
                     Some(Incoming::Line(line))
                 }
-                Framed::Bad {
-                    error,
-                    consumed,
-                    line_ended,
-                } => {
+                Framed::Bad { error, consumed, line_ended } => {
                     self.input.advance(consumed);
                     self.discarding_line = !line_ended;
                     Some(Incoming::Bad(error))

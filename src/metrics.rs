@@ -97,26 +97,14 @@ impl Metrics {
             reloads: Family::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "sessions",
-            "Client sessions ended, by outcome",
-            metrics.sessions.clone(),
-        );
-        registry.register(
-            "sessions_active",
-            "Client sessions in progress",
-            metrics.sessions_active.clone(),
-        );
+        registry.register("sessions", "Client sessions ended, by outcome", metrics.sessions.clone());
+        registry.register("sessions_active", "Client sessions in progress", metrics.sessions_active.clone());
         registry.register(
             "messages",
             "Messages by result: accepted (upstream said 250), refused by the upstream, rejected by the proxy",
             metrics.messages.clone(),
         );
-        registry.register(
-            "tags_signed",
-            "Envelope senders rewritten to a prvs= tag",
-            metrics.tags_signed.clone(),
-        );
+        registry.register("tags_signed", "Envelope senders rewritten to a prvs= tag", metrics.tags_signed.clone());
         registry.register(
             "senders_unsigned",
             "Outbound senders left unsigned, by reason",
@@ -132,21 +120,9 @@ impl Metrics {
             "Replies refusing mail for BATV or protocol reasons",
             metrics.rejections.clone(),
         );
-        registry.register(
-            "upstream_errors",
-            "Failures talking to the upstream MTA",
-            metrics.upstream_errors.clone(),
-        );
-        registry.register(
-            "tls_handshakes",
-            "TLS handshakes with clients, by result",
-            metrics.tls_handshakes.clone(),
-        );
-        registry.register(
-            "session_duration_seconds",
-            "Duration of client sessions",
-            metrics.session_duration.clone(),
-        );
+        registry.register("upstream_errors", "Failures talking to the upstream MTA", metrics.upstream_errors.clone());
+        registry.register("tls_handshakes", "TLS handshakes with clients, by result", metrics.tls_handshakes.clone());
+        registry.register("session_duration_seconds", "Duration of client sessions", metrics.session_duration.clone());
         registry.register(
             "command_added_latency_seconds",
             "Time the proxy adds to a command, upstream round trip excluded",
@@ -164,28 +140,20 @@ impl Metrics {
     }
 
     pub fn reload(&self, outcome: &str) {
-        self.reloads
-            .get_or_create(&OutcomeLabels {
-                listener: String::new(),
-                outcome: outcome.into(),
-            })
-            .inc();
+        self.reloads.get_or_create(&OutcomeLabels { listener: String::new(), outcome: outcome.into() }).inc();
     }
 
     pub fn for_listener(self: &Arc<Self>, listener: &str) -> ListenerMetrics {
-        let label = ListenerLabel {
-            listener: listener.to_owned(),
-        };
+        let label = ListenerLabel { listener: listener.to_owned() };
         ListenerMetrics {
             metrics: Arc::clone(self),
             listener: listener.to_owned(),
             sessions_active: self.sessions_active.get_or_create_owned(&label),
             tags_signed: self.tags_signed.get_or_create_owned(&label),
             session_duration: self.session_duration.get_or_create_owned(&label),
-            messages_accepted: self.messages.get_or_create_owned(&OutcomeLabels {
-                listener: listener.to_owned(),
-                outcome: "accepted".into(),
-            }),
+            messages_accepted: self
+                .messages
+                .get_or_create_owned(&OutcomeLabels { listener: listener.to_owned(), outcome: "accepted".into() }),
         }
     }
 }
@@ -203,10 +171,7 @@ pub struct ListenerMetrics {
 
 impl ListenerMetrics {
     fn outcome(&self, outcome: &str) -> OutcomeLabels {
-        OutcomeLabels {
-            listener: self.listener.clone(),
-            outcome: outcome.to_owned(),
-        }
+        OutcomeLabels { listener: self.listener.clone(), outcome: outcome.to_owned() }
     }
 
     pub fn session_ended(&self, outcome: &str) {
@@ -226,20 +191,13 @@ impl ListenerMetrics {
     }
 
     pub fn verification(&self, result: &str, reason: &str) {
-        let labels = VerificationLabels {
-            listener: self.listener.clone(),
-            result: result.into(),
-            reason: reason.into(),
-        };
+        let labels =
+            VerificationLabels { listener: self.listener.clone(), result: result.into(), reason: reason.into() };
         self.metrics.verifications.get_or_create(&labels).inc();
     }
 
     pub fn rejection(&self, stage: &str, reason: &str) {
-        let labels = RejectionLabels {
-            listener: self.listener.clone(),
-            stage: stage.into(),
-            reason: reason.into(),
-        };
+        let labels = RejectionLabels { listener: self.listener.clone(), stage: stage.into(), reason: reason.into() };
         self.metrics.rejections.get_or_create(&labels).inc();
     }
 
@@ -252,10 +210,7 @@ impl ListenerMetrics {
     }
 
     pub fn added_latency(&self, command: &'static str, seconds: f64) {
-        let labels = CommandLabels {
-            listener: self.listener.clone(),
-            command: command.into(),
-        };
+        let labels = CommandLabels { listener: self.listener.clone(), command: command.into() };
         self.metrics.added_latency.get_or_create(&labels).observe(seconds);
     }
 }

@@ -128,12 +128,7 @@ impl Policy {
             Some(EnforceAfter::DaysAfterFirstStart(days)) => first_start.map(|start| start.plus(*days)),
             None => None,
         };
-        Policy {
-            settings,
-            domains,
-            codec,
-            enforce_from,
-        }
+        Policy { settings, domains, codec, enforce_from }
     }
 
     pub fn codec(&self) -> &Codec {
@@ -153,11 +148,7 @@ impl Policy {
             ReversePath::Null => SenderKind::Bounce,
             ReversePath::Mailbox(mailbox) => {
                 let local = mailbox.local_part().to_lowercase();
-                if self.settings.bounce_senders.contains(&local) {
-                    SenderKind::Bounce
-                } else {
-                    SenderKind::Regular
-                }
+                if self.settings.bounce_senders.contains(&local) { SenderKind::Bounce } else { SenderKind::Regular }
             }
         }
     }
@@ -173,12 +164,7 @@ impl Policy {
         if let Some(reason) = never_signed(mailbox) {
             return SenderDecision::Keep(reason);
         }
-        if self
-            .settings
-            .exempt_senders
-            .iter()
-            .any(|pattern| pattern.matches(mailbox))
-        {
+        if self.settings.exempt_senders.iter().any(|pattern| pattern.matches(mailbox)) {
             return SenderDecision::Keep(Unsigned::ExemptSender);
         }
         let signed = self.codec.sign(mailbox, today);
@@ -191,8 +177,7 @@ impl Policy {
 
     /// Outbound: a recipient that must not see a tagged sender.
     pub fn exempt_recipient(&self, path: &ForwardPath) -> bool {
-        path.mailbox()
-            .is_some_and(|mailbox| self.settings.exempt_recipients.iter().any(|p| p.matches(mailbox)))
+        path.mailbox().is_some_and(|mailbox| self.settings.exempt_recipients.iter().any(|p| p.matches(mailbox)))
     }
 
     /// Whether untagged bounces are refused today (false during the grace period).
@@ -202,12 +187,7 @@ impl Policy {
 
     /// Inbound: the verdict for one recipient of a transaction from `sender`.
     pub fn inbound_recipient(&self, sender: SenderKind, path: &ForwardPath, today: Day) -> RecipientDecision {
-        let decide = |action, verdict, key_id, rule| RecipientDecision {
-            action,
-            verdict,
-            key_id,
-            rule,
-        };
+        let decide = |action, verdict, key_id, rule| RecipientDecision { action, verdict, key_id, rule };
         let ForwardPath::Mailbox(mailbox) = path else {
             return decide(RecipientAction::Forward, Verdict::Exempt, None, "postmaster");
         };
@@ -217,12 +197,9 @@ impl Policy {
         let monitor = self.settings.mode == Mode::Monitor;
         match tag::parse(mailbox) {
             Parsed::Tagged(_) | Parsed::Malformed => match self.codec.verify(mailbox, today) {
-                Ok(valid) => decide(
-                    RecipientAction::Rewrite(valid.original),
-                    Verdict::Valid,
-                    Some(valid.key_id),
-                    "valid_tag",
-                ),
+                Ok(valid) => {
+                    decide(RecipientAction::Rewrite(valid.original), Verdict::Valid, Some(valid.key_id), "valid_tag")
+                }
                 Err(invalid) => {
                     let verdict = Verdict::Invalid(invalid.reason);
                     let refuse = match sender {
@@ -230,11 +207,8 @@ impl Policy {
                         SenderKind::Regular => self.settings.non_bounce_invalid_tag == NonBounceInvalidTag::Reject,
                     };
                     let reply = || {
-                        let text = if invalid.reason == Failure::Expired {
-                            REPLY_TAG_EXPIRED
-                        } else {
-                            REPLY_TAG_INVALID
-                        };
+                        let text =
+                            if invalid.reason == Failure::Expired { REPLY_TAG_EXPIRED } else { REPLY_TAG_INVALID };
                         Reply::new(550, text)
                     };
                     match (refuse && !monitor, invalid.original) {
@@ -267,10 +241,9 @@ impl Policy {
                     match (self.settings.untagged_bounce, self.settings.untagged_stage) {
                         (UntaggedBounce::Accept, _) => (RecipientAction::Forward, "untagged_accept"),
                         (UntaggedBounce::Inspect, _) => (RecipientAction::Defer(Deferred::Inspect), "untagged_inspect"),
-                        (UntaggedBounce::Reject, UntaggedStage::Rcpt) => (
-                            RecipientAction::Reject(Reply::new(550, REPLY_UNTAGGED)),
-                            "untagged_reject_rcpt",
-                        ),
+                        (UntaggedBounce::Reject, UntaggedStage::Rcpt) => {
+                            (RecipientAction::Reject(Reply::new(550, REPLY_UNTAGGED)), "untagged_reject_rcpt")
+                        }
                         (UntaggedBounce::Reject, UntaggedStage::Data) => {
                             (RecipientAction::Defer(Deferred::Reject), "untagged_reject_data")
                         }
@@ -292,9 +265,7 @@ impl Policy {
 fn never_signed(mailbox: &Mailbox) -> Option<Unsigned> {
     let local = mailbox.local_part().to_ascii_lowercase();
     if tag::parse(mailbox) != Parsed::Untagged
-        || ["prvs=", "msprvs1=", "btv1=="]
-            .iter()
-            .any(|prefix| local.starts_with(prefix))
+        || ["prvs=", "msprvs1=", "btv1=="].iter().any(|prefix| local.starts_with(prefix))
     {
         return Some(Unsigned::AlreadyTagged);
     }
@@ -315,10 +286,7 @@ fn never_signed(mailbox: &Mailbox) -> Option<Unsigned> {
 /// The `X-Batv-Status` value for a message in monitor mode, from its
 /// recipients' verdicts: the worst one wins.
 pub fn status_header(verdicts: &[Verdict]) -> Option<String> {
-    if let Some(failure) = verdicts
-        .iter()
-        .find_map(|v| if let Verdict::Invalid(f) = v { Some(*f) } else { None })
-    {
+    if let Some(failure) = verdicts.iter().find_map(|v| if let Verdict::Invalid(f) = v { Some(*f) } else { None }) {
         return Some(format!("invalid, {}", failure.as_str()));
     }
     if verdicts.contains(&Verdict::Missing) {
@@ -377,26 +345,18 @@ mod tests {
     fn bounce_senders() {
         let policy = policy_with(settings());
         assert_eq!(policy.sender_kind(&sender("")), SenderKind::Bounce);
-        assert_eq!(
-            policy.sender_kind(&sender("MAILER-DAEMON@remote.test")),
-            SenderKind::Bounce
-        );
+        assert_eq!(policy.sender_kind(&sender("MAILER-DAEMON@remote.test")), SenderKind::Bounce);
         assert_eq!(policy.sender_kind(&sender("bob@remote.test")), SenderKind::Regular);
     }
 
     #[test]
     fn outbound_signing_table() {
-        let policy = policy_with(PolicySettings {
-            exempt_senders: vec![AddressPattern::new("noreply@*")],
-            ..settings()
-        });
+        let policy =
+            policy_with(PolicySettings { exempt_senders: vec![AddressPattern::new("noreply@*")], ..settings() });
         assert!(
             matches!(policy.outbound_sender(&sender("alice@example.com"), today()), SenderDecision::Sign(m) if m.local_part().starts_with("prvs=3"))
         );
-        assert!(matches!(
-            policy.outbound_sender(&sender("Alice@EXAMPLE.com"), today()),
-            SenderDecision::Sign(_)
-        ));
+        assert!(matches!(policy.outbound_sender(&sender("Alice@EXAMPLE.com"), today()), SenderDecision::Sign(_)));
         let kept = [
             ("", Unsigned::NullSender),
             ("bob@other.test", Unsigned::ForeignDomain),
@@ -410,11 +370,7 @@ mod tests {
             ("noreply@example.com", Unsigned::ExemptSender),
         ];
         for (address, reason) in kept {
-            assert_eq!(
-                policy.outbound_sender(&sender(address), today()),
-                SenderDecision::Keep(reason),
-                "{address}"
-            );
+            assert_eq!(policy.outbound_sender(&sender(address), today()), SenderDecision::Keep(reason), "{address}");
         }
         let holding = policy_with(PolicySettings {
             exempt_recipients: vec![AddressPattern::new("lists.example.net")],
@@ -432,19 +388,11 @@ mod tests {
     fn inbound_recipient_table() {
         let policy = policy_with(settings());
         let tagged = policy.codec().sign(&mailbox("alice@example.com"), today()).to_string();
-        let expired = policy
-            .codec()
-            .sign(&mailbox("alice@example.com"), Day::parse("2026-10-01").unwrap())
-            .to_string();
+        let expired = policy.codec().sign(&mailbox("alice@example.com"), Day::parse("2026-10-01").unwrap()).to_string();
         let forged = format!("{}000000{}", &tagged[..9], &tagged[15..]);
         use RecipientAction::*;
         let table: Vec<(SenderKind, &str, RecipientAction, Verdict)> = vec![
-            (
-                SenderKind::Bounce,
-                &tagged,
-                Rewrite(mailbox("alice@example.com")),
-                Verdict::Valid,
-            ),
+            (SenderKind::Bounce, &tagged, Rewrite(mailbox("alice@example.com")), Verdict::Valid),
             (
                 SenderKind::Bounce,
                 &forged,
@@ -463,40 +411,16 @@ mod tests {
                 Reject(Reply::new(550, REPLY_TAG_INVALID)),
                 Verdict::Invalid(Failure::Malformed),
             ),
-            (
-                SenderKind::Bounce,
-                "alice@example.com",
-                Defer(Deferred::Reject),
-                Verdict::Missing,
-            ),
-            (
-                SenderKind::Bounce,
-                "prvs=1234abcdef=x@foreign.test",
-                Forward,
-                Verdict::Foreign,
-            ),
+            (SenderKind::Bounce, "alice@example.com", Defer(Deferred::Reject), Verdict::Missing),
+            (SenderKind::Bounce, "prvs=1234abcdef=x@foreign.test", Forward, Verdict::Foreign),
             (SenderKind::Bounce, "Postmaster", Forward, Verdict::Exempt),
             (SenderKind::Regular, "alice@example.com", Forward, Verdict::NotBounce),
-            (
-                SenderKind::Regular,
-                &tagged,
-                Rewrite(mailbox("alice@example.com")),
-                Verdict::Valid,
-            ),
-            (
-                SenderKind::Regular,
-                &expired,
-                Rewrite(mailbox("alice@example.com")),
-                Verdict::Invalid(Failure::Expired),
-            ),
+            (SenderKind::Regular, &tagged, Rewrite(mailbox("alice@example.com")), Verdict::Valid),
+            (SenderKind::Regular, &expired, Rewrite(mailbox("alice@example.com")), Verdict::Invalid(Failure::Expired)),
         ];
         for (kind, address, action, verdict) in table {
             let decision = policy.inbound_recipient(kind, &rcpt(address), today());
-            assert_eq!(
-                (decision.action, decision.verdict),
-                (action, verdict),
-                "{kind:?} {address}"
-            );
+            assert_eq!((decision.action, decision.verdict), (action, verdict), "{kind:?} {address}");
         }
     }
 
@@ -508,86 +432,42 @@ mod tests {
                 .action
         };
         let reply = RecipientAction::Reject(Reply::new(550, REPLY_UNTAGGED));
+        assert_eq!(untagged(PolicySettings { untagged_stage: UntaggedStage::Rcpt, ..settings() }, "2026-11-25"), reply);
         assert_eq!(
-            untagged(
-                PolicySettings {
-                    untagged_stage: UntaggedStage::Rcpt,
-                    ..settings()
-                },
-                "2026-11-25"
-            ),
-            reply
-        );
-        assert_eq!(
-            untagged(
-                PolicySettings {
-                    untagged_bounce: UntaggedBounce::Accept,
-                    ..settings()
-                },
-                "2026-11-25"
-            ),
+            untagged(PolicySettings { untagged_bounce: UntaggedBounce::Accept, ..settings() }, "2026-11-25"),
             RecipientAction::Forward
         );
         assert_eq!(
-            untagged(
-                PolicySettings {
-                    untagged_bounce: UntaggedBounce::Inspect,
-                    ..settings()
-                },
-                "2026-11-25"
-            ),
+            untagged(PolicySettings { untagged_bounce: UntaggedBounce::Inspect, ..settings() }, "2026-11-25"),
             RecipientAction::Defer(Deferred::Inspect)
         );
         assert_eq!(
-            untagged(
-                PolicySettings {
-                    mode: Mode::Monitor,
-                    ..settings()
-                },
-                "2026-11-25"
-            ),
+            untagged(PolicySettings { mode: Mode::Monitor, ..settings() }, "2026-11-25"),
             RecipientAction::Forward
         );
-        let grace = || PolicySettings {
-            enforce_after: Some(EnforceAfter::DaysAfterFirstStart(7)),
-            ..settings()
-        };
+        let grace = || PolicySettings { enforce_after: Some(EnforceAfter::DaysAfterFirstStart(7)), ..settings() };
         assert_eq!(untagged(grace(), "2026-12-01"), RecipientAction::Forward);
-        assert_eq!(
-            untagged(grace(), "2026-12-02"),
-            RecipientAction::Defer(Deferred::Reject)
-        );
+        assert_eq!(untagged(grace(), "2026-12-02"), RecipientAction::Defer(Deferred::Reject));
         let dated = || PolicySettings {
             enforce_after: Some(EnforceAfter::Date(Day::parse("2026-12-10").unwrap())),
             ..settings()
         };
         assert_eq!(untagged(dated(), "2026-12-09"), RecipientAction::Forward);
-        assert_eq!(
-            untagged(dated(), "2026-12-10"),
-            RecipientAction::Defer(Deferred::Reject)
-        );
-        let exempt = PolicySettings {
-            unverified_recipients: vec![AddressPattern::new("alice@example.com")],
-            ..settings()
-        };
+        assert_eq!(untagged(dated(), "2026-12-10"), RecipientAction::Defer(Deferred::Reject));
+        let exempt =
+            PolicySettings { unverified_recipients: vec![AddressPattern::new("alice@example.com")], ..settings() };
         assert_eq!(untagged(exempt, "2026-11-25"), RecipientAction::Forward);
     }
 
     #[test]
     fn monitor_mode_rejects_nothing() {
-        let policy = policy_with(PolicySettings {
-            mode: Mode::Monitor,
-            ..settings()
-        });
+        let policy = policy_with(PolicySettings { mode: Mode::Monitor, ..settings() });
         let tagged = policy.codec().sign(&mailbox("alice@example.com"), today()).to_string();
         let forged = format!("{}000000{}", &tagged[..9], &tagged[15..]);
         let decision = policy.inbound_recipient(SenderKind::Bounce, &rcpt(&forged), today());
         assert_eq!(decision.action, RecipientAction::Rewrite(mailbox("alice@example.com")));
         assert_eq!(decision.verdict, Verdict::Invalid(Failure::BadSignature));
-        assert_eq!(
-            status_header(&[Verdict::Valid, decision.verdict]).unwrap(),
-            "invalid, bad_signature"
-        );
+        assert_eq!(status_header(&[Verdict::Valid, decision.verdict]).unwrap(), "invalid, bad_signature");
         assert_eq!(status_header(&[Verdict::Valid, Verdict::Missing]).unwrap(), "missing");
         assert_eq!(status_header(&[Verdict::Valid]).unwrap(), "valid");
         assert_eq!(status_header(&[Verdict::Foreign]), None);
@@ -595,14 +475,8 @@ mod tests {
 
     #[test]
     fn non_bounce_invalid_tags_can_be_refused() {
-        let policy = policy_with(PolicySettings {
-            non_bounce_invalid_tag: NonBounceInvalidTag::Reject,
-            ..settings()
-        });
-        let expired = policy
-            .codec()
-            .sign(&mailbox("alice@example.com"), Day::parse("2026-10-01").unwrap())
-            .to_string();
+        let policy = policy_with(PolicySettings { non_bounce_invalid_tag: NonBounceInvalidTag::Reject, ..settings() });
+        let expired = policy.codec().sign(&mailbox("alice@example.com"), Day::parse("2026-10-01").unwrap()).to_string();
         let decision = policy.inbound_recipient(SenderKind::Regular, &rcpt(&expired), today());
         assert!(matches!(decision.action, RecipientAction::Reject(_)));
     }

@@ -28,9 +28,7 @@ pub fn init_logging(format: LogFormat) {
         LogFormat::Human => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().flatten_event(true).with_current_span(false).init();
     } else {
@@ -39,10 +37,7 @@ pub fn init_logging(format: LogFormat) {
 }
 
 pub fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async { Server::start(config_path, config).await?.serve().await })
 }
 
@@ -73,10 +68,7 @@ impl Drop for Slot {
 
 impl ConnectionLimits {
     fn new(total: usize) -> Self {
-        ConnectionLimits {
-            total: Arc::new(Semaphore::new(total)),
-            per_ip: Mutex::new(HashMap::new()),
-        }
+        ConnectionLimits { total: Arc::new(Semaphore::new(total)), per_ip: Mutex::new(HashMap::new()) }
     }
 
     fn admit(self: &Arc<Self>, ip: IpAddr, per_ip_limit: usize) -> Result<Slot, &'static str> {
@@ -87,11 +79,7 @@ impl ConnectionLimits {
             return Err("per_ip");
         }
         *count += 1;
-        Ok(Slot {
-            limits: Arc::clone(self),
-            ip,
-            _permit: permit,
-        })
+        Ok(Slot { limits: Arc::clone(self), ip, _permit: permit })
     }
 }
 
@@ -121,12 +109,7 @@ fn contexts(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Vec<Arc<L
         Some(EnforceAfter::DaysAfterFirstStart(_)) => Some(first_start(&config.state_dir)?),
         _ => None,
     };
-    let codec = Codec::new(
-        &config.keys,
-        config.batv.hash,
-        config.batv.lifetime_days,
-        config.batv.sign_form,
-    );
+    let codec = Codec::new(&config.keys, config.batv.hash, config.batv.lifetime_days, config.batv.sign_form);
     let policy = Policy::new(config.policy.clone(), config.batv.domains.clone(), codec, first_start);
     let mut contexts = Vec::new();
     for (index, settings) in config.listeners.iter().enumerate() {
@@ -197,16 +180,10 @@ impl Server {
         let (probes, probes_receiver) = watch::channel(probes(&contexts));
         let (status_stop, status_stop_receiver) = watch::channel(false);
         if let Some(address) = config.metrics_listen {
-            let listener = status::bind(address)
-                .await
-                .with_context(|| format!("metrics: cannot listen on {address}"))?;
+            let listener =
+                status::bind(address).await.with_context(|| format!("metrics: cannot listen on {address}"))?;
             tracing::info!(listen = %address, "serving /metrics and /healthz");
-            tokio::spawn(status::serve(
-                listener,
-                Arc::clone(&metrics),
-                probes_receiver,
-                status_stop_receiver,
-            ));
+            tokio::spawn(status::serve(listener, Arc::clone(&metrics), probes_receiver, status_stop_receiver));
         }
         let mut server = Server {
             config_path,
@@ -244,13 +221,7 @@ impl Server {
             self.phase.subscribe(),
             self.sessions_done.clone(),
         ));
-        self.listeners.insert(
-            address,
-            RunningListener {
-                context: context_sender,
-                stop: stop_sender,
-            },
-        );
+        self.listeners.insert(address, RunningListener { context: context_sender, stop: stop_sender });
     }
 
     async fn serve(mut self) -> anyhow::Result<()> {
@@ -297,10 +268,7 @@ impl Server {
         let contexts = match contexts(&config, &self.metrics) {
             Ok(contexts) => contexts,
             Err(error) => {
-                tracing::error!(
-                    error = format!("{error:#}"),
-                    "reload refused; the running configuration stays"
-                );
+                tracing::error!(error = format!("{error:#}"), "reload refused; the running configuration stays");
                 self.metrics.reload("refused");
                 return;
             }
@@ -345,10 +313,7 @@ impl Server {
         }
         let _ = self.phase.send(Phase::Draining);
         drop(self.sessions_done);
-        if tokio::time::timeout(self.drain_timeout, self.sessions_done_wait.recv())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(self.drain_timeout, self.sessions_done_wait.recv()).await.is_err() {
             tracing::info!("drain time over: closing the remaining sessions with 421");
             let _ = self.phase.send(Phase::Stopping);
             let _ = tokio::time::timeout(Duration::from_secs(10), self.sessions_done_wait.recv()).await;
@@ -391,11 +356,7 @@ async fn accept_loop(
         let slot = match limits.admit(peer.ip(), context.settings.limits.max_connections_per_ip) {
             Ok(slot) => slot,
             Err(which) => {
-                context.metrics.session_ended(if which == "total" {
-                    "limit_total"
-                } else {
-                    "limit_per_ip"
-                });
+                context.metrics.session_ended(if which == "total" { "limit_total" } else { "limit_per_ip" });
                 tokio::spawn(refuse(socket, context.settings.hostname.clone()));
                 continue;
             }

@@ -51,25 +51,16 @@ pub struct ListenerContext {
 
 /// Today in UTC: tag days are UTC days everywhere.
 pub fn today() -> Day {
-    let seconds = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     Day::from_days_since_epoch((seconds / 86_400) as u32)
 }
 
 fn next_session_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let start = *START.get_or_init(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-    });
-    format!(
-        "{:08x}{:06x}",
-        start as u32,
-        COUNTER.fetch_add(1, Ordering::Relaxed) & 0xff_ffff
-    )
+    let start = *START
+        .get_or_init(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+    format!("{:08x}{:06x}", start as u32, COUNTER.fetch_add(1, Ordering::Relaxed) & 0xff_ffff)
 }
 
 /// How a session ended, for the `sessions_total` metric.
@@ -111,10 +102,7 @@ struct End {
 
 impl End {
     fn with(outcome: Outcome, code: u16, text: &str) -> Self {
-        End {
-            outcome,
-            reply: Some(Reply::new(code, text)),
-        }
+        End { outcome, reply: Some(Reply::new(code, text)) }
     }
 
     fn upstream_lost(error: &ReadError) -> Self {
@@ -316,11 +304,7 @@ impl Session {
         if is_error {
             self.errors += 1;
             if self.errors >= self.settings().limits.max_errors {
-                return Err(End::with(
-                    Outcome::TooManyErrors,
-                    421,
-                    "4.7.0 Too many errors; closing the connection",
-                ));
+                return Err(End::with(Outcome::TooManyErrors, 421, "4.7.0 Too many errors; closing the connection"));
             }
         }
         Ok(())
@@ -337,17 +321,10 @@ impl Session {
             }
             let phase = *self.shutdown.borrow();
             if phase == Phase::Stopping || (phase == Phase::Draining && self.transaction.is_none()) {
-                return Err(End::with(
-                    Outcome::Shutdown,
-                    421,
-                    "4.3.2 Service shutting down; try again later",
-                ));
+                return Err(End::with(Outcome::Shutdown, 421, "4.3.2 Service shutting down; try again later"));
             }
             if self.client.flush().await.is_err() {
-                return Err(End {
-                    outcome: Outcome::ClientClosed,
-                    reply: None,
-                });
+                return Err(End { outcome: Outcome::ClientClosed, reply: None });
             }
             self.client.release_idle_buffers();
             if let Some(upstream) = &mut self.upstream {
@@ -379,11 +356,7 @@ impl Session {
         let limits = self.settings().limits.clone();
         let target = self.settings().upstream.clone();
         let unavailable = || {
-            End::with(
-                Outcome::UpstreamUnavailable,
-                421,
-                "4.4.0 Mail service temporarily unavailable; try again later",
-            )
+            End::with(Outcome::UpstreamUnavailable, 421, "4.4.0 Mail service temporarily unavailable; try again later")
         };
         let connect = tokio::time::timeout(limits.upstream_connect_timeout, TcpStream::connect(&target)).await;
         let mut socket = match connect {
@@ -400,20 +373,14 @@ impl Session {
         };
         let _ = socket.set_nodelay(true);
         if self.settings().client_identity == ClientIdentity::ProxyV2 {
-            let tlvs = client_tls_version(self.client.stream())
-                .map(crate::tls::proxy_v2_ssl_tlv)
-                .unwrap_or_default();
+            let tlvs = client_tls_version(self.client.stream()).map(crate::tls::proxy_v2_ssl_tlv).unwrap_or_default();
             let header = proxy_v2_header(self.peer, self.local, &tlvs);
             if tokio::io::AsyncWriteExt::write_all(&mut socket, &header).await.is_err() {
                 self.context.metrics.upstream_error("connect");
                 return Err(unavailable());
             }
         }
-        let implicit = self
-            .context
-            .upstream_tls
-            .as_ref()
-            .filter(|tls| tls.mode == UpstreamTlsMode::Implicit);
+        let implicit = self.context.upstream_tls.as_ref().filter(|tls| tls.mode == UpstreamTlsMode::Implicit);
         let stream = match implicit {
             Some(tls) => match self.upstream_handshake(tls, socket).await {
                 Some(stream) => stream,
@@ -443,22 +410,14 @@ impl Session {
                 )
             });
         }
-        let starttls = self
-            .context
-            .upstream_tls
-            .as_ref()
-            .filter(|tls| tls.mode == UpstreamTlsMode::StartTls);
+        let starttls = self.context.upstream_tls.as_ref().filter(|tls| tls.mode == UpstreamTlsMode::StartTls);
         if let Some(tls) = starttls {
             connection = match self.upstream_starttls(tls, connection).await {
                 Some(connection) => connection,
                 None => return Err(unavailable()),
             };
         }
-        self.upstream = Some(Upstream {
-            connection,
-            identified: false,
-            capabilities: Capabilities::default(),
-        });
+        self.upstream = Some(Upstream { connection, identified: false, capabilities: Capabilities::default() });
         Ok(())
     }
 
@@ -683,10 +642,7 @@ impl Session {
         }
         self.client.queue_reply(&Reply::new(220, "2.0.0 Ready to start TLS"));
         if self.client.flush().await.is_err() {
-            return Err(End {
-                outcome: Outcome::ClientClosed,
-                reply: None,
-            });
+            return Err(End { outcome: Outcome::ClientClosed, reply: None });
         }
         let Stream::Plain(socket) = self.client.take_stream() else {
             unreachable!("only a plain connection upgrades");
@@ -694,10 +650,7 @@ impl Session {
         match handshake(tls, socket, &context.metrics, &self.id, self.peer).await {
             Some(stream) => self.client.set_stream(stream),
             None => {
-                return Err(End {
-                    outcome: Outcome::TlsFailed,
-                    reply: None,
-                });
+                return Err(End { outcome: Outcome::TlsFailed, reply: None });
             }
         }
         // RFC 3207 §4.2: forget everything learnt before TLS.
@@ -726,11 +679,7 @@ impl Session {
 
     async fn hello(&mut self, extended: bool, domain: String, line: &[u8]) -> Result<std::time::Duration, End> {
         self.transaction = None;
-        self.hello = Some(Hello {
-            extended,
-            domain,
-            line: line.to_vec(),
-        });
+        self.hello = Some(Hello { extended, domain, line: line.to_vec() });
         let (reply, spent) = self.relay(line).await?;
         let hostname = self.settings().hostname.clone();
         let max_message_size = self.settings().limits.max_message_size;
@@ -743,11 +692,7 @@ impl Session {
                     // With TLS configured, AUTH is offered only inside it.
                     auth: tls_active || self.context.server_tls.is_none(),
                     starttls: !tls_active
-                        && self
-                            .context
-                            .server_tls
-                            .as_ref()
-                            .is_some_and(|tls| tls.mode == TlsMode::StartTls),
+                        && self.context.server_tls.as_ref().is_some_and(|tls| tls.mode == TlsMode::StartTls),
                 };
                 client_ehlo_reply(&hostname, &capabilities, offer)
             } else {
@@ -779,10 +724,7 @@ impl Session {
             self.reply(Reply::new(530, "5.7.0 Must issue a STARTTLS command first"))?;
             return Ok(Default::default());
         }
-        if let Some(size) = parameters
-            .get("SIZE")
-            .and_then(Parameter::value)
-            .and_then(|v| v.parse::<u64>().ok())
+        if let Some(size) = parameters.get("SIZE").and_then(Parameter::value).and_then(|v| v.parse::<u64>().ok())
             && size > self.settings().limits.max_message_size
         {
             self.reply(Reply::new(552, "5.3.4 Message size exceeds fixed limit"))?;
@@ -809,10 +751,7 @@ impl Session {
                 SenderDecision::SignUnlessExempt(signed) => {
                     let signed_line = command::mail_line(&ReversePath::Mailbox(signed.clone()), &parameters);
                     transaction.signed = Some(signed);
-                    transaction.held = Some(HeldMail {
-                        original_line: line.to_vec(),
-                        signed_line,
-                    });
+                    transaction.held = Some(HeldMail { original_line: line.to_vec(), signed_line });
                     // Answered after the first RCPT shows whether to sign.
                     self.transaction = Some(transaction);
                     self.reply(Reply::new(250, "2.1.0 Ok"))?;
@@ -897,10 +836,7 @@ impl Session {
         } else if transaction.exempt_group.is_some_and(|group| group != exempt) {
             // One sender form per transaction: the client sends this one separately.
             self.context.metrics.rejection("rcpt", "mixed_exemption");
-            self.reply(Reply::new(
-                452,
-                "4.5.3 Please send to this recipient in a separate transaction",
-            ))?;
+            self.reply(Reply::new(452, "4.5.3 Please send to this recipient in a separate transaction"))?;
             return Ok(spent);
         }
         let (reply, time) = self.relay(line).await?;
@@ -953,10 +889,7 @@ impl Session {
                 if parameters.get("ORCPT").is_none() && upstream_has_dsn && path.to_string().is_ascii() {
                     // DSNs must keep naming the address the client gave.
                     let given = path.mailbox().map(Mailbox::to_string).unwrap_or_default();
-                    parameters.push(Parameter::new(
-                        "ORCPT",
-                        Some(&format!("rfc822;{}", xtext_encode(&given))),
-                    ));
+                    parameters.push(Parameter::new("ORCPT", Some(&format!("rfc822;{}", xtext_encode(&given)))));
                 }
                 command::rcpt_line(&ForwardPath::Mailbox(original), &parameters)
             }
@@ -964,10 +897,7 @@ impl Session {
         };
         if transaction.class.is_some_and(|existing| existing != class) {
             self.context.metrics.rejection("rcpt", "mixed_verdicts");
-            self.reply(Reply::new(
-                452,
-                "4.5.3 Please send to this recipient in a separate transaction",
-            ))?;
+            self.reply(Reply::new(452, "4.5.3 Please send to this recipient in a separate transaction"))?;
             return Ok(Default::default());
         }
         let (reply, spent) = self.relay(&forwarded).await?;
@@ -975,9 +905,7 @@ impl Session {
             && let Some(transaction) = &mut self.transaction
         {
             transaction.class = Some(class);
-            transaction.recipients.push(Recipient {
-                verdict: Some(decision.verdict),
-            });
+            transaction.recipients.push(Recipient { verdict: Some(decision.verdict) });
         }
         self.reply(reply)?;
         Ok(spent)
@@ -1016,16 +944,11 @@ impl Session {
         self.client.queue_reply(&reply);
         let flushed = self.client.flush().await;
         if flushed.is_err() {
-            return Err(End {
-                outcome: Outcome::ClientClosed,
-                reply: None,
-            });
+            return Err(End { outcome: Outcome::ClientClosed, reply: None });
         }
         if let Some(value) = header {
             let upstream = self.upstream.as_mut().expect("relay leaves an upstream");
-            upstream
-                .connection
-                .queue(format!("X-Batv-Status: {value}\r\n").as_bytes());
+            upstream.connection.queue(format!("X-Batv-Status: {value}\r\n").as_bytes());
         }
         self.stream_message().await?;
         Ok(spent)
@@ -1044,11 +967,7 @@ impl Session {
                 let stopping = *self.shutdown.borrow() == Phase::Stopping;
                 if stopping {
                     self.upstream = None;
-                    return Err(End::with(
-                        Outcome::Shutdown,
-                        421,
-                        "4.3.2 Service shutting down; try again later",
-                    ));
+                    return Err(End::with(Outcome::Shutdown, 421, "4.3.2 Service shutting down; try again later"));
                 }
                 match self.client.fill_within(limits.data_timeout).await {
                     Ok(_) => {}
@@ -1062,10 +981,7 @@ impl Session {
                     }
                     Err(_) => {
                         self.upstream = None;
-                        return Err(End {
-                            outcome: Outcome::ClientClosed,
-                            reply: None,
-                        });
+                        return Err(End { outcome: Outcome::ClientClosed, reply: None });
                     }
                 }
             }
@@ -1115,10 +1031,9 @@ impl Session {
                         "4.4.2 Upstream mail server closed the connection; try again later",
                     ));
                 }
-                _ => Reply::new(
-                    550,
-                    "5.5.2 Message refused: bare CR or LF in message content (RFC 5321 section 2.3.8)",
-                ),
+                _ => {
+                    Reply::new(550, "5.5.2 Message refused: bare CR or LF in message content (RFC 5321 section 2.3.8)")
+                }
             };
             self.context.metrics.rejection("data", problem);
             tracing::warn!(session = %self.id, client = %self.peer.ip(), sender = %sender, reason = problem, "message refused");
@@ -1127,11 +1042,7 @@ impl Session {
         let upstream = self.upstream.as_mut().expect("DATA runs with an upstream");
         match upstream.connection.read_reply(limits.upstream_data_timeout).await {
             Ok(reply) => {
-                let result = if reply.is_positive() {
-                    "accepted"
-                } else {
-                    "refused_upstream"
-                };
+                let result = if reply.is_positive() { "accepted" } else { "refused_upstream" };
                 self.context.metrics.message(result);
                 tracing::info!(
                     session = %self.id,
@@ -1168,10 +1079,7 @@ impl Session {
             return Ok(Default::default());
         }
         if self.context.server_tls.is_some() && !self.client_tls() {
-            self.reply(Reply::new(
-                538,
-                "5.7.11 Encryption required for authentication; issue STARTTLS first",
-            ))?;
+            self.reply(Reply::new(538, "5.7.11 Encryption required for authentication; issue STARTTLS first"))?;
             return Ok(Default::default());
         }
         let started = Instant::now();
@@ -1179,10 +1087,7 @@ impl Session {
         while reply.code() == 334 {
             self.client.queue_reply(&reply);
             if self.client.flush().await.is_err() {
-                return Err(End {
-                    outcome: Outcome::ClientClosed,
-                    reply: None,
-                });
+                return Err(End { outcome: Outcome::ClientClosed, reply: None });
             }
             let response = loop {
                 if let Some(incoming) = self.client.take_line(MAX_SASL_LINE) {
@@ -1191,17 +1096,10 @@ impl Session {
                 match self.client.fill_within(self.settings().limits.command_timeout).await {
                     Ok(_) => {}
                     Err(ReadError::Timeout) => {
-                        return Err(End::with(
-                            Outcome::ClientTimeout,
-                            421,
-                            "4.4.2 Timeout during authentication",
-                        ));
+                        return Err(End::with(Outcome::ClientTimeout, 421, "4.4.2 Timeout during authentication"));
                     }
                     Err(_) => {
-                        return Err(End {
-                            outcome: Outcome::ClientClosed,
-                            reply: None,
-                        });
+                        return Err(End { outcome: Outcome::ClientClosed, reply: None });
                     }
                 }
             };
@@ -1312,9 +1210,7 @@ pub fn queue_id(reply: &Reply) -> Option<&str> {
         let index = text.find("id=")?;
         &text[index + 3..]
     };
-    id.split_whitespace()
-        .next()
-        .map(|id| id.trim_end_matches([')', '.', ',']))
+    id.split_whitespace().next().map(|id| id.trim_end_matches([')', '.', ',']))
 }
 
 /// A PROXY protocol v2 header (haproxy's proxy-protocol.txt §2.2) for a
@@ -1355,40 +1251,23 @@ mod tests {
 
     #[test]
     fn queue_ids() {
-        assert_eq!(
-            queue_id(&Reply::new(250, "2.0.0 Ok: queued as 4bXyZ12abc")),
-            Some("4bXyZ12abc")
-        );
-        assert_eq!(
-            queue_id(&Reply::new(250, "OK id=1vCdEf-000123-AB")),
-            Some("1vCdEf-000123-AB")
-        );
+        assert_eq!(queue_id(&Reply::new(250, "2.0.0 Ok: queued as 4bXyZ12abc")), Some("4bXyZ12abc"));
+        assert_eq!(queue_id(&Reply::new(250, "OK id=1vCdEf-000123-AB")), Some("1vCdEf-000123-AB"));
         assert_eq!(queue_id(&Reply::new(250, "2.0.0 Ok")), None);
     }
 
     #[test]
     fn proxy_header_layout() {
-        let header = proxy_v2_header(
-            "192.0.2.7:4567".parse().unwrap(),
-            "198.51.100.1:25".parse().unwrap(),
-            &[],
-        );
+        let header = proxy_v2_header("192.0.2.7:4567".parse().unwrap(), "198.51.100.1:25".parse().unwrap(), &[]);
         assert_eq!(header.len(), 16 + 12);
         assert_eq!(&header[12..16], &[0x21, 0x11, 0, 12]);
         assert_eq!(&header[16..20], &[192, 0, 2, 7]);
         assert_eq!(&header[24..26], &4567u16.to_be_bytes());
-        let v6 = proxy_v2_header(
-            "[2001:db8::1]:1000".parse().unwrap(),
-            "[2001:db8::2]:25".parse().unwrap(),
-            &[],
-        );
+        let v6 = proxy_v2_header("[2001:db8::1]:1000".parse().unwrap(), "[2001:db8::2]:25".parse().unwrap(), &[]);
         assert_eq!(v6.len(), 16 + 36);
         assert_eq!(v6[13], 0x21);
-        let with_tls = proxy_v2_header(
-            "192.0.2.7:4567".parse().unwrap(),
-            "198.51.100.1:25".parse().unwrap(),
-            &[0x20, 0, 0],
-        );
+        let with_tls =
+            proxy_v2_header("192.0.2.7:4567".parse().unwrap(), "198.51.100.1:25".parse().unwrap(), &[0x20, 0, 0]);
         assert_eq!(&with_tls[14..16], &15u16.to_be_bytes());
         assert_eq!(&with_tls[28..], &[0x20, 0, 0]);
     }

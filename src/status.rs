@@ -77,11 +77,7 @@ async fn respond(
         return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n".into());
     }
     match request.uri().path() {
-        "/metrics" => reply(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics.encode(),
-        ),
+        "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", metrics.encode()),
         "/healthz" => {
             let targets = upstreams.borrow().clone();
             let mut lines = String::new();
@@ -95,11 +91,7 @@ async fn respond(
                     }
                 }
             }
-            let status = if healthy {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
+            let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
             reply(status, "text/plain", lines)
         }
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "try /metrics or /healthz\n".into()),
@@ -109,40 +101,26 @@ async fn respond(
 /// Connects to an upstream and waits for its 220 greeting.
 async fn probe(probe: &Probe) -> Result<(), String> {
     let attempt = async {
-        let mut socket = TcpStream::connect(&probe.target)
-            .await
-            .map_err(|e| format!("cannot connect: {e}"))?;
+        let mut socket = TcpStream::connect(&probe.target).await.map_err(|e| format!("cannot connect: {e}"))?;
         if probe.implicit_tls {
             return Ok(());
         }
         if probe.proxy_v2 {
             // A LOCAL command: a health check, not a relayed client.
-            const LOCAL: [u8; 16] = [
-                0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x20, 0x00, 0, 0,
-            ];
-            socket
-                .write_all(&LOCAL)
-                .await
-                .map_err(|e| format!("cannot write: {e}"))?;
+            const LOCAL: [u8; 16] =
+                [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x20, 0x00, 0, 0];
+            socket.write_all(&LOCAL).await.map_err(|e| format!("cannot write: {e}"))?;
         }
         let mut greeting = [0u8; 512];
-        let count = socket
-            .read(&mut greeting)
-            .await
-            .map_err(|e| format!("no greeting: {e}"))?;
+        let count = socket.read(&mut greeting).await.map_err(|e| format!("no greeting: {e}"))?;
         let _ = socket.write_all(b"QUIT\r\n").await;
         if greeting[..count].starts_with(b"220") {
             Ok(())
         } else {
-            Err(format!(
-                "greeted with {:?}",
-                String::from_utf8_lossy(&greeting[..count.min(60)]).trim()
-            ))
+            Err(format!("greeted with {:?}", String::from_utf8_lossy(&greeting[..count.min(60)]).trim()))
         }
     };
-    tokio::time::timeout(PROBE_TIMEOUT, attempt)
-        .await
-        .unwrap_or_else(|_| Err("timed out".into()))
+    tokio::time::timeout(PROBE_TIMEOUT, attempt).await.unwrap_or_else(|_| Err("timed out".into()))
 }
 
 /// Binds the status endpoint's socket (at startup, so errors stop the start).

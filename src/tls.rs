@@ -78,9 +78,7 @@ struct SniResolver {
 
 impl fmt::Debug for SniResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SniResolver")
-            .field("names", &self.by_name.keys().collect::<Vec<_>>())
-            .finish()
+        f.debug_struct("SniResolver").field("names", &self.by_name.keys().collect::<Vec<_>>()).finish()
     }
 }
 
@@ -148,9 +146,7 @@ impl ServerCertVerifier for FingerprintVerifier {
         if self.pins.is_empty() || self.pins.contains(&fingerprint) {
             Ok(ServerCertVerified::assertion())
         } else {
-            Err(rustls::Error::General(
-                "the upstream's certificate matches no upstream_tls_pin".into(),
-            ))
+            Err(rustls::Error::General("the upstream's certificate matches no upstream_tls_pin".into()))
         }
     }
 
@@ -195,9 +191,7 @@ fn root_store(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
                 .map_err(|error| format!("cannot read {}: {error}", path.display()))?
             {
                 let cert = cert.map_err(|error| format!("{}: {error}", path.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|error| format!("{}: {error}", path.display()))?;
+                roots.add(cert).map_err(|error| format!("{}: {error}", path.display()))?;
             }
         }
         None => {
@@ -222,22 +216,16 @@ pub fn upstream(settings: &UpstreamTlsSettings, upstream: &str) -> Result<Option
         .with_safe_default_protocol_versions()
         .map_err(|error| error.to_string())?;
     let config = match &settings.verify {
-        UpstreamVerify::Full => builder
-            .with_root_certificates(root_store(settings.ca_file.as_deref())?)
-            .with_no_client_auth(),
+        UpstreamVerify::Full => {
+            builder.with_root_certificates(root_store(settings.ca_file.as_deref())?).with_no_client_auth()
+        }
         UpstreamVerify::Pin(pins) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(FingerprintVerifier {
-                pins: pins.clone(),
-                provider,
-            }))
+            .with_custom_certificate_verifier(Arc::new(FingerprintVerifier { pins: pins.clone(), provider }))
             .with_no_client_auth(),
         UpstreamVerify::None => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(FingerprintVerifier {
-                pins: Vec::new(),
-                provider,
-            }))
+            .with_custom_certificate_verifier(Arc::new(FingerprintVerifier { pins: Vec::new(), provider }))
             .with_no_client_auth(),
     };
     let host = settings.server_name.clone().unwrap_or_else(|| {
@@ -246,11 +234,7 @@ pub fn upstream(settings: &UpstreamTlsSettings, upstream: &str) -> Result<Option
     });
     let server_name =
         ServerName::try_from(host.clone()).map_err(|_| format!("\"{host}\" is not a valid TLS server name"))?;
-    Ok(Some(UpstreamTls {
-        connector: TlsConnector::from(Arc::new(config)),
-        mode: settings.mode,
-        server_name,
-    }))
+    Ok(Some(UpstreamTls { connector: TlsConnector::from(Arc::new(config)), mode: settings.mode, server_name }))
 }
 
 /// Builds both sides for a listener; errors name the configuration keys.
@@ -271,11 +255,7 @@ pub fn for_listener(
         Some(tls) => match server(tls) {
             Ok(server) => Some(server),
             Err(problem) => {
-                errors.push(error(
-                    "tls",
-                    problem,
-                    "point cert at a PEM chain (leaf first) and key at its private key",
-                ));
+                errors.push(error("tls", problem, "point cert at a PEM chain (leaf first) and key at its private key"));
                 None
             }
         },
@@ -291,11 +271,7 @@ pub fn for_listener(
             None
         }
     };
-    if errors.is_empty() {
-        Ok((server, upstream))
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok((server, upstream)) } else { Err(errors) }
 }
 
 /// Loads every listener's certificates and trust settings, so
@@ -308,11 +284,7 @@ pub fn validate(config: &crate::config::Config) -> Result<(), crate::config::Con
         .filter_map(|(index, settings)| for_listener(settings, index + 1, &config.file).err())
         .flatten()
         .collect();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(crate::config::ConfigErrors(errors))
-    }
+    if errors.is_empty() { Ok(()) } else { Err(crate::config::ConfigErrors(errors)) }
 }
 
 /// The PROXY v2 TLV that tells the MTA the client used TLS (PP2_TYPE_SSL

@@ -20,10 +20,7 @@ fn run(args: &[&str]) -> (i32, String, String) {
 fn config_dir() -> (TestDir, String) {
     let dir = TestDir::new("cli.");
     write_keys(&dir.join("keys"), 3, b"cli-test-secret");
-    let config = dir.write(
-        "cfg.toml",
-        &format!("{BATV_SECTION}{}", listener("inbound", 2525, 10025, "none", "")),
-    );
+    let config = dir.write("cfg.toml", &format!("{BATV_SECTION}{}", listener("inbound", 2525, 10025, "none", "")));
     (dir, config.display().to_string())
 }
 
@@ -35,12 +32,8 @@ fn verify_prints_each_reason_and_exits_1() {
     let tagged = tagged.trim();
     let (code, original, _) = run(&["verify", "--config", &config, "--date", "2026-11-25", tagged]);
     assert_eq!((code, original.trim()), (0, "alice@example.com"));
-    let forged = format!(
-        "{}{}{}",
-        &tagged[..9],
-        if &tagged[9..15] == "000000" { "111111" } else { "000000" },
-        &tagged[15..]
-    );
+    let forged =
+        format!("{}{}{}", &tagged[..9], if &tagged[9..15] == "000000" { "111111" } else { "000000" }, &tagged[15..]);
     for (address, date, reason) in [
         ("alice@example.com", "2026-11-25", "missing"),
         ("prvs=3xyz=alice@example.com", "2026-11-25", "malformed"),
@@ -82,41 +75,21 @@ fn keygen_creates_rotates_and_respects_if_missing() {
     let first = std::fs::read_to_string(&keys).unwrap();
     assert_eq!(std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(run(&["keygen", "--output", &keys, "--if-missing"]).0, 0);
-    assert_eq!(
-        std::fs::read_to_string(&keys).unwrap(),
-        first,
-        "--if-missing changed the file"
-    );
+    assert_eq!(std::fs::read_to_string(&keys).unwrap(), first, "--if-missing changed the file");
     assert_eq!(run(&["keygen", "--output", &keys, "--key-id", "7"]).0, 0);
     let rotated = std::fs::read_to_string(&keys).unwrap();
-    let numbers: Vec<&str> = rotated
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| &l[..1])
-        .collect();
+    let numbers: Vec<&str> = rotated.lines().filter(|l| !l.starts_with('#')).map(|l| &l[..1]).collect();
     assert_eq!(numbers, ["7", "0"]);
     let (code, _, err) = run(&["keygen", "--output", &keys, "--key-id", "7"]);
     assert_eq!(code, 1, "{err}");
-    assert_eq!(
-        run(&["keygen", "--output", &keys, "--key-id", "12"]).0,
-        2,
-        "clap refuses out-of-range ids"
-    );
+    assert_eq!(run(&["keygen", "--output", &keys, "--key-id", "12"]).0, 2, "clap refuses out-of-range ids");
 }
 
 #[test]
 fn help_is_written_for_admins() {
     let (code, out, _) = run(&["--help"]);
     assert_eq!(code, 0);
-    for needle in [
-        "run",
-        "check-config",
-        "sign",
-        "verify",
-        "keygen",
-        "Examples:",
-        "Exit status",
-    ] {
+    for needle in ["run", "check-config", "sign", "verify", "keygen", "Examples:", "Exit status"] {
         assert!(out.contains(needle), "--help lacks {needle}");
     }
 }
@@ -132,25 +105,14 @@ fn the_shipped_config_runs() {
     let (code, out, err) = run(&["check-config", "--config", &config.display().to_string()]);
     assert_eq!(code, 0, "{out}{err}");
     let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    assert!(
-        readme.contains("run --config config/batv-proxy.toml"),
-        "README lost its run command"
-    );
-    let ports_free = [2525, 2587]
-        .iter()
-        .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok());
+    assert!(readme.contains("run --config config/batv-proxy.toml"), "README lost its run command");
+    let ports_free = [2525, 2587].iter().all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok());
     assert!(ports_free, "ports 2525/2587 are taken; the shipped config needs them");
-    let mut child = Command::new(BIN)
-        .args(["run", "--config", &config.display().to_string()])
-        .spawn()
-        .unwrap();
+    let mut child = Command::new(BIN).args(["run", "--config", &config.display().to_string()]).spawn().unwrap();
     assert!(wait_port(2525, Duration::from_secs(10)) && wait_port(2587, Duration::from_secs(10)));
     // No MTA behind it on this machine: clients are told to come back later.
     let smtp = Smtp::connect(2525);
     assert_eq!(smtp.greeting.code, 421);
     Command::new("kill").arg(child.id().to_string()).status().unwrap();
-    assert!(
-        child.wait().unwrap().success(),
-        "SIGTERM must end the proxy with status 0"
-    );
+    assert!(child.wait().unwrap().success(), "SIGTERM must end the proxy with status 0");
 }

@@ -44,12 +44,7 @@ fn exim(expressions: &[String], date: Option<&str>) -> Vec<String> {
         .filter(|line| !line.is_empty())
         .map(str::to_owned)
         .collect();
-    assert_eq!(
-        results.len(),
-        expressions.len(),
-        "exim output:\n{text}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_eq!(results.len(), expressions.len(), "exim output:\n{text}\n{}", String::from_utf8_lossy(&output.stderr));
     results
 }
 
@@ -86,17 +81,8 @@ fn addresses() -> Vec<String> {
         "support-team",
         "noreply",
     ];
-    let domains = [
-        "example.com",
-        "Example.COM",
-        "mail.example.org",
-        "sub.domain.example.net",
-        "x.io",
-    ];
-    locals
-        .iter()
-        .flat_map(|l| domains.iter().map(move |d| format!("{l}@{d}")))
-        .collect()
+    let domains = ["example.com", "Example.COM", "mail.example.org", "sub.domain.example.net", "x.io"];
+    locals.iter().flat_map(|l| domains.iter().map(move |d| format!("{l}@{d}"))).collect()
 }
 
 fn codec(id: u8, secret: &str) -> Codec {
@@ -119,10 +105,7 @@ fn check_day(date: Option<&str>, today: Day) {
     }
     let theirs = exim(&expressions, date);
     let mismatches: Vec<_> = ours.iter().zip(&theirs).filter(|(a, b)| a != b).take(5).collect();
-    assert!(
-        mismatches.is_empty(),
-        "batv-proxy vs Exim (first mismatches): {mismatches:?}"
-    );
+    assert!(mismatches.is_empty(), "batv-proxy vs Exim (first mismatches): {mismatches:?}");
     assert_eq!(ours.len(), 10 * addresses.len());
 
     // Exim's tags verify here, and ours verify in Exim's ${prvscheck}.
@@ -167,9 +150,7 @@ fn exim_detects_our_forgeries_too() {
     let (id, secret) = secrets().remove(3);
     let codec = codec(id, &secret);
     let today = batv_proxy::session::today();
-    let tagged = codec
-        .sign(&Mailbox::parse("alice@example.com").unwrap(), today)
-        .to_string();
+    let tagged = codec.sign(&Mailbox::parse("alice@example.com").unwrap(), today).to_string();
     let digit = if tagged.as_bytes()[9] == b'0' { "1" } else { "0" };
     let forged = format!("{}{digit}{}", &tagged[..9], &tagged[10..]);
     assert!(codec.verify(&Mailbox::parse(&forged).unwrap(), today).is_err());

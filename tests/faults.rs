@@ -114,10 +114,7 @@ fn a_client_gone_mid_data_leaves_no_message_upstream() {
     smtp.send(body(50_000));
     drop(smtp);
     std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        fake.record().messages.is_empty(),
-        "a partial message was completed upstream"
-    );
+    assert!(fake.record().messages.is_empty(), "a partial message was completed upstream");
     // The proxy is still serving.
     let mut again = start_data(port);
     assert!(again.data_body(&body(100)).is(250));

@@ -12,11 +12,7 @@ use common::*;
 fn http_get(port: u16, path: &str) -> (u16, String) {
     let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        socket,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    write!(socket, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
     let mut response = String::new();
     socket.read_to_string(&mut response).unwrap();
     let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -44,69 +40,28 @@ fn metrics_count_what_happens_and_healthz_checks_the_upstream() {
     let tagged = proxy.sign("alice@example.com");
     let expired = proxy.sign_on("alice@example.com", "2026-01-01");
     assert!(
-        send_mail(
-            outbound,
-            "alice@example.com",
-            &["x@remote.test"],
-            "Subject: a\r\n\r\nx\r\n"
-        )
-        .end
-        .unwrap()
-        .is(250)
+        send_mail(outbound, "alice@example.com", &["x@remote.test"], "Subject: a\r\n\r\nx\r\n").end.unwrap().is(250)
     );
-    assert!(
-        send_mail(inbound, "", &[&tagged], "Subject: b\r\n\r\nx\r\n")
-            .end
-            .unwrap()
-            .is(250)
-    );
+    assert!(send_mail(inbound, "", &[&tagged], "Subject: b\r\n\r\nx\r\n").end.unwrap().is(250));
     assert_eq!(send_mail(inbound, "", &[&expired], "x").rcpts[0].code, 550);
-    assert_eq!(
-        send_mail(inbound, "", &["bob@example.com"], "x").data.unwrap().code,
-        550
-    );
+    assert_eq!(send_mail(inbound, "", &["bob@example.com"], "x").data.unwrap().code, 550);
     let (status, text) = http_get(metrics, "/metrics");
     assert_eq!(status, 200);
     let i = format!("listener=\"inbound@127.0.0.1:{inbound}\"");
     let o = format!("listener=\"outbound@127.0.0.1:{outbound}\"");
+    assert_eq!(metric(&text, &format!("batv_proxy_tags_signed_total{{{o}}}")), 1.0, "{text}");
     assert_eq!(
-        metric(&text, &format!("batv_proxy_tags_signed_total{{{o}}}")),
+        metric(&text, &format!("batv_proxy_verifications_total{{{i},result=\"valid\",reason=\"ok\"}}")),
         1.0,
         "{text}"
     );
     assert_eq!(
-        metric(
-            &text,
-            &format!("batv_proxy_verifications_total{{{i},result=\"valid\",reason=\"ok\"}}")
-        ),
-        1.0,
-        "{text}"
-    );
-    assert_eq!(
-        metric(
-            &text,
-            &format!("batv_proxy_verifications_total{{{i},result=\"invalid\",reason=\"expired\"}}")
-        ),
+        metric(&text, &format!("batv_proxy_verifications_total{{{i},result=\"invalid\",reason=\"expired\"}}")),
         1.0
     );
-    assert_eq!(
-        metric(
-            &text,
-            &format!("batv_proxy_rejections_total{{{i},stage=\"data\",reason=\"untagged\"}}")
-        ),
-        1.0
-    );
-    assert_eq!(
-        metric(&text, &format!("batv_proxy_messages_total{{{i},outcome=\"accepted\"}}")),
-        1.0
-    );
-    assert!(
-        metric(
-            &text,
-            &format!("batv_proxy_sessions_total{{{i},outcome=\"completed\"}}")
-        ) >= 3.0,
-        "{text}"
-    );
+    assert_eq!(metric(&text, &format!("batv_proxy_rejections_total{{{i},stage=\"data\",reason=\"untagged\"}}")), 1.0);
+    assert_eq!(metric(&text, &format!("batv_proxy_messages_total{{{i},outcome=\"accepted\"}}")), 1.0);
+    assert!(metric(&text, &format!("batv_proxy_sessions_total{{{i},outcome=\"completed\"}}")) >= 3.0, "{text}");
     assert!(text.contains("batv_proxy_session_duration_seconds_bucket"));
     assert!(text.contains("batv_proxy_command_added_latency_seconds_bucket"));
 
@@ -140,17 +95,11 @@ fn sighup_reloads_listeners_keys_and_policy_without_dropping_sessions() {
     let new_config = format!("{BATV_SECTION}{}", listener("outbound", second, fake.port, "none", ""));
     std::fs::write(&proxy.config, new_config).unwrap();
     proxy.signal("HUP");
+    assert!(wait_port(second, Duration::from_secs(5)), "the new listener did not start");
     assert!(
-        wait_port(second, Duration::from_secs(5)),
-        "the new listener did not start"
-    );
-    assert!(
-        eventually(Duration::from_secs(5), || std::net::TcpStream::connect((
-            "127.0.0.1",
-            first
-        ))
-        .is_err()
-        .then_some(()))
+        eventually(Duration::from_secs(5), || std::net::TcpStream::connect(("127.0.0.1", first))
+            .is_err()
+            .then_some(()))
         .is_some(),
         "the removed listener still accepts"
     );
@@ -160,41 +109,17 @@ fn sighup_reloads_listeners_keys_and_policy_without_dropping_sessions() {
     assert!(in_flight.data_body("Subject: in flight\r\n\r\nx\r\n").is(250));
     in_flight.quit();
 
-    let t = send_mail(
-        second,
-        "alice@example.com",
-        &["carol@remote.test"],
-        "Subject: after\r\n\r\nx\r\n",
-    );
+    let t = send_mail(second, "alice@example.com", &["carol@remote.test"], "Subject: after\r\n\r\nx\r\n");
     assert!(t.end.unwrap().is(250));
-    let mails: Vec<String> = fake
-        .record()
-        .commands
-        .into_iter()
-        .filter(|c| c.starts_with("MAIL"))
-        .collect();
+    let mails: Vec<String> = fake.record().commands.into_iter().filter(|c| c.starts_with("MAIL")).collect();
     assert!(mails[0].contains("prvs=3"), "before the reload key 3 signs: {mails:?}");
-    assert!(
-        mails.last().unwrap().contains("prvs=5"),
-        "after the reload the new key 5 signs: {mails:?}"
-    );
+    assert!(mails.last().unwrap().contains("prvs=5"), "after the reload the new key 5 signs: {mails:?}");
 
     // A broken configuration is refused; the running one stays.
     std::fs::write(&proxy.config, "[batv]\nkey_file = \"nokeys\"\n").unwrap();
     proxy.signal("HUP");
-    assert!(
-        eventually(Duration::from_secs(5), || proxy
-            .log()
-            .contains("reload refused")
-            .then_some(()))
-        .is_some()
-    );
-    let t = send_mail(
-        second,
-        "alice@example.com",
-        &["carol@remote.test"],
-        "Subject: still\r\n\r\nx\r\n",
-    );
+    assert!(eventually(Duration::from_secs(5), || proxy.log().contains("reload refused").then_some(())).is_some());
+    let t = send_mail(second, "alice@example.com", &["carol@remote.test"], "Subject: still\r\n\r\nx\r\n");
     assert!(t.end.unwrap().is(250));
     assert!(proxy.wait_exit(Duration::from_millis(100)).is_none());
 }
@@ -222,13 +147,8 @@ fn sigterm_lets_transactions_finish_then_answers_421_and_exits_0() {
     // The idle session is told at once; new connections are refused.
     assert_eq!(idle.reply().code, 421);
     assert!(
-        eventually(Duration::from_secs(3), || std::net::TcpStream::connect((
-            "127.0.0.1",
-            port
-        ))
-        .is_err()
-        .then_some(()))
-        .is_some()
+        eventually(Duration::from_secs(3), || std::net::TcpStream::connect(("127.0.0.1", port)).is_err().then_some(()))
+            .is_some()
     );
     // The busy one finishes its message, then is told 421 4.3.2.
     assert!(busy.command("DATA").is(354));
@@ -239,9 +159,7 @@ fn sigterm_lets_transactions_finish_then_answers_421_and_exits_0() {
     // The one that never finishes is told 421 when the drain time is over.
     let last = stuck.reply();
     assert_eq!(last.code, 421, "{last:?}");
-    let status = proxy
-        .wait_exit(Duration::from_secs(10))
-        .expect("the proxy did not exit");
+    let status = proxy.wait_exit(Duration::from_secs(10)).expect("the proxy did not exit");
     assert!(status.success(), "{status:?}");
     assert_eq!(fake.record().messages.len(), 1);
 }
@@ -250,10 +168,7 @@ fn sigterm_lets_transactions_finish_then_answers_421_and_exits_0() {
 fn logs_are_json_with_decisions_and_queue_ids_and_never_hold_secrets() {
     let postfix = Postfix::shared();
     let port = free_port();
-    let config = format!(
-        "{BATV_SECTION}{}",
-        listener("inbound", port, postfix.port, "xclient", "")
-    );
+    let config = format!("{BATV_SECTION}{}", listener("inbound", port, postfix.port, "xclient", ""));
     let proxy = Proxy::start(&config, &[port]);
     let tagged = proxy.sign("alice@example.com");
     let t = send_mail(port, "", &[&tagged], "Subject: logged\r\n\r\nx\r\n");
@@ -261,48 +176,23 @@ fn logs_are_json_with_decisions_and_queue_ids_and_never_hold_secrets() {
     std::thread::sleep(Duration::from_millis(200));
     let log = proxy.log();
     let lines: Vec<serde_json::Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    assert!(
-        !lines.is_empty() && lines.len() == log.lines().count(),
-        "every log line is JSON:\n{log}"
-    );
-    let verdict = lines
-        .iter()
-        .find(|l| l["message"] == "recipient verdict")
-        .expect("a verdict line");
-    for field in [
-        "session",
-        "client",
-        "sender",
-        "recipient",
-        "verdict",
-        "reason",
-        "key_id",
-        "rule",
-    ] {
+    assert!(!lines.is_empty() && lines.len() == log.lines().count(), "every log line is JSON:\n{log}");
+    let verdict = lines.iter().find(|l| l["message"] == "recipient verdict").expect("a verdict line");
+    for field in ["session", "client", "sender", "recipient", "verdict", "reason", "key_id", "rule"] {
         assert!(!verdict[field].is_null(), "verdict line lacks {field}: {verdict}");
     }
-    let relayed = lines
-        .iter()
-        .find(|l| l["message"] == "message relayed")
-        .expect("a message line");
+    let relayed = lines.iter().find(|l| l["message"] == "message relayed").expect("a message line");
     assert_eq!(relayed["session"], verdict["session"]);
     // Postfix's queue id, so the message can be followed into the MTA's log.
     let queue_id = relayed["queue_id"].as_str().unwrap_or("").to_owned();
     assert!(!queue_id.is_empty(), "{relayed}");
     assert!(
-        eventually(Duration::from_secs(5), || postfix
-            .log()
-            .contains(&queue_id)
-            .then_some(()))
-        .is_some(),
+        eventually(Duration::from_secs(5), || postfix.log().contains(&queue_id).then_some(())).is_some(),
         "queue id {queue_id} not in the MTA log"
     );
     use base64::Engine;
     let secret_b64 = base64::engine::general_purpose::STANDARD.encode(b"integration-test-secret");
-    assert!(
-        !log.contains("integration-test-secret") && !log.contains(&secret_b64),
-        "the key reached the log"
-    );
+    assert!(!log.contains("integration-test-secret") && !log.contains(&secret_b64), "the key reached the log");
 }
 
 #[test]
@@ -315,10 +205,7 @@ fn systemd_notifications_ready_reloading_stopping() {
     let port = free_port();
     let keys = dir.join("keys");
     write_keys(&keys, 1, b"notify-secret");
-    let config = dir.write(
-        "cfg.toml",
-        &format!("{BATV_SECTION}{}", listener("outbound", port, fake.port, "none", "")),
-    );
+    let config = dir.write("cfg.toml", &format!("{BATV_SECTION}{}", listener("outbound", port, fake.port, "none", "")));
     let mut child = std::process::Command::new(BIN)
         .args(["run", "--config"])
         .arg(&config)
@@ -332,20 +219,11 @@ fn systemd_notifications_ready_reloading_stopping() {
         String::from_utf8_lossy(&buffer[..count]).into_owned()
     };
     assert!(receive().contains("READY=1"));
-    std::process::Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .unwrap();
+    std::process::Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
     let reloading = receive();
-    assert!(
-        reloading.contains("RELOADING=1") && reloading.contains("MONOTONIC_USEC="),
-        "{reloading}"
-    );
+    assert!(reloading.contains("RELOADING=1") && reloading.contains("MONOTONIC_USEC="), "{reloading}");
     assert!(receive().contains("READY=1"));
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(receive().contains("STOPPING=1"));
     assert!(child.wait().unwrap().success());
 }

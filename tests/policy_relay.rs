@@ -7,10 +7,7 @@ use common::*;
 
 fn start_proxy(role: &str, sink: &Sink, policy: &str) -> (Proxy, u16) {
     let port = free_port();
-    let config = format!(
-        "{BATV_SECTION}{policy}\n{}",
-        listener(role, port, sink.port, "none", "")
-    );
+    let config = format!("{BATV_SECTION}{policy}\n{}", listener(role, port, sink.port, "none", ""));
     (Proxy::start(&config, &[port]), port)
 }
 
@@ -33,11 +30,7 @@ fn monitor_mode_delivers_everything_and_marks_it() {
     let (proxy, port) = start_proxy("inbound", &sink, "[policy]\nmode = \"monitor\"\n");
     let tagged = proxy.sign("alice@example.com");
     let forged = format!("{}000000{}", &tagged[..9], &tagged[15..]);
-    let forged = if forged == tagged {
-        format!("{}111111{}", &tagged[..9], &tagged[15..])
-    } else {
-        forged
-    };
+    let forged = if forged == tagged { format!("{}111111{}", &tagged[..9], &tagged[15..]) } else { forged };
     let cases = [
         (forged.as_str(), "X-Batv-Status: invalid, bad_signature"),
         ("bob@example.com", "X-Batv-Status: missing"),
@@ -46,21 +39,12 @@ fn monitor_mode_delivers_everything_and_marks_it() {
     for (index, (recipient, header)) in cases.iter().enumerate() {
         let subject = unique("monitored");
         let t = send_mail(port, "", &[recipient], &format!("Subject: {subject}\r\n\r\nbody\r\n"));
-        assert!(
-            t.end.as_ref().is_some_and(|r| r.is(250)),
-            "{recipient}: {:?} {:?}",
-            t.rcpts,
-            t.end
-        );
+        assert!(t.end.as_ref().is_some_and(|r| r.is(250)), "{recipient}: {:?} {:?}", t.rcpts, t.end);
         let last = sink.find(&subject).expect("relayed");
         assert!(last.contains(header), "{recipient}: no `{header}` in\n{last}");
         let (_, recipients) = envelope(&last);
         assert!(
-            recipients[0].starts_with(if index == 1 {
-                "<bob@example.com>"
-            } else {
-                "<alice@example.com>"
-            }),
+            recipients[0].starts_with(if index == 1 { "<bob@example.com>" } else { "<alice@example.com>" }),
             "{recipients:?}"
         );
     }
@@ -102,12 +86,7 @@ fn grace_period_in_days_counts_from_the_first_start() {
 fn untagged_bounces_can_be_accepted() {
     let sink = Sink::start();
     let (_proxy, port) = start_proxy("inbound", &sink, "[policy]\nuntagged_bounce = \"accept\"\n");
-    let t = send_mail(
-        port,
-        "MAILER-DAEMON@remote.test",
-        &["bob@example.com"],
-        "Subject: x\r\n\r\nx\r\n",
-    );
+    let t = send_mail(port, "MAILER-DAEMON@remote.test", &["bob@example.com"], "Subject: x\r\n\r\nx\r\n");
     assert!(t.end.as_ref().is_some_and(|r| r.is(250)));
 }
 
@@ -146,16 +125,10 @@ fn outbound_exempt_recipients_see_the_plain_sender() {
     let sender = |subject: &str| envelope(&sink.find(subject).expect("relayed")).0;
     assert_eq!(sender(&list), "alice@example.com");
     let signed = sender(&other);
-    assert!(
-        signed.starts_with("prvs=3") && signed.ends_with("=alice@example.com"),
-        "{signed}"
-    );
+    assert!(signed.starts_with("prvs=3") && signed.ends_with("=alice@example.com"), "{signed}");
     assert_eq!(sender(&noreply), "noreply@example.com");
     // Mixed recipients: the first decides, the other kind is deferred with 452.
-    let (t, mixed) = send(
-        "alice@example.com",
-        &["carol@remote.test", "list@lists.example.net", "dave@remote.test"],
-    );
+    let (t, mixed) = send("alice@example.com", &["carol@remote.test", "list@lists.example.net", "dave@remote.test"]);
     let codes: Vec<u16> = t.rcpts.iter().map(|r| r.code).collect();
     assert_eq!(codes, vec![250, 452, 250]);
     let (sender, recipients) = envelope(&sink.find(&mixed).expect("relayed"));
@@ -168,12 +141,7 @@ fn non_bounce_mail_to_a_tagged_address_is_delivered_stripped_or_refused() {
     let sink = Sink::start();
     let (proxy, port) = start_proxy("inbound", &sink, "");
     let expired = proxy.sign_on("carol@example.com", "2026-01-01");
-    let t = send_mail(
-        port,
-        "news@remote.test",
-        &[&expired],
-        "Subject: newsletter\r\n\r\nx\r\n",
-    );
+    let t = send_mail(port, "news@remote.test", &[&expired], "Subject: newsletter\r\n\r\nx\r\n");
     assert!(t.end.as_ref().is_some_and(|r| r.is(250)));
     let (_, recipients) = envelope(&sink.wait_for(1)[0]);
     assert!(recipients[0].starts_with("<carol@example.com>"), "{recipients:?}");
@@ -182,12 +150,7 @@ fn non_bounce_mail_to_a_tagged_address_is_delivered_stripped_or_refused() {
     let sink = Sink::start();
     let (proxy, port) = start_proxy("inbound", &sink, "[policy]\nnon_bounce_invalid_tag = \"reject\"\n");
     let expired = proxy.sign_on("carol@example.com", "2026-01-01");
-    let t = send_mail(
-        port,
-        "news@remote.test",
-        &[&expired],
-        "Subject: newsletter\r\n\r\nx\r\n",
-    );
+    let t = send_mail(port, "news@remote.test", &[&expired], "Subject: newsletter\r\n\r\nx\r\n");
     assert_eq!(t.rcpts[0].code, 550);
 }
 
@@ -201,18 +164,10 @@ fn subaddress_form_signs_and_both_forms_verify() {
         listener("outbound", port, sink.port, "none", "")
     );
     let proxy = Proxy::start(&config, &[port]);
-    let t = send_mail(
-        port,
-        "alice@example.com",
-        &["carol@remote.test"],
-        "Subject: x\r\n\r\nx\r\n",
-    );
+    let t = send_mail(port, "alice@example.com", &["carol@remote.test"], "Subject: x\r\n\r\nx\r\n");
     assert!(t.end.as_ref().is_some_and(|r| r.is(250)));
     let (sender, _) = envelope(&sink.wait_for(1)[0]);
-    assert!(
-        sender.starts_with("alice+prvs=3") && sender.ends_with("@example.com"),
-        "{sender}"
-    );
+    assert!(sender.starts_with("alice+prvs=3") && sender.ends_with("@example.com"), "{sender}");
     let (code, original, _) = proxy.cli(&["verify", &sender]);
     assert_eq!((code, original.as_str()), (0, "alice@example.com"));
 }

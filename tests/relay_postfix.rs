@@ -17,23 +17,14 @@ struct Setup {
 fn setup(identity: &str, policy: &str) -> Setup {
     let postfix = Postfix::shared();
     let (inbound, outbound) = (free_port(), free_port());
-    let upstream = if identity == "proxy-v2" {
-        postfix.proxy_port
-    } else {
-        postfix.port
-    };
+    let upstream = if identity == "proxy-v2" { postfix.proxy_port } else { postfix.port };
     let config = format!(
         "{BATV_SECTION}{policy}\n{}{}",
         listener("inbound", inbound, upstream, identity, ""),
         listener("outbound", outbound, upstream, identity, "")
     );
     let proxy = Proxy::start(&config, &[inbound, outbound]);
-    Setup {
-        postfix,
-        proxy,
-        inbound,
-        outbound,
-    }
+    Setup { postfix, proxy, inbound, outbound }
 }
 
 #[test]
@@ -44,20 +35,10 @@ fn outbound_mail_arrives_signed_and_its_bounce_is_delivered() {
     let body = message("alice@example.com", "bob@example.com", &token, "hello");
     let t = send_mail(s.outbound, "alice@example.com", &["bob@example.com"], &body);
     assert!(t.end.as_ref().unwrap().is(250), "{:?}", t.end);
-    let delivered = s
-        .postfix
-        .delivered("bob@example.com", &token)
-        .expect("delivered to bob");
-    let return_path = delivered
-        .lines()
-        .find(|l| l.starts_with("Return-Path:"))
-        .unwrap()
-        .to_owned();
+    let delivered = s.postfix.delivered("bob@example.com", &token).expect("delivered to bob");
+    let return_path = delivered.lines().find(|l| l.starts_with("Return-Path:")).unwrap().to_owned();
     assert!(return_path.contains("<prvs=3"), "{return_path}");
-    let tagged = return_path
-        .trim_start_matches("Return-Path: <")
-        .trim_end_matches('>')
-        .to_owned();
+    let tagged = return_path.trim_start_matches("Return-Path: <").trim_end_matches('>').to_owned();
     assert!(tagged.ends_with("=alice@example.com"), "{tagged}");
 
     // The bounce of that mail comes back to the tagged address and reaches alice.
@@ -66,10 +47,7 @@ fn outbound_mail_arrives_signed_and_its_bounce_is_delivered() {
     let t = send_mail(s.inbound, "", &[&tagged], &bounce);
     assert!(t.rcpts[0].is(250), "{:?}", t.rcpts);
     assert!(t.end.as_ref().unwrap().is(250), "{:?}", t.end);
-    assert!(
-        s.postfix.delivered("alice@example.com", &bounce_token).is_some(),
-        "bounce not delivered"
-    );
+    assert!(s.postfix.delivered("alice@example.com", &bounce_token).is_some(), "bounce not delivered");
 }
 
 #[test]
@@ -77,11 +55,7 @@ fn forged_and_expired_tags_are_refused_at_rcpt_and_untagged_at_data() {
     let s = setup("xclient", "");
     let tagged = s.proxy.sign("carol@example.com");
     let forged = format!("{}000000{}", &tagged[..9], &tagged[15..]);
-    let forged = if forged == tagged {
-        format!("{}111111{}", &tagged[..9], &tagged[15..])
-    } else {
-        forged
-    };
+    let forged = if forged == tagged { format!("{}111111{}", &tagged[..9], &tagged[15..]) } else { forged };
     let expired = s.proxy.sign_on("carol@example.com", "2026-01-01");
     for address in [&forged, &expired] {
         let t = send_mail(s.inbound, "", &[address], "Subject: x\r\n\r\nx\r\n");
@@ -95,18 +69,11 @@ fn forged_and_expired_tags_are_refused_at_rcpt_and_untagged_at_data() {
         &["carol@example.com"],
         &message("MAILER-DAEMON@remote.test", "carol@example.com", &token, "x"),
     );
-    assert!(
-        t.rcpts[0].is(250),
-        "untagged RCPT must be accepted for callouts: {:?}",
-        t.rcpts[0]
-    );
+    assert!(t.rcpts[0].is(250), "untagged RCPT must be accepted for callouts: {:?}", t.rcpts[0]);
     assert_eq!(t.data.as_ref().unwrap().code, 550, "{:?}", t.data);
     std::thread::sleep(Duration::from_secs(2));
     assert!(
-        s.postfix
-            .mailbox("carol@example.com")
-            .iter()
-            .all(|m| !m.contains(&token)),
+        s.postfix.mailbox("carol@example.com").iter().all(|m| !m.contains(&token)),
         "untagged bounce was delivered"
     );
 }
@@ -137,27 +104,11 @@ fn postfix_judges_the_real_client_through_xclient_and_proxy_v2() {
     for identity in ["xclient", "proxy-v2"] {
         let s = setup(identity, "");
         // 127.0.0.3 is not in Postfix's mynetworks: relaying must be refused.
-        let t = send_mail_from(
-            s.outbound,
-            Some("127.0.0.3"),
-            "alice@example.com",
-            &["someone@elsewhere.test"],
-            "x",
-        );
+        let t = send_mail_from(s.outbound, Some("127.0.0.3"), "alice@example.com", &["someone@elsewhere.test"], "x");
         assert_eq!(t.rcpts[0].code, 554, "{identity}: {:?}", t.rcpts[0]);
-        assert!(
-            t.rcpts[0].text.contains("Relay access denied"),
-            "{identity}: {:?}",
-            t.rcpts[0]
-        );
+        assert!(t.rcpts[0].text.contains("Relay access denied"), "{identity}: {:?}", t.rcpts[0]);
         // From 127.0.0.1 (trusted) the same relay is allowed: Postfix sees the real address.
-        let t = send_mail_from(
-            s.outbound,
-            Some("127.0.0.1"),
-            "alice@example.com",
-            &["someone@elsewhere.test"],
-            "x",
-        );
+        let t = send_mail_from(s.outbound, Some("127.0.0.1"), "alice@example.com", &["someone@elsewhere.test"], "x");
         assert!(t.rcpts[0].is(250), "{identity}: {:?}", t.rcpts[0]);
         let log = s.postfix.log();
         assert!(
@@ -172,11 +123,7 @@ fn pipelined_commands_get_every_reply_in_order() {
     let s = setup("xclient", "");
     let valid = s.proxy.sign("frank@example.com");
     let forged = format!("{}abcdef{}", &valid[..9], &valid[15..]);
-    let forged = if forged == valid {
-        format!("{}fedcba{}", &valid[..9], &valid[15..])
-    } else {
-        forged
-    };
+    let forged = if forged == valid { format!("{}fedcba{}", &valid[..9], &valid[15..]) } else { forged };
     let unknown_user = s.proxy.sign("nobody-here@example.com");
     let mut smtp = Smtp::connect(s.inbound);
     assert!(smtp.command("EHLO client.test").text.contains("PIPELINING"));
@@ -218,25 +165,13 @@ fn postfix_refuses_a_smuggled_message_through_the_proxy() {
     assert!(smtp.command("MAIL FROM:<grace@example.com>").is(250));
     assert!(smtp.command("RCPT TO:<heidi@example.com>").is(250));
     assert!(smtp.command("DATA").is(354));
-    assert!(
-        smtp.data_body(&message("grace@example.com", "heidi@example.com", &clean, "x"))
-            .is(250)
-    );
+    assert!(smtp.data_body(&message("grace@example.com", "heidi@example.com", &clean, "x")).is(250));
     smtp.quit();
     assert!(s.postfix.delivered("heidi@example.com", &clean).is_some());
     std::thread::sleep(Duration::from_secs(1));
+    assert!(s.postfix.mailbox("ivan@example.com").iter().all(|m| !m.contains(&token)), "smuggled message delivered");
     assert!(
-        s.postfix
-            .mailbox("ivan@example.com")
-            .iter()
-            .all(|m| !m.contains(&token)),
-        "smuggled message delivered"
-    );
-    assert!(
-        s.postfix
-            .mailbox("heidi@example.com")
-            .iter()
-            .all(|m| !m.contains(&format!("first {token}"))),
+        s.postfix.mailbox("heidi@example.com").iter().all(|m| !m.contains(&format!("first {token}"))),
         "refused message delivered"
     );
 }
@@ -257,15 +192,8 @@ fn real_clients_swaks_and_python_smtplib() {
         .args(["--header", &format!("Subject: {token}"), "--pipeline"])
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "swaks: {}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    let delivered = s
-        .postfix
-        .delivered("mallory@example.com", &token)
-        .expect("swaks mail delivered");
+    assert!(output.status.success(), "swaks: {}", String::from_utf8_lossy(&output.stdout));
+    let delivered = s.postfix.delivered("mallory@example.com", &token).expect("swaks mail delivered");
     assert!(delivered.contains("Return-Path: <prvs="), "{delivered}");
 
     let token = unique("smtplib");
@@ -285,20 +213,9 @@ print("sent")
 "#,
         port = s.outbound
     );
-    let output = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "smtplib: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let delivered = s
-        .postfix
-        .delivered("peggy@example.com", &token)
-        .expect("smtplib mail delivered");
+    let output = std::process::Command::new("python3").arg("-c").arg(&script).output().unwrap();
+    assert!(output.status.success(), "smtplib: {}", String::from_utf8_lossy(&output.stderr));
+    let delivered = s.postfix.delivered("peggy@example.com", &token).expect("smtplib mail delivered");
     assert!(delivered.contains(".leading dot"), "dot-stuffing lost: {delivered}");
     assert!(delivered.contains("café"), "8-bit content altered: {delivered}");
 }
@@ -324,14 +241,8 @@ fn a_20_mb_message_streams_with_bounded_memory() {
     assert!(end.is(250), "{end:?}");
     smtp.quit();
     let rss = s.proxy.peak_rss_kib();
-    assert!(
-        rss < 40 * 1024,
-        "proxy peak RSS {rss} KiB for a 20 MB message: not streaming?"
-    );
-    let delivered = s
-        .postfix
-        .delivered("victor@example.com", &token)
-        .expect("20 MB message delivered");
+    assert!(rss < 40 * 1024, "proxy peak RSS {rss} KiB for a 20 MB message: not streaming?");
+    let delivered = s.postfix.delivered("victor@example.com", &token).expect("20 MB message delivered");
     // Maildir stores LF line ends: 72-byte CRLF lines arrive as 71 bytes.
     assert!(delivered.len() > 19_700_000, "delivered {} bytes", delivered.len());
     assert!(delivered.trim_end().ends_with("the end"), "the message was cut");
@@ -341,10 +252,7 @@ fn a_20_mb_message_streams_with_bounded_memory() {
 fn postfix_killed_mid_data_gives_4xx_and_the_retry_is_delivered() {
     let postfix = Postfix::start("");
     let port = free_port();
-    let config = format!(
-        "{BATV_SECTION}{}",
-        listener("outbound", port, postfix.port, "xclient", "")
-    );
+    let config = format!("{BATV_SECTION}{}", listener("outbound", port, postfix.port, "xclient", ""));
     let proxy = Proxy::start(&config, &[port]);
     let token = unique("killed");
     let mut smtp = Smtp::connect(port);
@@ -356,12 +264,7 @@ fn postfix_killed_mid_data_gives_4xx_and_the_retry_is_delivered() {
     std::thread::sleep(Duration::from_millis(300));
     // Kill every smtpd of this instance: the upstream session dies mid-DATA.
     let etc = postfix.dir.join("etc");
-    std::process::Command::new("/usr/sbin/postfix")
-        .arg("-c")
-        .arg(&etc)
-        .arg("abort")
-        .status()
-        .unwrap();
+    std::process::Command::new("/usr/sbin/postfix").arg("-c").arg(&etc).arg("abort").status().unwrap();
     std::process::Command::new("pkill")
         .args(["-KILL", "-f", &format!("smtpd -n 127.0.0.1:{}", postfix.port)])
         .status()
@@ -370,29 +273,13 @@ fn postfix_killed_mid_data_gives_4xx_and_the_retry_is_delivered() {
     assert!((400..500).contains(&reply.code), "{reply:?}");
     drop(smtp);
     // The client retries later, once the MTA is back: delivered exactly once.
-    std::process::Command::new("/usr/sbin/postfix")
-        .arg("-c")
-        .arg(&etc)
-        .arg("start")
-        .status()
-        .unwrap();
+    std::process::Command::new("/usr/sbin/postfix").arg("-c").arg(&etc).arg("start").status().unwrap();
     assert!(wait_port(postfix.port, Duration::from_secs(15)));
-    let t = send_mail(
-        port,
-        "walter@example.com",
-        &["user1@example.com"],
-        &format!("Subject: {token}\r\n\r\nretry\r\n"),
-    );
+    let t =
+        send_mail(port, "walter@example.com", &["user1@example.com"], &format!("Subject: {token}\r\n\r\nretry\r\n"));
     assert!(t.end.as_ref().is_some_and(|r| r.is(250)), "{:?}", t.end);
     assert!(postfix.delivered("user1@example.com", &token).is_some());
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(
-        postfix
-            .mailbox("user1@example.com")
-            .iter()
-            .filter(|m| m.contains(&token))
-            .count(),
-        1
-    );
+    assert_eq!(postfix.mailbox("user1@example.com").iter().filter(|m| m.contains(&token)).count(), 1);
     drop(proxy);
 }

@@ -54,26 +54,14 @@ fn starttls_and_implicit_tls_with_real_clients_reach_postfix() {
             "--tls-ca-path",
             &pki.path("ca.pem"),
         ])
-        .args([
-            "--tls-sni",
-            "mx.example.com",
-            "--from",
-            "alice@example.com",
-            "--to",
-            "bob@example.com",
-        ])
+        .args(["--tls-sni", "mx.example.com", "--from", "alice@example.com", "--to", "bob@example.com"])
         .args(["--header", &format!("Subject: {token}")])
         .output()
         .unwrap();
     let transcript = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "swaks --tls: {transcript}");
     assert!(transcript.contains("TLS started"), "{transcript}");
-    assert!(
-        postfix
-            .delivered("bob@example.com", &token)
-            .expect("delivered")
-            .contains("Return-Path: <prvs=")
-    );
+    assert!(postfix.delivered("bob@example.com", &token).expect("delivered").contains("Return-Path: <prvs="));
 
     let (token_starttls, token_implicit) = (unique("py-starttls"), unique("py-implicit"));
     python(&format!(
@@ -127,30 +115,15 @@ fn s_client_sees_the_chain_and_the_sni_choice() {
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
     let default = s_client(None);
-    assert!(
-        default.contains("CN=mx.example.com") || default.contains("CN = mx.example.com"),
-        "{default}"
-    );
+    assert!(default.contains("CN=mx.example.com") || default.contains("CN = mx.example.com"), "{default}");
     assert!(default.contains("Verify return code: 0 (ok)"), "{default}");
-    assert!(
-        default.contains("batv-proxy test CA"),
-        "the chain should include the CA: {default}"
-    );
+    assert!(default.contains("batv-proxy test CA"), "the chain should include the CA: {default}");
     let org = s_client(Some("mail.example.org"));
-    assert!(
-        org.contains("CN=mail.example.org") || org.contains("CN = mail.example.org"),
-        "{org}"
-    );
+    assert!(org.contains("CN=mail.example.org") || org.contains("CN = mail.example.org"), "{org}");
     let wildcard = s_client(Some("smtp.example.net"));
-    assert!(
-        wildcard.contains("CN=mail.example.org") || wildcard.contains("CN = mail.example.org"),
-        "{wildcard}"
-    );
+    assert!(wildcard.contains("CN=mail.example.org") || wildcard.contains("CN = mail.example.org"), "{wildcard}");
     let unknown = s_client(Some("other.test"));
-    assert!(
-        unknown.contains("CN=mx.example.com") || unknown.contains("CN = mx.example.com"),
-        "{unknown}"
-    );
+    assert!(unknown.contains("CN=mx.example.com") || unknown.contains("CN = mx.example.com"), "{unknown}");
 }
 
 #[test]
@@ -197,14 +170,8 @@ t.sendall(b"EHLO client.test\r\n"); print("ehlo", reply(g)[:3])
         ca = pki.path("ca.pem")
     ));
     assert!(out.contains("starttls 220"), "{out}");
-    assert!(
-        out.contains("injected none"),
-        "a reply to the pipelined RSET leaked into TLS: {out}"
-    );
-    assert!(
-        out.contains("rcpt 503"),
-        "the transaction begun before TLS survived: {out}"
-    );
+    assert!(out.contains("injected none"), "a reply to the pipelined RSET leaked into TLS: {out}");
+    assert!(out.contains("rcpt 503"), "the transaction begun before TLS survived: {out}");
     assert!(out.contains("ehlo 250"), "{out}");
 }
 
@@ -221,10 +188,7 @@ fn require_tls_refuses_mail_and_auth_in_clear_and_relays_auth_inside() {
     let proxy = Proxy::start(&config, &[port]);
     let mut smtp = Smtp::connect(port);
     let ehlo = smtp.command("EHLO client.test");
-    assert!(
-        ehlo.text.contains("STARTTLS") && !ehlo.text.contains("AUTH"),
-        "{ehlo:?}"
-    );
+    assert!(ehlo.text.contains("STARTTLS") && !ehlo.text.contains("AUTH"), "{ehlo:?}");
     let mail = smtp.command("MAIL FROM:<alice@example.com>");
     assert_eq!(mail.code, 530, "{mail:?}");
     assert!(mail.text.contains("5.7.0"));
@@ -253,10 +217,7 @@ with smtplib.SMTP("127.0.0.1", {port}) as s:
     assert!(relayed.contains("X-Mail-Args: <prvs="), "{relayed}");
     std::thread::sleep(Duration::from_millis(200));
     let log = proxy.log();
-    assert!(
-        !log.contains(credentials) && !log.contains("s3cret"),
-        "AUTH data reached the log"
-    );
+    assert!(!log.contains(credentials) && !log.contains("s3cret"), "AUTH data reached the log");
 }
 
 #[test]
@@ -294,34 +255,16 @@ fn upstream_tls_starttls_and_implicit_with_verification_and_pinning() {
     let postfix = postfix_with_tls(&pki);
     let fingerprint = pki.fingerprint("mx.example.com.leaf");
     let cases = [
-        (
-            "starttls",
-            postfix.port,
-            format!("upstream_tls_ca = \"{}\"", pki.path("ca.pem")),
-            true,
-        ),
-        (
-            "implicit",
-            postfix.tls_port,
-            format!("upstream_tls_pin = \"{fingerprint}\""),
-            true,
-        ),
+        ("starttls", postfix.port, format!("upstream_tls_ca = \"{}\"", pki.path("ca.pem")), true),
+        ("implicit", postfix.tls_port, format!("upstream_tls_pin = \"{fingerprint}\""), true),
         ("starttls", postfix.port, "upstream_tls_verify = false".to_owned(), true),
-        (
-            "implicit",
-            postfix.tls_port,
-            format!("upstream_tls_pin = \"{}\"", "00".repeat(32)),
-            false,
-        ),
+        ("implicit", postfix.tls_port, format!("upstream_tls_pin = \"{}\"", "00".repeat(32)), false),
         ("starttls", postfix.port, String::new(), false), // the system roots do not know the test CA
     ];
     for (mode, upstream, trust, works) in cases {
         let port = free_port();
         let extra = format!("upstream_tls = \"{mode}\"\n{trust}\n");
-        let config = format!(
-            "{BATV_SECTION}{}",
-            listener("outbound", port, upstream, "xclient", &extra)
-        );
+        let config = format!("{BATV_SECTION}{}", listener("outbound", port, upstream, "xclient", &extra));
         let _proxy = Proxy::start(&config, &[port]);
         let token = unique("upstream-tls");
         let smtp = Smtp::connect(port);
@@ -331,23 +274,12 @@ fn upstream_tls_starttls_and_implicit_with_verification_and_pinning() {
         }
         assert!(smtp.greeting.is(220), "{mode} {trust}: {:?}", smtp.greeting);
         drop(smtp);
-        let t = send_mail(
-            port,
-            "erin@example.com",
-            &["frank@example.com"],
-            &format!("Subject: {token}\r\n\r\nx\r\n"),
-        );
+        let t = send_mail(port, "erin@example.com", &["frank@example.com"], &format!("Subject: {token}\r\n\r\nx\r\n"));
         assert!(t.end.as_ref().is_some_and(|r| r.is(250)), "{mode} {trust}: {:?}", t.end);
-        assert!(
-            postfix.delivered("frank@example.com", &token).is_some(),
-            "{mode} {trust}"
-        );
+        assert!(postfix.delivered("frank@example.com", &token).is_some(), "{mode} {trust}");
     }
     let log = postfix.log();
-    assert!(
-        log.matches("TLS connection established from").count() >= 3,
-        "Postfix saw no TLS sessions:\n{log}"
-    );
+    assert!(log.matches("TLS connection established from").count() >= 3, "Postfix saw no TLS sessions:\n{log}");
 }
 
 #[test]

@@ -55,11 +55,7 @@ pub enum KeyFileError {
     #[error("{path}: key file is readable or writable by group or others (mode {mode:04o}); fix: chmod 600 {path}")]
     Permissions { path: PathBuf, mode: u32 },
     #[error("{path}:{line}: {problem}")]
-    Syntax {
-        path: PathBuf,
-        line: usize,
-        problem: String,
-    },
+    Syntax { path: PathBuf, line: usize, problem: String },
     #[error("{path}: key file holds no key; fix: batv-proxy keygen --output {path}")]
     Empty { path: PathBuf },
     #[error("{path}: {problem}")]
@@ -69,17 +65,11 @@ pub enum KeyFileError {
 impl KeyRing {
     /// Reads a key file, refusing one that group or others can read.
     pub fn load(path: &Path) -> Result<Self, KeyFileError> {
-        let unreadable = |source| KeyFileError::Unreadable {
-            path: path.to_owned(),
-            source,
-        };
+        let unreadable = |source| KeyFileError::Unreadable { path: path.to_owned(), source };
         let metadata = std::fs::metadata(path).map_err(unreadable)?;
         let mode = metadata.permissions().mode() & 0o7777;
         if mode & 0o077 != 0 {
-            return Err(KeyFileError::Permissions {
-                path: path.to_owned(),
-                mode,
-            });
+            return Err(KeyFileError::Permissions { path: path.to_owned(), mode });
         }
         let text = std::fs::read_to_string(path).map_err(unreadable)?;
         Self::parse(&text, path)
@@ -87,11 +77,7 @@ impl KeyRing {
 
     /// Parses key file text; `path` only names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, KeyFileError> {
-        let syntax = |line: usize, problem: String| KeyFileError::Syntax {
-            path: path.to_owned(),
-            line,
-            problem,
-        };
+        let syntax = |line: usize, problem: String| KeyFileError::Syntax { path: path.to_owned(), line, problem };
         let mut keys: Vec<(KeyId, Secret)> = Vec::new();
         for (index, line) in text.lines().enumerate() {
             let line_number = index + 1;
@@ -144,18 +130,12 @@ impl KeyRing {
 /// existing key file keeps its keys, and the new key goes on top so it
 /// signs from now on. Returns the new key's number.
 pub fn generate(path: &Path, requested: Option<KeyId>) -> Result<KeyId, KeyFileError> {
-    let write_error = |problem: String| KeyFileError::Write {
-        path: path.to_owned(),
-        problem,
-    };
+    let write_error = |problem: String| KeyFileError::Write { path: path.to_owned(), problem };
     let existing = match std::fs::read_to_string(path) {
         Ok(text) => Some(text),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
         Err(source) => {
-            return Err(KeyFileError::Unreadable {
-                path: path.to_owned(),
-                source,
-            });
+            return Err(KeyFileError::Unreadable { path: path.to_owned(), source });
         }
     };
     let ring = existing.as_deref().map(|text| KeyRing::parse(text, path)).transpose()?;
@@ -205,18 +185,11 @@ pub fn generate(path: &Path, requested: Option<KeyId>) -> Result<KeyId, KeyFileE
 
 /// Replaces `path` atomically with a file that only its owner can read.
 fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let directory = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let directory = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("keys");
     let temporary = directory.join(format!(".{file_name}.new.{}", std::process::id()));
     let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temporary)?;
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
         file.write_all(contents)?;
         file.sync_all()?;
         std::fs::rename(&temporary, path)
@@ -257,20 +230,14 @@ mod tests {
             assert!(error.contains(needle), "{text:?}: {error}");
             assert!(error.starts_with("k:"), "{error}");
         }
-        assert!(matches!(
-            KeyRing::parse("# nothing\n", Path::new("k")),
-            Err(KeyFileError::Empty { .. })
-        ));
+        assert!(matches!(KeyRing::parse("# nothing\n", Path::new("k")), Err(KeyFileError::Empty { .. })));
     }
 
     #[test]
     fn secrets_never_show_in_debug_output() {
         let ring = KeyRing::parse("3 c2VjcmV0LXZhbHVl\n", Path::new("k")).unwrap();
         let debug = format!("{ring:?}");
-        assert!(
-            !debug.contains("secret-value") && !debug.contains("c2VjcmV0LXZhbHVl"),
-            "{debug}"
-        );
+        assert!(!debug.contains("secret-value") && !debug.contains("c2VjcmV0LXZhbHVl"), "{debug}");
         assert!(debug.contains("<redacted>"));
     }
 
@@ -300,15 +267,7 @@ mod tests {
         let ids: Vec<_> = ring.iter().map(|(id, _)| id.number()).collect();
         assert_eq!(ids, vec![6, 5, 0]);
         // The original key is kept byte for byte.
-        assert_eq!(
-            ring.iter().last().unwrap().1.expose(),
-            first.iter().next().unwrap().1.expose()
-        );
-        assert!(
-            generate(&path, Some(id(5)))
-                .unwrap_err()
-                .to_string()
-                .contains("already")
-        );
+        assert_eq!(ring.iter().last().unwrap().1.expose(), first.iter().next().unwrap().1.expose());
+        assert!(generate(&path, Some(id(5))).unwrap_err().to_string().contains("already"));
     }
 }

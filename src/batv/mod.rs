@@ -175,21 +175,12 @@ impl Codec {
     /// `lifetime_days` must be 1..=[`MAX_LIFETIME_DAYS`]; config validation
     /// ensures it.
     pub fn new(keys: &KeyRing, hash: HashAlgorithm, lifetime_days: u16, form: TagForm) -> Self {
-        assert!(
-            (1..=MAX_LIFETIME_DAYS).contains(&lifetime_days),
-            "lifetime out of range"
-        );
+        assert!((1..=MAX_LIFETIME_DAYS).contains(&lifetime_days), "lifetime out of range");
         let mut macs: [Option<KeyedMac>; 10] = Default::default();
         for (id, secret) in keys.iter() {
             macs[usize::from(id.number())] = Some(KeyedMac::new(hash, secret));
         }
-        Codec {
-            hash,
-            lifetime_days,
-            form,
-            signing_key: keys.signing_key(),
-            keys: macs,
-        }
+        Codec { hash, lifetime_days, form, signing_key: keys.signing_key(), keys: macs }
     }
 
     pub fn hash(&self) -> HashAlgorithm {
@@ -212,16 +203,11 @@ impl Codec {
             return mailbox.clone();
         }
         let expiry = today.plus(u32::from(self.lifetime_days)).stamp();
-        let mut mac = self.keys[usize::from(self.signing_key.number())]
-            .clone()
-            .expect("the signing key is in the ring");
+        let mut mac =
+            self.keys[usize::from(self.signing_key.number())].clone().expect("the signing key is in the ring");
         mac.update(&Tag::signed_prefix(self.signing_key, expiry));
         mac.update(self.hashed_form(mailbox).as_bytes());
-        let tag = Tag {
-            key_id: self.signing_key,
-            expiry,
-            signature: mac.signature(),
-        };
+        let tag = Tag { key_id: self.signing_key, expiry, signature: mac.signature() };
         tag::compose(mailbox, &tag, self.form)
     }
 
@@ -230,29 +216,15 @@ impl Codec {
     pub fn verify(&self, mailbox: &Mailbox, today: Day) -> Result<Valid, Invalid> {
         let tagged = match tag::parse(mailbox) {
             Parsed::Untagged => {
-                return Err(Invalid {
-                    reason: Failure::Missing,
-                    original: None,
-                    key_id: None,
-                });
+                return Err(Invalid { reason: Failure::Missing, original: None, key_id: None });
             }
             Parsed::Malformed => {
-                return Err(Invalid {
-                    reason: Failure::Malformed,
-                    original: None,
-                    key_id: None,
-                });
+                return Err(Invalid { reason: Failure::Malformed, original: None, key_id: None });
             }
             Parsed::Tagged(tagged) => tagged,
         };
         let TaggedMailbox { tag, original, .. } = tagged;
-        let invalid = |reason, original| {
-            Err(Invalid {
-                reason,
-                original: Some(original),
-                key_id: Some(tag.key_id),
-            })
-        };
+        let invalid = |reason, original| Err(Invalid { reason, original: Some(original), key_id: Some(tag.key_id) });
         let Some(keyed) = &self.keys[usize::from(tag.key_id.number())] else {
             return invalid(Failure::UnknownKey, original);
         };
@@ -276,18 +248,10 @@ impl Codec {
             // Beyond the lifetime: either in the past (the stamp lies behind
             // today, seen forwards from today it is far ahead) or truly
             // dated into the future. Half the cycle separates the two.
-            let reason = if days_left >= 500 {
-                Failure::Expired
-            } else {
-                Failure::FutureDated
-            };
+            let reason = if days_left >= 500 { Failure::Expired } else { Failure::FutureDated };
             return invalid(reason, original);
         }
-        Ok(Valid {
-            original,
-            key_id: tag.key_id,
-            case_folded,
-        })
+        Ok(Valid { original, key_id: tag.key_id, case_folded })
     }
 
     /// The text the HMAC covers after `KDDD`. Borrowed when no case
@@ -335,14 +299,8 @@ mod tests {
         // Values printed by Exim 4.96: exim4 -be '${prvs{ADDR}{secret}{3}}' on 2026-11-25.
         let codec = codec(HashAlgorithm::Sha1);
         let today = day("2026-11-25");
-        assert_eq!(
-            codec.sign(&mailbox("alice@example.com"), today).to_string(),
-            "prvs=37894e943a=alice@example.com"
-        );
-        assert_eq!(
-            codec.sign(&mailbox("Alice@Example.com"), today).to_string(),
-            "prvs=3789b4a285=Alice@Example.com"
-        );
+        assert_eq!(codec.sign(&mailbox("alice@example.com"), today).to_string(), "prvs=37894e943a=alice@example.com");
+        assert_eq!(codec.sign(&mailbox("Alice@Example.com"), today).to_string(), "prvs=3789b4a285=Alice@Example.com");
     }
 
     #[test]
@@ -357,10 +315,7 @@ mod tests {
                 assert_eq!(valid.key_id.number(), 3);
             }
             assert_eq!(reason(codec.verify(&tagged, signed_on.plus(8))), Some(Failure::Expired));
-            assert_eq!(
-                reason(codec.verify(&tagged, signed_on.plus(400))),
-                Some(Failure::Expired)
-            );
+            assert_eq!(reason(codec.verify(&tagged, signed_on.plus(400))), Some(Failure::Expired));
         }
     }
 
@@ -369,14 +324,7 @@ mod tests {
         // Stamps run ..., 998, 999, 000, 001, ... around 2027-07-01 (day 21000).
         let codec = codec(HashAlgorithm::Sha256);
         let address = mailbox("alice@example.com");
-        for signed in [
-            "2027-06-20",
-            "2027-06-24",
-            "2027-06-25",
-            "2027-06-28",
-            "2027-06-30",
-            "2027-07-01",
-        ] {
+        for signed in ["2027-06-20", "2027-06-24", "2027-06-25", "2027-06-28", "2027-06-30", "2027-07-01"] {
             let signed_on = day(signed);
             let tagged = codec.sign(&address, signed_on);
             for offset in 0..=7 {
@@ -385,11 +333,7 @@ mod tests {
                     "signed {signed}, +{offset} days: {tagged}"
                 );
             }
-            assert_eq!(
-                reason(codec.verify(&tagged, signed_on.plus(8))),
-                Some(Failure::Expired),
-                "signed {signed}"
-            );
+            assert_eq!(reason(codec.verify(&tagged, signed_on.plus(8))), Some(Failure::Expired), "signed {signed}");
         }
         let tagged = codec.sign(&address, day("2027-06-28"));
         assert!(tagged.local_part().starts_with("prvs=3004"), "{tagged}");
@@ -418,17 +362,10 @@ mod tests {
             ("prvs=37xx000000=alice@example.com", Failure::Malformed),
             (&tagged.replacen("prvs=3", "prvs=5", 1), Failure::UnknownKey),
             (&tagged.replace("=alice@", "=bob@"), Failure::BadSignature),
-            (
-                &format!("{}000000{}", &tagged[..9], &tagged[15..]),
-                Failure::BadSignature,
-            ),
+            (&format!("{}000000{}", &tagged[..9], &tagged[15..]), Failure::BadSignature),
         ];
         for (address, expected) in table {
-            assert_eq!(
-                reason(codec.verify(&mailbox(address), today)),
-                Some(expected),
-                "{address}"
-            );
+            assert_eq!(reason(codec.verify(&mailbox(address), today)), Some(expected), "{address}");
         }
         let past = codec.sign(&mailbox("alice@example.com"), day("2026-10-01"));
         assert_eq!(reason(codec.verify(&past, today)), Some(Failure::Expired));
@@ -440,15 +377,8 @@ mod tests {
         let today = day("2026-11-25");
         let tagged = codec.sign(&mailbox("Alice.Smith@Example.com"), today).to_string();
         for variant in [tagged.clone(), tagged.to_lowercase(), tagged.to_uppercase()] {
-            let valid = codec
-                .verify(&mailbox(&variant), today)
-                .unwrap_or_else(|e| panic!("{variant}: {e:?}"));
-            assert!(
-                valid
-                    .original
-                    .to_string()
-                    .eq_ignore_ascii_case("alice.smith@example.com")
-            );
+            let valid = codec.verify(&mailbox(&variant), today).unwrap_or_else(|e| panic!("{variant}: {e:?}"));
+            assert!(valid.original.to_string().eq_ignore_ascii_case("alice.smith@example.com"));
         }
     }
 
@@ -456,21 +386,9 @@ mod tests {
     fn sha1_tags_verify_as_exim_writes_them() {
         let codec = codec(HashAlgorithm::Sha1);
         let today = day("2026-11-25");
-        assert!(
-            codec
-                .verify(&mailbox("prvs=37894e943a=alice@example.com"), today)
-                .is_ok()
-        );
-        assert!(
-            codec
-                .verify(&mailbox("PRVS=37894E943A=alice@example.com"), today)
-                .is_ok()
-        );
-        assert!(
-            codec
-                .verify(&mailbox("prvs=3789b4a285=Alice@Example.com"), today)
-                .is_ok()
-        );
+        assert!(codec.verify(&mailbox("prvs=37894e943a=alice@example.com"), today).is_ok());
+        assert!(codec.verify(&mailbox("PRVS=37894E943A=alice@example.com"), today).is_ok());
+        assert!(codec.verify(&mailbox("prvs=3789b4a285=Alice@Example.com"), today).is_ok());
         // Exim's scheme binds the case: the lower-cased form of a mixed-case tag is lost.
         assert_eq!(
             reason(codec.verify(&mailbox("prvs=3789b4a285=alice@example.com"), today)),
@@ -481,12 +399,7 @@ mod tests {
     #[test]
     fn rotation_signs_with_the_first_key_and_verifies_with_all() {
         let today = day("2026-11-25");
-        let old = Codec::new(
-            &ring(&format!("1 {SECRET}\n")),
-            HashAlgorithm::Sha256,
-            7,
-            TagForm::Standard,
-        );
+        let old = Codec::new(&ring(&format!("1 {SECRET}\n")), HashAlgorithm::Sha256, 7, TagForm::Standard);
         let old_tag = old.sign(&mailbox("alice@example.com"), today);
         let rotated = Codec::new(
             &ring(&format!("2 bmV3LXNlY3JldA==\n1 {SECRET}\n")),
@@ -510,12 +423,7 @@ mod tests {
         let today = day("2026-11-25");
         let once = codec.sign(&mailbox("alice@example.com"), today);
         assert_eq!(codec.sign(&once, today), once);
-        let subaddressed = Codec::new(
-            &ring(&format!("3 {SECRET}\n")),
-            HashAlgorithm::Sha256,
-            7,
-            TagForm::Subaddress,
-        );
+        let subaddressed = Codec::new(&ring(&format!("3 {SECRET}\n")), HashAlgorithm::Sha256, 7, TagForm::Subaddress);
         let sub = subaddressed.sign(&mailbox("alice@example.com"), today);
         assert!(sub.to_string().starts_with("alice+prvs=3"), "{sub}");
         assert_eq!(codec.sign(&sub, today), sub);
@@ -532,11 +440,7 @@ mod tests {
             for signer in [&codec, &subaddressed] {
                 let tagged = signer.sign(&mailbox(address), today);
                 let reparsed = Mailbox::parse(&tagged.to_string()).unwrap();
-                assert_eq!(
-                    codec.verify(&reparsed, today).unwrap().original,
-                    mailbox(address),
-                    "{tagged}"
-                );
+                assert_eq!(codec.verify(&reparsed, today).unwrap().original, mailbox(address), "{tagged}");
             }
         }
     }

@@ -97,11 +97,7 @@ impl DayStamp {
 
     fn digits(self) -> [u8; 3] {
         let v = self.0;
-        [
-            b'0' + (v / 100) as u8,
-            b'0' + (v / 10 % 10) as u8,
-            b'0' + (v % 10) as u8,
-        ]
+        [b'0' + (v / 100) as u8, b'0' + (v / 10 % 10) as u8, b'0' + (v % 10) as u8]
     }
 }
 
@@ -134,11 +130,7 @@ impl Tag {
         for (index, pair) in bytes[4..].chunks(2).enumerate() {
             signature[index] = (hex_value(pair[0])? << 4) | hex_value(pair[1])?;
         }
-        Some(Tag {
-            key_id,
-            expiry,
-            signature,
-        })
+        Some(Tag { key_id, expiry, signature })
     }
 }
 
@@ -203,11 +195,7 @@ pub fn parse(mailbox: &Mailbox) -> Parsed {
         let original = rest.get(10..).and_then(|after| after.strip_prefix('='));
         return match (tag, original) {
             (Some(tag), Some(original)) if !original.is_empty() => match mailbox.with_local_part(original) {
-                Ok(original) => Parsed::Tagged(TaggedMailbox {
-                    tag,
-                    original,
-                    form: TagForm::Standard,
-                }),
+                Ok(original) => Parsed::Tagged(TaggedMailbox { tag, original, form: TagForm::Standard }),
                 Err(_) => Parsed::Malformed,
             },
             _ => Parsed::Malformed,
@@ -218,11 +206,7 @@ pub fn parse(mailbox: &Mailbox) -> Parsed {
         let tag = Tag::parse(&local[marker + SUBADDRESS_MARKER.len()..]);
         return match (tag, original.is_empty()) {
             (Some(tag), false) => match mailbox.with_local_part(original) {
-                Ok(original) => Parsed::Tagged(TaggedMailbox {
-                    tag,
-                    original,
-                    form: TagForm::Subaddress,
-                }),
+                Ok(original) => Parsed::Tagged(TaggedMailbox { tag, original, form: TagForm::Subaddress }),
                 Err(_) => Parsed::Malformed,
             },
             _ => Parsed::Malformed,
@@ -237,9 +221,7 @@ pub fn compose(original: &Mailbox, tag: &Tag, form: TagForm) -> Mailbox {
         TagForm::Standard => format!("{PREFIX}{tag}={}", original.local_part()),
         TagForm::Subaddress => format!("{}{SUBADDRESS_MARKER}{tag}", original.local_part()),
     };
-    original
-        .with_local_part(local)
-        .expect("a tagged local part is non-empty and adds no control characters")
+    original.with_local_part(local).expect("a tagged local part is non-empty and adds no control characters")
 }
 
 fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
@@ -290,24 +272,16 @@ mod tests {
 
     #[test]
     fn both_spellings_parse() {
-        let Parsed::Tagged(standard) = parse(&mailbox("prvs=3789abcdef=alice@example.com")) else {
-            panic!()
-        };
+        let Parsed::Tagged(standard) = parse(&mailbox("prvs=3789abcdef=alice@example.com")) else { panic!() };
         assert_eq!(standard.original, mailbox("alice@example.com"));
         assert_eq!(standard.form, TagForm::Standard);
-        let Parsed::Tagged(upper) = parse(&mailbox("PRVS=3789ABCDEF=ALICE@example.com")) else {
-            panic!()
-        };
+        let Parsed::Tagged(upper) = parse(&mailbox("PRVS=3789ABCDEF=ALICE@example.com")) else { panic!() };
         assert_eq!(upper.original.local_part(), "ALICE");
-        let Parsed::Tagged(sub) = parse(&mailbox("alice+news+prvs=3789abcdef@example.com")) else {
-            panic!()
-        };
+        let Parsed::Tagged(sub) = parse(&mailbox("alice+news+prvs=3789abcdef@example.com")) else { panic!() };
         assert_eq!(sub.original, mailbox("alice+news@example.com"));
         assert_eq!(sub.form, TagForm::Subaddress);
         // A tagged address whose original needs quoting.
-        let Parsed::Tagged(quoted) = parse(&mailbox(r#""prvs=3789abcdef=john doe"@example.com"#)) else {
-            panic!()
-        };
+        let Parsed::Tagged(quoted) = parse(&mailbox(r#""prvs=3789abcdef=john doe"@example.com"#)) else { panic!() };
         assert_eq!(quoted.original.local_part(), "john doe");
     }
 
@@ -330,28 +304,12 @@ mod tests {
 
     #[test]
     fn compose_round_trips_through_parse() {
-        let tag = Tag {
-            key_id: KeyId(7),
-            expiry: DayStamp(5),
-            signature: [1, 2, 0xff],
-        };
-        for original in [
-            "alice@example.com",
-            r#""john doe"@example.com"#,
-            "josé+x@exämple.com",
-            "a.b@[192.0.2.1]",
-        ] {
+        let tag = Tag { key_id: KeyId(7), expiry: DayStamp(5), signature: [1, 2, 0xff] };
+        for original in ["alice@example.com", r#""john doe"@example.com"#, "josé+x@exämple.com", "a.b@[192.0.2.1]"] {
             for form in [TagForm::Standard, TagForm::Subaddress] {
                 let tagged = compose(&mailbox(original), &tag, form);
                 let reparsed = Mailbox::parse(&tagged.to_string()).unwrap();
-                assert_eq!(
-                    parse(&reparsed),
-                    Parsed::Tagged(TaggedMailbox {
-                        tag,
-                        original: mailbox(original),
-                        form
-                    })
-                );
+                assert_eq!(parse(&reparsed), Parsed::Tagged(TaggedMailbox { tag, original: mailbox(original), form }));
             }
         }
         assert_eq!(

@@ -44,17 +44,10 @@ impl Domain {
                 && literal[..literal.len() - 1]
                     .chars()
                     .all(|c| c.is_ascii_graphic() && c != '[' && c != ']' && c != '\\');
-            return if ok {
-                Ok(Domain(text.to_owned()))
-            } else {
-                Err(AddressError::InvalidDomain)
-            };
+            return if ok { Ok(Domain(text.to_owned())) } else { Err(AddressError::InvalidDomain) };
         }
         let valid_char = |c: char| c.is_alphanumeric() || c == '-' || c == '.' || c == '_' || !c.is_ascii();
-        if text
-            .chars()
-            .all(|c| valid_char(c) && !c.is_control() && !c.is_whitespace())
-        {
+        if text.chars().all(|c| valid_char(c) && !c.is_control() && !c.is_whitespace()) {
             Ok(Domain(text.to_owned()))
         } else {
             Err(AddressError::InvalidDomain)
@@ -311,11 +304,7 @@ impl ReversePath {
     /// Parses the inside of the brackets (see [`split_path`]).
     pub fn parse(inner: &str) -> Result<Self, AddressError> {
         let inner = strip_source_route(inner);
-        if inner.is_empty() {
-            Ok(ReversePath::Null)
-        } else {
-            Mailbox::parse(inner).map(ReversePath::Mailbox)
-        }
+        if inner.is_empty() { Ok(ReversePath::Null) } else { Mailbox::parse(inner).map(ReversePath::Mailbox) }
     }
 }
 
@@ -364,10 +353,7 @@ mod tests {
         assert_eq!(escaped.local_part(), r#"a"b\c"#);
         assert_eq!(escaped.to_string(), r#""a\"b\\c"@example.com"#);
         // Needlessly quoted local parts print in canonical form.
-        assert_eq!(
-            Mailbox::parse(r#""alice"@example.com"#).unwrap().to_string(),
-            "alice@example.com"
-        );
+        assert_eq!(Mailbox::parse(r#""alice"@example.com"#).unwrap().to_string(), "alice@example.com");
         let at_inside = Mailbox::parse(r#""a@b"@example.com"#).unwrap();
         assert_eq!(at_inside.local_part(), "a@b");
         assert_eq!(at_inside.domain().as_str(), "example.com");
@@ -380,49 +366,29 @@ mod tests {
         assert_eq!(Mailbox::parse("a b@example.com"), Err(AddressError::InvalidCharacter));
         assert_eq!(Mailbox::parse("alice@"), Err(AddressError::InvalidDomain));
         assert_eq!(Mailbox::parse("alice@exa mple.com"), Err(AddressError::InvalidDomain));
-        assert_eq!(
-            Mailbox::parse("\"open@example.com"),
-            Err(AddressError::UnterminatedQuote)
-        );
-        assert_eq!(
-            Mailbox::parse("a\u{0}b@example.com"),
-            Err(AddressError::InvalidCharacter)
-        );
+        assert_eq!(Mailbox::parse("\"open@example.com"), Err(AddressError::UnterminatedQuote));
+        assert_eq!(Mailbox::parse("a\u{0}b@example.com"), Err(AddressError::InvalidCharacter));
     }
 
     #[test]
     fn domains_compare_case_insensitively() {
-        assert_eq!(
-            Domain::parse("Example.COM").unwrap(),
-            Domain::parse("example.com.").unwrap()
-        );
+        assert_eq!(Domain::parse("Example.COM").unwrap(), Domain::parse("example.com.").unwrap());
         assert_eq!(Domain::parse("EXAMPLE.com").unwrap().canonical(), "example.com");
     }
 
     #[test]
     fn paths() {
-        assert_eq!(
-            split_path("<alice@example.com> SIZE=10"),
-            Ok(("alice@example.com", " SIZE=10"))
-        );
+        assert_eq!(split_path("<alice@example.com> SIZE=10"), Ok(("alice@example.com", " SIZE=10")));
         assert_eq!(split_path(" <>"), Ok(("", "")));
-        assert_eq!(
-            split_path("alice@example.com BODY=8BITMIME"),
-            Ok(("alice@example.com", " BODY=8BITMIME"))
-        );
+        assert_eq!(split_path("alice@example.com BODY=8BITMIME"), Ok(("alice@example.com", " BODY=8BITMIME")));
         assert_eq!(split_path(r#"<"a>b"@example.com>"#), Ok((r#""a>b"@example.com"#, "")));
         assert_eq!(split_path("<alice@example.com"), Err(AddressError::MissingBrackets));
         assert_eq!(ReversePath::parse("").unwrap(), ReversePath::Null);
         assert_eq!(
-            ReversePath::parse("@relay.test,@other.test:bob@example.com")
-                .unwrap()
-                .to_string(),
+            ReversePath::parse("@relay.test,@other.test:bob@example.com").unwrap().to_string(),
             "<bob@example.com>"
         );
-        assert!(matches!(
-            ForwardPath::parse("Postmaster").unwrap(),
-            ForwardPath::Postmaster(_)
-        ));
+        assert!(matches!(ForwardPath::parse("Postmaster").unwrap(), ForwardPath::Postmaster(_)));
         assert!(ForwardPath::parse("").is_err());
     }
 }

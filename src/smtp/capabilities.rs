@@ -7,16 +7,7 @@ use super::reply::Reply;
 /// offers is hidden: CHUNKING/BINARYMIME (the proxy speaks DATA only),
 /// XCLIENT/XFORWARD (they would let a client claim any identity), ETRN,
 /// and the upstream's STARTTLS (TLS to the client is the proxy's own).
-const RELAYED: &[&str] = &[
-    "PIPELINING",
-    "SIZE",
-    "8BITMIME",
-    "SMTPUTF8",
-    "DSN",
-    "ENHANCEDSTATUSCODES",
-    "VRFY",
-    "AUTH",
-];
+const RELAYED: &[&str] = &["PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8", "DSN", "ENHANCEDSTATUSCODES", "VRFY", "AUTH"];
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Capabilities {
@@ -26,9 +17,7 @@ pub struct Capabilities {
 
 impl Capabilities {
     pub fn from_ehlo(reply: &Reply) -> Self {
-        Capabilities {
-            lines: reply.lines().iter().skip(1).map(|l| l.trim().to_owned()).collect(),
-        }
+        Capabilities { lines: reply.lines().iter().skip(1).map(|l| l.trim().to_owned()).collect() }
     }
 
     fn line(&self, keyword: &str) -> Option<&str> {
@@ -44,19 +33,13 @@ impl Capabilities {
 
     /// Arguments of an extension (`AUTH PLAIN LOGIN` → `["PLAIN", "LOGIN"]`).
     pub fn arguments(&self, keyword: &str) -> Option<Vec<String>> {
-        self.line(keyword).map(|line| {
-            line.split([' ', '='])
-                .skip(1)
-                .filter(|w| !w.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
+        self.line(keyword)
+            .map(|line| line.split([' ', '=']).skip(1).filter(|w| !w.is_empty()).map(str::to_owned).collect())
     }
 
     /// The upstream's SIZE limit; `Some(0)` means it declared none.
     pub fn size(&self) -> Option<u64> {
-        self.arguments("SIZE")
-            .map(|args| args.first().and_then(|n| n.parse().ok()).unwrap_or(0))
+        self.arguments("SIZE").map(|args| args.first().and_then(|n| n.parse().ok()).unwrap_or(0))
     }
 }
 
@@ -82,11 +65,7 @@ pub fn client_ehlo_reply(hostname: &str, upstream: &Capabilities, offer: Offer) 
         if keyword == "SIZE" {
             has_size = true;
             let theirs = upstream.size().unwrap_or(0);
-            let size = if theirs == 0 {
-                offer.max_message_size
-            } else {
-                theirs.min(offer.max_message_size)
-            };
+            let size = if theirs == 0 { offer.max_message_size } else { theirs.min(offer.max_message_size) };
             lines.push(format!("SIZE {size}"));
         } else if !lines.iter().any(|existing| existing.eq_ignore_ascii_case(line)) {
             lines.push(line.clone());
@@ -135,10 +114,7 @@ mod tests {
         let caps = Capabilities::from_ehlo(&postfix_like());
         assert!(caps.has("xclient") && caps.has("PIPELINING") && !caps.has("BINARYMIME"));
         assert_eq!(caps.size(), Some(10_240_000));
-        assert_eq!(
-            caps.arguments("XCLIENT").unwrap()[..2],
-            ["NAME".to_string(), "ADDR".to_string()]
-        );
+        assert_eq!(caps.arguments("XCLIENT").unwrap()[..2], ["NAME".to_string(), "ADDR".to_string()]);
         // smtp-sink ends its EHLO reply with an empty "250 " line.
         let sink = Reply::from_lines(250, vec!["sink".into(), "PIPELINING".into(), "".into()]);
         assert!(Capabilities::from_ehlo(&sink).has("PIPELINING"));
@@ -150,11 +126,7 @@ mod tests {
         let reply = client_ehlo_reply(
             "mx.example.com",
             &caps,
-            Offer {
-                max_message_size: 5_000_000,
-                auth: false,
-                starttls: false,
-            },
+            Offer { max_message_size: 5_000_000, auth: false, starttls: false },
         );
         assert_eq!(
             reply.lines(),
@@ -169,22 +141,11 @@ mod tests {
                 "SMTPUTF8"
             ]
         );
-        let with_auth = client_ehlo_reply(
-            "mx",
-            &caps,
-            Offer {
-                max_message_size: 50_000_000,
-                auth: true,
-                starttls: true,
-            },
-        );
+        let with_auth =
+            client_ehlo_reply("mx", &caps, Offer { max_message_size: 50_000_000, auth: true, starttls: true });
         let lines = with_auth.lines();
         assert!(lines.contains(&"AUTH PLAIN LOGIN".to_string()) && lines.contains(&"SIZE 10240000".to_string()));
         assert_eq!(lines.last().unwrap(), "STARTTLS");
-        assert!(
-            !lines
-                .iter()
-                .any(|l| l.contains("XCLIENT") || l.contains("CHUNKING") || l.contains("XFORWARD"))
-        );
+        assert!(!lines.iter().any(|l| l.contains("XCLIENT") || l.contains("CHUNKING") || l.contains("XFORWARD")));
     }
 }

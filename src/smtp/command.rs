@@ -53,10 +53,7 @@ impl Verb {
             (b"XFORWARD", Verb::Xforward),
             (b"ETRN", Verb::Etrn),
         ];
-        TABLE
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(word))
-            .map_or(Verb::Unknown, |(_, verb)| *verb)
+        TABLE.iter().find(|(name, _)| name.eq_ignore_ascii_case(word)).map_or(Verb::Unknown, |(_, verb)| *verb)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -233,30 +230,21 @@ impl Command {
                 if domain.is_empty() {
                     return Err(CommandError::Syntax("HELO and EHLO need a host name"));
                 }
-                Ok(Command::Hello {
-                    extended: verb == Verb::Ehlo,
-                    domain: domain.to_owned(),
-                })
+                Ok(Command::Hello { extended: verb == Verb::Ehlo, domain: domain.to_owned() })
             }
             Verb::Mail => {
                 let text = text()?;
                 let argument = strip_keyword(text, "FROM:").ok_or(CommandError::Syntax("use MAIL FROM:<address>"))?;
                 let (inner, rest) = split_path(argument).map_err(CommandError::BadSender)?;
                 let path = ReversePath::parse(inner).map_err(CommandError::BadSender)?;
-                Ok(Command::Mail {
-                    path,
-                    parameters: Parameters::parse(rest)?,
-                })
+                Ok(Command::Mail { path, parameters: Parameters::parse(rest)? })
             }
             Verb::Rcpt => {
                 let text = text()?;
                 let argument = strip_keyword(text, "TO:").ok_or(CommandError::Syntax("use RCPT TO:<address>"))?;
                 let (inner, rest) = split_path(argument).map_err(CommandError::BadRecipient)?;
                 let path = ForwardPath::parse(inner).map_err(CommandError::BadRecipient)?;
-                Ok(Command::Rcpt {
-                    path,
-                    parameters: Parameters::parse(rest)?,
-                })
+                Ok(Command::Rcpt { path, parameters: Parameters::parse(rest)? })
             }
             Verb::Data => no_argument(Command::Data),
             Verb::Rset => no_argument(Command::Rset),
@@ -332,10 +320,7 @@ mod tests {
             panic!()
         };
         assert_eq!(path, ReversePath::Mailbox(Mailbox::parse("alice@example.com").unwrap()));
-        assert_eq!(
-            parameters.to_string(),
-            " BODY=8BITMIME RET=HDRS ENVID=QQ314159 SMTPUTF8"
-        );
+        assert_eq!(parameters.to_string(), " BODY=8BITMIME RET=HDRS ENVID=QQ314159 SMTPUTF8");
         assert_eq!(parameters.get("env-id"), None);
         assert_eq!(parameters.get("envid").and_then(Parameter::value), Some("QQ314159"));
         let Command::Rcpt { path, parameters } =
@@ -348,19 +333,10 @@ mod tests {
             String::from_utf8(rcpt_line(&path, &parameters)).unwrap(),
             "RCPT TO:<carol@remote.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;carol@remote.test\r\n"
         );
-        assert!(matches!(
-            Command::parse(b"MAIL FROM:<>").unwrap(),
-            Command::Mail {
-                path: ReversePath::Null,
-                ..
-            }
-        ));
+        assert!(matches!(Command::parse(b"MAIL FROM:<>").unwrap(), Command::Mail { path: ReversePath::Null, .. }));
         assert!(matches!(
             Command::parse(b"RCPT TO:<Postmaster>").unwrap(),
-            Command::Rcpt {
-                path: ForwardPath::Postmaster(_),
-                ..
-            }
+            Command::Rcpt { path: ForwardPath::Postmaster(_), .. }
         ));
     }
 
@@ -381,26 +357,15 @@ mod tests {
     fn verbs() {
         assert_eq!(
             Command::parse(b"ehlo client.test").unwrap(),
-            Command::Hello {
-                extended: true,
-                domain: "client.test".into()
-            }
+            Command::Hello { extended: true, domain: "client.test".into() }
         );
         assert_eq!(Command::parse(b"QUIT").unwrap(), Command::Quit);
         assert_eq!(Command::parse(b"noop whatever").unwrap(), Command::Relayed(Verb::Noop));
-        assert_eq!(
-            Command::parse(b"XCLIENT ADDR=1.2.3.4").unwrap(),
-            Command::NotOffered(Verb::Xclient)
-        );
-        assert_eq!(
-            Command::parse(b"BDAT 10 LAST").unwrap(),
-            Command::NotOffered(Verb::Bdat)
-        );
+        assert_eq!(Command::parse(b"XCLIENT ADDR=1.2.3.4").unwrap(), Command::NotOffered(Verb::Xclient));
+        assert_eq!(Command::parse(b"BDAT 10 LAST").unwrap(), Command::NotOffered(Verb::Bdat));
         assert_eq!(
             Command::parse(b"AUTH PLAIN AGFsaWNlAHNlY3JldA==").unwrap(),
-            Command::Auth {
-                mechanism: "PLAIN".into()
-            }
+            Command::Auth { mechanism: "PLAIN".into() }
         );
         assert_eq!(Command::parse(b"\x80\x81garbage").unwrap(), Command::Unknown);
         assert_eq!(Command::parse(b"").unwrap(), Command::Unknown);

@@ -61,11 +61,7 @@ impl DataScanner {
     /// A scanner at the start of the message: right after the CRLF of the
     /// DATA command, so an immediate `.` CRLF ends an empty message.
     pub fn new() -> Self {
-        DataScanner {
-            state: State::LineStart,
-            size: 0,
-            violation: None,
-        }
+        DataScanner { state: State::LineStart, size: 0, violation: None }
     }
 
     pub fn size(&self) -> u64 {
@@ -163,11 +159,7 @@ mod tests {
         let message = b"Subject: x\r\n\r\nhello\r\n..dot-stuffed\r\n.\r\nMAIL FROM:<>\r\n";
         let end = message.len() - b"MAIL FROM:<>\r\n".len();
         for piece in 1..message.len() {
-            assert_eq!(
-                run(message, piece),
-                (Some(end), None, (end - 3) as u64),
-                "piece {piece}"
-            );
+            assert_eq!(run(message, piece), (Some(end), None, (end - 3) as u64), "piece {piece}");
         }
     }
 
@@ -193,12 +185,7 @@ mod tests {
             for piece in 1..=input.len() {
                 let (end, seen, _) = run(input, piece);
                 assert_eq!(end, None, "{:?} piece {piece}", String::from_utf8_lossy(input));
-                assert_eq!(
-                    seen,
-                    Some(*violation),
-                    "{:?} piece {piece}",
-                    String::from_utf8_lossy(input)
-                );
+                assert_eq!(seen, Some(*violation), "{:?} piece {piece}", String::from_utf8_lossy(input));
             }
         }
     }
@@ -206,10 +193,7 @@ mod tests {
     #[test]
     fn after_a_violation_only_the_standard_terminator_ends() {
         let input = b"x\ny\r\n.\r\nafter";
-        assert_eq!(
-            run(input, 3),
-            (Some(input.len() - 5), Some(Violation::BareLf), (input.len() - 8) as u64)
-        );
+        assert_eq!(run(input, 3), (Some(input.len() - 5), Some(Violation::BareLf), (input.len() - 8) as u64));
     }
 
     #[test]

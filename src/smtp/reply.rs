@@ -38,17 +38,11 @@ impl Reply {
     /// A reply of the proxy's own; `text` may hold `\n` for several lines.
     pub fn new(code: u16, text: &str) -> Self {
         debug_assert!((200..600).contains(&code));
-        Reply {
-            code,
-            lines: text.split('\n').map(str::to_owned).collect(),
-        }
+        Reply { code, lines: text.split('\n').map(str::to_owned).collect() }
     }
 
     pub fn from_lines(code: u16, lines: Vec<String>) -> Self {
-        Reply {
-            code,
-            lines: if lines.is_empty() { vec![String::new()] } else { lines },
-        }
+        Reply { code, lines: if lines.is_empty() { vec![String::new()] } else { lines } }
     }
 
     pub fn code(&self) -> u16 {
@@ -103,11 +97,7 @@ impl Reply {
         loop {
             let rest = &buffer[offset..];
             let Some(newline) = memchr::memchr(b'\n', rest) else {
-                return if rest.len() > MAX_REPLY_LINE {
-                    Err(ReplyError::LineTooLong)
-                } else {
-                    Ok(None)
-                };
+                return if rest.len() > MAX_REPLY_LINE { Err(ReplyError::LineTooLong) } else { Ok(None) };
             };
             if newline > MAX_REPLY_LINE {
                 return Err(ReplyError::LineTooLong);

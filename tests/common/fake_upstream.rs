@@ -68,11 +68,7 @@ fn serve(stream: TcpStream, fault: Fault, record: Arc<Mutex<Record>>) -> std::io
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
-    let delay = if let Fault::Slow(delay) = fault {
-        delay
-    } else {
-        Duration::ZERO
-    };
+    let delay = if let Fault::Slow(delay) = fault { delay } else { Duration::ZERO };
     let say = |writer: &mut TcpStream, text: &str| -> std::io::Result<()> {
         std::thread::sleep(delay);
         writer.write_all(text.as_bytes())

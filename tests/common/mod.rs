@@ -21,10 +21,7 @@ pub fn provision() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/provision.sh");
-        let output = Command::new(&script)
-            .arg(exim_dir())
-            .output()
-            .expect("running provision.sh");
+        let output = Command::new(&script).arg(exim_dir()).output().expect("running provision.sh");
         assert!(
             output.status.success(),
             "tests/tools/provision.sh failed (the integration tests need Postfix, swaks, Exim's binary):\n{}{}",
@@ -46,11 +43,7 @@ pub struct TestDir {
 
 impl TestDir {
     pub fn new(prefix: &str) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in("/tmp")
-            .expect("temp dir")
-            .keep();
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir_in("/tmp").expect("temp dir").keep();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         TestDir { path: dir }
     }
@@ -107,10 +100,7 @@ pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) ->
 /// A key file with one key, mode 0600.
 pub fn write_keys(path: &Path, key_id: u8, secret: &[u8]) {
     use base64::Engine;
-    let text = format!(
-        "{key_id} {}\n",
-        base64::engine::general_purpose::STANDARD.encode(secret)
-    );
+    let text = format!("{key_id} {}\n", base64::engine::general_purpose::STANDARD.encode(secret));
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
@@ -143,11 +133,7 @@ impl Proxy {
             .stderr(log)
             .spawn()
             .expect("starting batv-proxy");
-        let mut proxy = Proxy {
-            dir,
-            child,
-            config: config_path,
-        };
+        let mut proxy = Proxy { dir, child, config: config_path };
         for port in ports {
             if !wait_port(*port, Duration::from_secs(10)) {
                 let _ = proxy.child.kill();
@@ -166,22 +152,13 @@ impl Proxy {
     }
 
     pub fn signal(&self, signal: &str) {
-        Command::new("kill")
-            .args(["-s", signal, &self.pid().to_string()])
-            .status()
-            .unwrap();
+        Command::new("kill").args(["-s", signal, &self.pid().to_string()]).status().unwrap();
     }
 
     /// Runs a CLI subcommand against this proxy's config.
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let (command, rest) = args.split_first().unwrap();
-        let output = Command::new(BIN)
-            .arg(command)
-            .arg("--config")
-            .arg(&self.config)
-            .args(rest)
-            .output()
-            .unwrap();
+        let output = Command::new(BIN).arg(command).arg("--config").arg(&self.config).args(rest).output().unwrap();
         (
             output.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&output.stdout).trim().to_owned(),
@@ -293,14 +270,7 @@ impl Smtp {
         };
         stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let reader = BufReader::new(stream.try_clone().unwrap());
-        let mut smtp = Smtp {
-            stream,
-            reader,
-            greeting: Reply {
-                code: 0,
-                text: String::new(),
-            },
-        };
+        let mut smtp = Smtp { stream, reader, greeting: Reply { code: 0, text: String::new() } };
         smtp.greeting = smtp.reply();
         smtp
     }
@@ -314,10 +284,7 @@ impl Smtp {
         loop {
             let mut line = String::new();
             if self.reader.read_line(&mut line)? == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!("closed after {lines:?}"),
-                ));
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("closed after {lines:?}")));
             }
             let line = line.trim_end_matches(['\r', '\n']).to_owned();
             let more = line.as_bytes().get(3) == Some(&b'-');
@@ -326,15 +293,8 @@ impl Smtp {
                 break;
             }
         }
-        let code = lines
-            .last()
-            .and_then(|l| l.get(..3))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        Ok(Reply {
-            code,
-            text: lines.join("\n"),
-        })
+        let code = lines.last().and_then(|l| l.get(..3)).and_then(|c| c.parse().ok()).unwrap_or(0);
+        Ok(Reply { code, text: lines.join("\n") })
     }
 
     pub fn reply(&mut self) -> Reply {
@@ -453,23 +413,14 @@ impl Sink {
 
     /// Dumped transactions, oldest first, as text.
     pub fn transactions(&self) -> Vec<String> {
-        let mut files: Vec<_> = std::fs::read_dir(&self.dir.path)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
+        let mut files: Vec<_> = std::fs::read_dir(&self.dir.path).unwrap().flatten().map(|e| e.path()).collect();
         files.sort();
-        files
-            .iter()
-            .map(|f| String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned())
-            .collect()
+        files.iter().map(|f| String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned()).collect()
     }
 
     /// Waits for the transaction whose text contains `needle`.
     pub fn find(&self, needle: &str) -> Option<String> {
-        eventually(Duration::from_secs(5), || {
-            self.transactions().into_iter().find(|t| t.contains(needle))
-        })
+        eventually(Duration::from_secs(5), || self.transactions().into_iter().find(|t| t.contains(needle)))
     }
 
     pub fn wait_for(&self, count: usize) -> Vec<String> {
@@ -515,18 +466,9 @@ impl Postfix {
         for sub in ["etc", "queue", "data", "mail", "log"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
-        Command::new("chown")
-            .args(["postfix:postfix", &format!("{root}/data")])
-            .status()
-            .unwrap();
-        Command::new("chmod")
-            .args(["700", &format!("{root}/data")])
-            .status()
-            .unwrap();
-        Command::new("chown")
-            .args(["65534:65534", &format!("{root}/mail")])
-            .status()
-            .unwrap();
+        Command::new("chown").args(["postfix:postfix", &format!("{root}/data")]).status().unwrap();
+        Command::new("chmod").args(["700", &format!("{root}/data")]).status().unwrap();
+        Command::new("chown").args(["65534:65534", &format!("{root}/mail")]).status().unwrap();
         let mut users = String::new();
         for domain in ["example.com", "example.org"] {
             for user in USERS {
@@ -604,24 +546,10 @@ impl Postfix {
         }
         dir.write("etc/master.cf", &master);
         let etc = format!("{root}/etc");
-        let check = Command::new("/usr/sbin/postfix")
-            .args(["-c", &etc, "check"])
-            .output()
-            .unwrap();
-        assert!(
-            check.status.success(),
-            "postfix check: {}",
-            String::from_utf8_lossy(&check.stderr)
-        );
-        let start = Command::new("/usr/sbin/postfix")
-            .args(["-c", &etc, "start"])
-            .output()
-            .unwrap();
-        assert!(
-            start.status.success(),
-            "postfix start: {}",
-            String::from_utf8_lossy(&start.stderr)
-        );
+        let check = Command::new("/usr/sbin/postfix").args(["-c", &etc, "check"]).output().unwrap();
+        assert!(check.status.success(), "postfix check: {}", String::from_utf8_lossy(&check.stderr));
+        let start = Command::new("/usr/sbin/postfix").args(["-c", &etc, "start"]).output().unwrap();
+        assert!(start.status.success(), "postfix start: {}", String::from_utf8_lossy(&start.stderr));
         // Stop this instance even if the test process dies without unwinding.
         // The watchdog outlives this process on purpose, so it is not waited for.
         #[allow(clippy::zombie_processes)]
@@ -637,12 +565,7 @@ impl Postfix {
             .spawn()
             .unwrap();
         assert!(wait_port(port, Duration::from_secs(15)), "postfix did not listen");
-        Postfix {
-            dir,
-            port,
-            proxy_port,
-            tls_port,
-        }
+        Postfix { dir, port, proxy_port, tls_port }
     }
 
     /// One instance shared by the tests of a test binary.
@@ -658,17 +581,12 @@ impl Postfix {
         let Ok(entries) = std::fs::read_dir(new) else {
             return Vec::new();
         };
-        entries
-            .flatten()
-            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-            .collect()
+        entries.flatten().map(|e| std::fs::read_to_string(e.path()).unwrap_or_default()).collect()
     }
 
     /// Waits until a message containing `needle` reaches `address`.
     pub fn delivered(&self, address: &str, needle: &str) -> Option<String> {
-        eventually(Duration::from_secs(15), || {
-            self.mailbox(address).into_iter().find(|m| m.contains(needle))
-        })
+        eventually(Duration::from_secs(15), || self.mailbox(address).into_iter().find(|m| m.contains(needle)))
     }
 
     pub fn log(&self) -> String {
@@ -679,11 +597,7 @@ impl Postfix {
 impl Drop for Postfix {
     fn drop(&mut self) {
         let etc = self.dir.join("etc");
-        let _ = Command::new("/usr/sbin/postfix")
-            .arg("-c")
-            .arg(etc)
-            .arg("stop")
-            .output();
+        let _ = Command::new("/usr/sbin/postfix").arg("-c").arg(etc).arg("stop").output();
     }
 }
 
@@ -699,17 +613,8 @@ impl TestPki {
         provision();
         let dir = TestDir::new("pki.");
         let run = |args: &str| {
-            let output = Command::new("sh")
-                .arg("-c")
-                .arg(args)
-                .current_dir(&dir.path)
-                .output()
-                .unwrap();
-            assert!(
-                output.status.success(),
-                "{args}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+            let output = Command::new("sh").arg("-c").arg(args).current_dir(&dir.path).output().unwrap();
+            assert!(output.status.success(), "{args}: {}", String::from_utf8_lossy(&output.stderr));
         };
         run(
             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 3 -subj '/CN=batv-proxy test CA' 2>/dev/null",
@@ -739,12 +644,7 @@ impl TestPki {
             .arg(self.path(name))
             .output()
             .unwrap();
-        String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .rsplit('=')
-            .next()
-            .unwrap()
-            .to_owned()
+        String::from_utf8_lossy(&output.stdout).trim().rsplit('=').next().unwrap().to_owned()
     }
 }
 
@@ -753,9 +653,6 @@ pub fn unique(name: &str) -> String {
     format!(
         "{name}-{}-{}",
         std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
     )
 }

@@ -13,6 +13,7 @@ command -v python3 >/dev/null || need+=(python3)
 command -v openssl >/dev/null || need+=(openssl)
 command -v haproxy >/dev/null || need+=(haproxy)
 command -v faketime >/dev/null || need+=(faketime)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v redis-server >/dev/null || need+=(redis-server)
 [ -e /usr/lib/x86_64-linux-gnu/libidn.so.12 ] || [ -e /usr/lib/aarch64-linux-gnu/libidn.so.12 ] || need+=(libidn12)
 if [ ${#need[@]} -gt 0 ]; then
