@@ -213,7 +213,7 @@ fn systemd_notifications_ready_reloading_stopping() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut receive = || {
+    let receive = || {
         let mut buffer = [0u8; 256];
         let count = socket.recv(&mut buffer).expect("a notification");
         String::from_utf8_lossy(&buffer[..count]).into_owned()
