@@ -101,6 +101,10 @@ enum Command {
         /// Do nothing when the file already exists (for first-start scripts).
         #[arg(long)]
         if_missing: bool,
+        /// Make a secret of letters and digits, which Exim's configuration can hold as a
+        /// literal string (for hash = "sha1" keys shared with Exim's ${prvs}).
+        #[arg(long)]
+        printable: bool,
     },
     /// Ask a running proxy's /healthz (from [metrics] listen) whether every upstream MTA
     /// answers; exit 0 if so, 1 otherwise. For container health checks.
@@ -124,7 +128,7 @@ pub fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(config),
         Command::Sign { config, date, address } => sign(config, date, address),
         Command::Verify { config, date, address } => verify(config, date, address),
-        Command::Keygen { output, key_id, if_missing } => keygen(output, key_id, if_missing),
+        Command::Keygen { output, key_id, if_missing, printable } => keygen(output, key_id, if_missing, printable),
         Command::Health { config } => health(config),
     }
 }
@@ -237,12 +241,13 @@ fn verify(config_path: PathBuf, date: Option<String>, text: String) -> ExitCode 
     result.map_or_else(|code| code, |()| ExitCode::SUCCESS)
 }
 
-fn keygen(output: PathBuf, key_id: Option<u8>, if_missing: bool) -> ExitCode {
+fn keygen(output: PathBuf, key_id: Option<u8>, if_missing: bool, printable: bool) -> ExitCode {
     if if_missing && output.exists() {
         eprintln!("{}: exists, left as it is", output.display());
         return ExitCode::SUCCESS;
     }
-    match keys::generate(&output, key_id.and_then(KeyId::new)) {
+    let kind = if printable { keys::SecretKind::Printable } else { keys::SecretKind::Binary };
+    match keys::generate_kind(&output, key_id.and_then(KeyId::new), kind) {
         Ok(id) => {
             eprintln!("{}: key {id} written; it signs from now on", output.display());
             ExitCode::SUCCESS

@@ -126,10 +126,47 @@ impl KeyRing {
     }
 }
 
-/// Writes a fresh 32-byte key to `path`. A new file gets mode 0600; an
+/// What the random secret looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    /// 32 random bytes.
+    Binary,
+    /// 43 random letters and digits (~256 bits): a secret that can also be
+    /// written as a literal string in Exim's configuration (`hash = "sha1"`).
+    Printable,
+}
+
+fn random_secret(kind: SecretKind) -> Result<Vec<u8>, getrandom::Error> {
+    match kind {
+        SecretKind::Binary => {
+            let mut secret = vec![0u8; 32];
+            getrandom::fill(&mut secret)?;
+            Ok(secret)
+        }
+        SecretKind::Printable => {
+            const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+            let mut secret = Vec::with_capacity(43);
+            while secret.len() < 43 {
+                let mut byte = [0u8; 1];
+                getrandom::fill(&mut byte)?;
+                // Rejection sampling keeps the choice uniform over 62 symbols.
+                if usize::from(byte[0]) < 256 - 256 % ALPHABET.len() {
+                    secret.push(ALPHABET[usize::from(byte[0]) % ALPHABET.len()]);
+                }
+            }
+            Ok(secret)
+        }
+    }
+}
+
+/// Writes a fresh random key to `path`. A new file gets mode 0600; an
 /// existing key file keeps its keys, and the new key goes on top so it
 /// signs from now on. Returns the new key's number.
 pub fn generate(path: &Path, requested: Option<KeyId>) -> Result<KeyId, KeyFileError> {
+    generate_kind(path, requested, SecretKind::Binary)
+}
+
+pub fn generate_kind(path: &Path, requested: Option<KeyId>, kind: SecretKind) -> Result<KeyId, KeyFileError> {
     let write_error = |problem: String| KeyFileError::Write { path: path.to_owned(), problem };
     let existing = match std::fs::read_to_string(path) {
         Ok(text) => Some(text),
@@ -155,9 +192,8 @@ pub fn generate(path: &Path, requested: Option<KeyId>) -> Result<KeyId, KeyFileE
                 .ok_or_else(|| write_error("all ten key numbers are in use; remove the oldest key first".into()))?
         }
     };
-    let mut secret = vec![0u8; 32];
-    getrandom::fill(&mut secret).map_err(|error| write_error(format!("no randomness available: {error}")))?;
-    let secret = Secret::new(secret);
+    let secret =
+        Secret::new(random_secret(kind).map_err(|error| write_error(format!("no randomness available: {error}")))?);
 
     let mut text = String::new();
     match &existing {
@@ -269,5 +305,10 @@ mod tests {
         // The original key is kept byte for byte.
         assert_eq!(ring.iter().last().unwrap().1.expose(), first.iter().next().unwrap().1.expose());
         assert!(generate(&path, Some(id(5))).unwrap_err().to_string().contains("already"));
+        assert_eq!(generate_kind(&path, None, SecretKind::Printable).unwrap(), id(7));
+        let printable = KeyRing::load(&path).unwrap();
+        let secret = printable.iter().next().unwrap().1.expose().to_vec();
+        assert_eq!(secret.len(), 43);
+        assert!(secret.iter().all(u8::is_ascii_alphanumeric), "{secret:?}");
     }
 }
