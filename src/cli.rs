@@ -30,6 +30,9 @@ Examples:
     batv-proxy sign --config batv-proxy.toml alice@example.com
     batv-proxy verify --config batv-proxy.toml prvs=3789abcdef=alice@example.com
 
+  See how the proxy reads a bounce or auto-reply saved from a mailbox:
+    batv-proxy inspect bounce.eml
+
   Rotate keys: the new key signs from now on, old tags keep verifying:
     batv-proxy keygen --output /etc/batv-proxy/keys --key-id 4
     systemctl reload batv-proxy
@@ -106,6 +109,13 @@ enum Command {
         #[arg(long)]
         printable: bool,
     },
+    /// Read one message (a file, or - for standard input) and print one JSON object: its
+    /// kind ("dsn", "autoreply" or "none"), the Message-ID of the message it answers, and
+    /// why. Check a sample from your own mailbox against what the proxy would decide.
+    Inspect {
+        /// The message, as a file (e.g. saved .eml) or - for standard input.
+        file: PathBuf,
+    },
     /// Ask a running proxy's /healthz (from [metrics] listen) whether every upstream MTA
     /// answers; exit 0 if so, 1 otherwise. For container health checks.
     Health {
@@ -130,6 +140,7 @@ pub fn main() -> ExitCode {
         Command::Verify { config, date, address } => verify(config, date, address),
         Command::Keygen { output, key_id, if_missing, printable } => keygen(output, key_id, if_missing, printable),
         Command::Health { config } => health(config),
+        Command::Inspect { file } => inspect(file),
     }
 }
 
@@ -303,4 +314,22 @@ fn get_healthz(address: std::net::SocketAddr) -> std::io::Result<(u16, String)> 
     let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
     let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
     Ok((status, body))
+}
+
+fn inspect(file: PathBuf) -> ExitCode {
+    use std::io::Read;
+    // More than the proxy ever reads of a message.
+    const LIMIT: u64 = 64 * 1024 * 1024;
+    let mut message = Vec::new();
+    let read = if file.as_os_str() == "-" {
+        std::io::stdin().take(LIMIT).read_to_end(&mut message)
+    } else {
+        std::fs::File::open(&file).and_then(|f| f.take(LIMIT).read_to_end(&mut message))
+    };
+    if let Err(error) = read {
+        eprintln!("{}: {error}", file.display());
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    let _ = writeln!(std::io::stdout(), "{}", crate::dsn::inspect(&message).to_json());
+    ExitCode::SUCCESS
 }

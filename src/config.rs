@@ -70,6 +70,7 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// How long transactions in progress may run after SIGTERM.
     pub drain_timeout: Duration,
+    pub ledger: LedgerSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +225,36 @@ pub struct PolicySettings {
     pub exempt_recipients: Vec<AddressPattern>,
     /// Inbound: recipients whose untagged bounces are let through.
     pub unverified_recipients: Vec<AddressPattern>,
+    /// Per domain (lower case): `*` patterns matching the Message-IDs our
+    /// mail systems write, without angle brackets.
+    pub message_id_patterns: std::collections::HashMap<String, Vec<String>>,
+    /// How much of a message `inspect` reads.
+    pub inspect_max_bytes: usize,
+}
+
+impl PolicySettings {
+    /// Whether a Message-ID (brackets optional) matches a pattern of `domain`.
+    pub fn matches_message_id(&self, domain: &Domain, message_id: &str) -> bool {
+        let id = message_id.trim().trim_start_matches('<').trim_end_matches('>').to_lowercase();
+        self.message_id_patterns
+            .get(&domain.canonical())
+            .is_some_and(|patterns| patterns.iter().any(|p| glob_match(p, &id)))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerStore {
+    None,
+    /// An embedded database file.
+    File(PathBuf),
+    /// A Redis URL, for several proxy hosts.
+    Redis(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerSettings {
+    pub store: LedgerStore,
+    pub max_entries: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -570,7 +601,7 @@ impl Reader {
     }
 
     fn config(&mut self, table: &Table, base: &Path) -> Option<Config> {
-        self.unknown_keys(table, "", &["state_dir", "batv", "policy", "listener", "metrics", "server"]);
+        self.unknown_keys(table, "", &["state_dir", "batv", "policy", "listener", "metrics", "server", "ledger"]);
         let metrics_listen = match table.get("metrics") {
             None => None,
             Some(Value::Table(metrics)) => {
@@ -672,6 +703,14 @@ impl Reader {
                 "set state_dir to a writable directory, or give enforce_after as a date",
             );
         }
+        let ledger = match table.get("ledger") {
+            None => LedgerSettings { store: LedgerStore::None, max_entries: 1_000_000 },
+            Some(Value::Table(ledger)) => self.ledger(ledger, &state_dir),
+            Some(other) => {
+                self.wrong_type("ledger", other, "a table", "[ledger]");
+                LedgerSettings { store: LedgerStore::None, max_entries: 1_000_000 }
+            }
+        };
         if let Some(address) = metrics_listen
             && listeners.iter().any(|l| l.listen == address)
         {
@@ -690,7 +729,55 @@ impl Reader {
             listeners,
             metrics_listen,
             drain_timeout,
+            ledger,
         })
+    }
+
+    fn ledger(&mut self, table: &Table, state_dir: &Path) -> LedgerSettings {
+        let prefix = "ledger";
+        self.unknown_keys(table, prefix, &["store", "path", "redis_url", "max_entries"]);
+        #[derive(Clone, Copy)]
+        enum Kind {
+            None,
+            File,
+            Redis,
+        }
+        let kind = self.choice(
+            table,
+            prefix,
+            "store",
+            &[("none", Kind::None), ("file", Kind::File), ("redis", Kind::Redis)],
+            Kind::None,
+        );
+        let max_entries = self.integer(table, prefix, "max_entries", (1000, 1_000_000_000)).unwrap_or(1_000_000) as u64;
+        let store = match kind {
+            Kind::None => LedgerStore::None,
+            Kind::File => {
+                let path = self.string(table, prefix, "path", "path = \"ledger.redb\"").unwrap_or("ledger.redb");
+                // Relative to state_dir: the ledger is state, not configuration.
+                LedgerStore::File(self.path(state_dir, path))
+            }
+            Kind::Redis => match self.string(table, prefix, "redis_url", "redis_url = \"redis://127.0.0.1:6379/0\"") {
+                Some(url)
+                    if url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://") =>
+                {
+                    LedgerStore::Redis(url.to_owned())
+                }
+                Some(url) => {
+                    self.error(
+                        "ledger.redis_url",
+                        format!("\"{url}\" is not a Redis URL"),
+                        "write redis_url = \"redis://host:6379/0\"",
+                    );
+                    LedgerStore::None
+                }
+                None => {
+                    self.error("ledger.redis_url", "missing", "add redis_url = \"redis://host:6379/0\"");
+                    LedgerStore::None
+                }
+            },
+        };
+        LedgerSettings { store, max_entries }
     }
 
     fn batv(&mut self, table: &Table, base: &Path) -> (Option<BatvSettings>, Option<KeyRing>) {
@@ -825,6 +912,8 @@ impl Reader {
                 "exempt_senders",
                 "exempt_recipients",
                 "unverified_recipients",
+                "message_id_patterns",
+                "inspect_max_bytes",
             ],
         );
         let mode = self.choice(
@@ -843,7 +932,7 @@ impl Reader {
                 ("accept", UntaggedBounce::Accept),
                 ("inspect", UntaggedBounce::Inspect),
             ],
-            UntaggedBounce::Reject,
+            UntaggedBounce::Inspect,
         );
         let untagged_stage = self.choice(
             table,
@@ -909,6 +998,47 @@ impl Reader {
         let exempt_senders = patterns(self, "exempt_senders");
         let exempt_recipients = patterns(self, "exempt_recipients");
         let unverified_recipients = patterns(self, "unverified_recipients");
+        let mut message_id_patterns = std::collections::HashMap::new();
+        match table.get("message_id_patterns") {
+            None => {}
+            Some(Value::Table(domains)) => {
+                for (domain, value) in domains {
+                    let key = format!("policy.message_id_patterns.{domain}");
+                    let list = match value {
+                        Value::Array(items) => {
+                            items.iter().filter_map(Value::as_str).map(str::to_lowercase).collect::<Vec<_>>()
+                        }
+                        _ => Vec::new(),
+                    };
+                    let all_strings = matches!(value, Value::Array(items) if items.iter().all(Value::is_str));
+                    if !all_strings || list.is_empty() {
+                        self.error(
+                            &key,
+                            "must be a non-empty list of patterns",
+                            format!("write \"{domain}\" = [\"*@mx.{domain}\"]"),
+                        );
+                        continue;
+                    }
+                    if check_domain_entry(domain).is_err() {
+                        self.error(
+                            &key,
+                            format!("\"{domain}\" is not a domain name"),
+                            "use one of your domains as the key",
+                        );
+                        continue;
+                    }
+                    message_id_patterns.insert(domain.trim_end_matches('.').to_lowercase(), list);
+                }
+            }
+            Some(other) => self.wrong_type(
+                "policy.message_id_patterns",
+                other,
+                "a table of domain = [patterns]",
+                "[policy.message_id_patterns] \"example.com\" = [\"*@mx.example.com\"]",
+            ),
+        }
+        let inspect_max_bytes =
+            self.size(table, prefix, "inspect_max_bytes", 256 * 1024).min(16 * 1024 * 1024) as usize;
         PolicySettings {
             mode,
             untagged_bounce,
@@ -919,6 +1049,8 @@ impl Reader {
             exempt_senders,
             exempt_recipients,
             unverified_recipients,
+            message_id_patterns,
+            inspect_max_bytes,
         }
     }
 
@@ -1361,7 +1493,8 @@ upstream = "127.0.0.1:10025"
         assert_eq!(config.batv.lifetime_days, 7);
         assert_eq!(config.batv.key_file, fixture.dir.path().join("keys"));
         assert_eq!(config.policy.mode, Mode::Enforce);
-        assert_eq!(config.policy.untagged_bounce, UntaggedBounce::Reject);
+        assert_eq!(config.policy.untagged_bounce, UntaggedBounce::Inspect);
+        assert_eq!(config.ledger.store, LedgerStore::None);
         assert_eq!(config.policy.untagged_stage, UntaggedStage::Data);
         assert_eq!(config.policy.bounce_senders, vec!["mailer-daemon"]);
         let listener = &config.listeners[0];

@@ -62,6 +62,15 @@ pub struct Metrics {
     session_duration: HistogramFamily<ListenerLabel>,
     added_latency: HistogramFamily<CommandLabels>,
     reloads: Family<OutcomeLabels, Counter>,
+    inspections: Family<InspectionLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InspectionLabels {
+    listener: String,
+    kind: String,
+    result: String,
+    rule: String,
 }
 
 fn duration_histogram() -> Histogram {
@@ -95,6 +104,7 @@ impl Metrics {
             session_duration: Family::new_with_constructor(duration_histogram),
             added_latency: Family::new_with_constructor(latency_histogram),
             reloads: Family::default(),
+            inspections: Family::default(),
             registry: Registry::default(),
         };
         registry.register("sessions", "Client sessions ended, by outcome", metrics.sessions.clone());
@@ -129,6 +139,11 @@ impl Metrics {
             metrics.added_latency.clone(),
         );
         registry.register("reloads", "Configuration reloads, by result", metrics.reloads.clone());
+        registry.register(
+            "inspections",
+            "Messages to untagged recipients judged by content: kind (dsn, autoreply, none), result and rule",
+            metrics.inspections.clone(),
+        );
         Metrics { registry, ..metrics }
     }
 
@@ -207,6 +222,16 @@ impl ListenerMetrics {
 
     pub fn tls_handshake(&self, result: &str) {
         self.metrics.tls_handshakes.get_or_create(&self.outcome(result)).inc();
+    }
+
+    pub fn inspection(&self, kind: &str, result: &str, rule: &str) {
+        let labels = InspectionLabels {
+            listener: self.listener.clone(),
+            kind: kind.into(),
+            result: result.into(),
+            rule: rule.into(),
+        };
+        self.metrics.inspections.get_or_create(&labels).inc();
     }
 
     pub fn added_latency(&self, command: &'static str, seconds: f64) {

@@ -5,7 +5,8 @@
 use crate::batv::{Codec, Day, Failure, KeyId, Parsed, tag};
 use crate::config::DomainSet;
 use crate::config::{EnforceAfter, Mode, NonBounceInvalidTag, PolicySettings, UntaggedBounce, UntaggedStage};
-use crate::smtp::address::{ForwardPath, Mailbox, ReversePath};
+use crate::dsn::{self, Inspection};
+use crate::smtp::address::{Domain, ForwardPath, Mailbox, ReversePath};
 use crate::smtp::reply::Reply;
 
 /// Whether a transaction is a bounce, by its envelope sender.
@@ -119,6 +120,36 @@ pub struct Policy {
 pub const REPLY_TAG_EXPIRED: &str = "5.7.1 Bounce address tag has expired";
 pub const REPLY_TAG_INVALID: &str = "5.7.1 Bounce address tag is invalid";
 pub const REPLY_UNTAGGED: &str = "5.7.1 Bounce to an untagged address: we did not send the message it refers to";
+pub const REPLY_BOUNCE_NOT_OURS: &str = "5.7.1 Bounce refused: it does not refer to a message we sent";
+pub const REPLY_AUTOREPLY_NOT_OURS: &str = "5.7.1 Automatic reply refused: it does not refer to a message we sent";
+
+/// The verdict on a message judged by its content, with the rule that decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentVerdict {
+    Accept(&'static str),
+    Reject(&'static str),
+    /// The evidence cannot be checked now (ledger unreachable): try later.
+    TempFail(&'static str),
+}
+
+impl ContentVerdict {
+    /// (result, rule) label values.
+    pub fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            ContentVerdict::Accept(rule) => ("accept", rule),
+            ContentVerdict::Reject(rule) => ("reject", rule),
+            ContentVerdict::TempFail(rule) => ("tempfail", rule),
+        }
+    }
+}
+
+/// What can be decided from the message alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentPrecheck {
+    Decided(ContentVerdict),
+    /// Only the outbound ledger can tell.
+    AskLedger,
+}
 
 impl Policy {
     /// `first_start` is the day the proxy first ran (for `enforce_after = N`).
@@ -238,11 +269,14 @@ impl Policy {
                 } else if !self.enforcing_untagged(today) {
                     (RecipientAction::Forward, "grace_period")
                 } else {
+                    // "rcpt" refuses before any content exists, so it overrides "inspect".
                     match (self.settings.untagged_bounce, self.settings.untagged_stage) {
                         (UntaggedBounce::Accept, _) => (RecipientAction::Forward, "untagged_accept"),
-                        (UntaggedBounce::Inspect, _) => (RecipientAction::Defer(Deferred::Inspect), "untagged_inspect"),
-                        (UntaggedBounce::Reject, UntaggedStage::Rcpt) => {
+                        (_, UntaggedStage::Rcpt) => {
                             (RecipientAction::Reject(Reply::new(550, REPLY_UNTAGGED)), "untagged_reject_rcpt")
+                        }
+                        (UntaggedBounce::Inspect, UntaggedStage::Data) => {
+                            (RecipientAction::Defer(Deferred::Inspect), "untagged_inspect")
                         }
                         (UntaggedBounce::Reject, UntaggedStage::Data) => {
                             (RecipientAction::Defer(Deferred::Reject), "untagged_reject_data")
@@ -256,6 +290,27 @@ impl Policy {
 
     pub fn monitor(&self) -> bool {
         self.settings.mode == Mode::Monitor
+    }
+
+    /// Judges a message to untagged recipients in `domains` by what it
+    /// says it answers. A bounce (by its envelope) is judged whatever its
+    /// form; a message from a regular sender only if it is automatic.
+    pub fn precheck_content(&self, bounce: bool, inspection: &Inspection, domains: &[Domain]) -> ContentPrecheck {
+        if !bounce && inspection.kind == dsn::Kind::None {
+            return ContentPrecheck::Decided(ContentVerdict::Accept("not_automatic"));
+        }
+        if inspection.referenced_ids.is_empty() {
+            return ContentPrecheck::Decided(ContentVerdict::Reject("no_original_message_id"));
+        }
+        let ours = inspection
+            .referenced_ids
+            .iter()
+            .any(|id| domains.iter().any(|domain| self.settings.matches_message_id(domain, id)));
+        if ours {
+            ContentPrecheck::Decided(ContentVerdict::Accept("message_id_pattern"))
+        } else {
+            ContentPrecheck::AskLedger
+        }
     }
 }
 
@@ -314,6 +369,8 @@ mod tests {
             exempt_senders: vec![],
             exempt_recipients: vec![],
             unverified_recipients: vec![],
+            message_id_patterns: Default::default(),
+            inspect_max_bytes: 256 * 1024,
         }
     }
 
@@ -433,6 +490,12 @@ mod tests {
         };
         let reply = RecipientAction::Reject(Reply::new(550, REPLY_UNTAGGED));
         assert_eq!(untagged(PolicySettings { untagged_stage: UntaggedStage::Rcpt, ..settings() }, "2026-11-25"), reply);
+        let inspect_at_rcpt = PolicySettings {
+            untagged_bounce: UntaggedBounce::Inspect,
+            untagged_stage: UntaggedStage::Rcpt,
+            ..settings()
+        };
+        assert_eq!(untagged(inspect_at_rcpt, "2026-11-25"), reply, "rcpt refuses before any content exists");
         assert_eq!(
             untagged(PolicySettings { untagged_bounce: UntaggedBounce::Accept, ..settings() }, "2026-11-25"),
             RecipientAction::Forward

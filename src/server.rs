@@ -14,7 +14,8 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::batv::{Codec, Day};
 use crate::cli::LogFormat;
-use crate::config::{ClientIdentity, Config, EnforceAfter, ListenerSettings, UpstreamTlsMode};
+use crate::config::{ClientIdentity, Config, EnforceAfter, LedgerSettings, ListenerSettings, UpstreamTlsMode};
+use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::session::{self, ListenerContext, Phase};
@@ -90,6 +91,9 @@ struct RunningListener {
 
 struct Server {
     config_path: PathBuf,
+    /// Opened once: a reload keeps it (a changed [ledger] applies at restart).
+    ledger: Arc<Ledger>,
+    ledger_settings: LedgerSettings,
     /// How long transactions in progress may run after SIGTERM before the
     /// rest are told `421 4.3.2`.
     drain_timeout: Duration,
@@ -104,7 +108,11 @@ struct Server {
 }
 
 /// Builds each listener's context: the policy with its codec, and metrics.
-fn contexts(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Vec<Arc<ListenerContext>>> {
+fn contexts(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    ledger: &Arc<Ledger>,
+) -> anyhow::Result<Vec<Arc<ListenerContext>>> {
     let first_start = match config.policy.enforce_after {
         Some(EnforceAfter::DaysAfterFirstStart(_)) => Some(first_start(&config.state_dir)?),
         _ => None,
@@ -121,6 +129,7 @@ fn contexts(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Vec<Arc<L
             metrics: metrics.for_listener(&settings.name),
             server_tls,
             upstream_tls,
+            ledger: Arc::clone(ledger),
         }));
     }
     Ok(contexts)
@@ -176,7 +185,9 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         let (phase, _) = watch::channel(Phase::Running);
         let (sessions_done, sessions_done_wait) = mpsc::channel(1);
-        let contexts = contexts(&config, &metrics)?;
+        let retention = Duration::from_secs(u64::from(config.batv.lifetime_days) * 86_400);
+        let ledger = Ledger::open(&config.ledger.store, retention, config.ledger.max_entries).await?;
+        let contexts = contexts(&config, &metrics, &ledger)?;
         let (probes, probes_receiver) = watch::channel(probes(&contexts));
         let (status_stop, status_stop_receiver) = watch::channel(false);
         if let Some(address) = config.metrics_listen {
@@ -187,6 +198,8 @@ impl Server {
         }
         let mut server = Server {
             config_path,
+            ledger,
+            ledger_settings: config.ledger.clone(),
             drain_timeout: config.drain_timeout,
             metrics,
             probes,
@@ -265,7 +278,10 @@ impl Server {
                 return;
             }
         };
-        let contexts = match contexts(&config, &self.metrics) {
+        if config.ledger != self.ledger_settings {
+            tracing::warn!("the [ledger] settings changed; they take effect at the next restart");
+        }
+        let contexts = match contexts(&config, &self.metrics, &self.ledger) {
             Ok(contexts) => contexts,
             Err(error) => {
                 tracing::error!(error = format!("{error:#}"), "reload refused; the running configuration stays");

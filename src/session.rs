@@ -15,11 +15,15 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::batv::Day;
-use crate::config::{ClientIdentity, ListenerSettings, Role, TlsMode, UpstreamTlsMode};
+use crate::config::{ClientIdentity, ListenerSettings, Role, TlsMode, UntaggedBounce, UpstreamTlsMode};
 use crate::connection::{Connection, Incoming, ReadError, Stream};
+use crate::dsn;
+use crate::ledger::Ledger;
 use crate::metrics::ListenerMetrics;
-use crate::policy::{self, Deferred, Policy, RecipientAction, SenderDecision, SenderKind, Verdict};
-use crate::smtp::address::{ForwardPath, Mailbox, ReversePath};
+use crate::policy::{
+    self, ContentPrecheck, ContentVerdict, Deferred, Policy, RecipientAction, SenderDecision, SenderKind, Verdict,
+};
+use crate::smtp::address::{Domain, ForwardPath, Mailbox, ReversePath};
 use crate::smtp::capabilities::{Capabilities, Offer, client_ehlo_reply};
 use crate::smtp::command::{self, Command, Parameter, Parameters, Verb, xtext_encode};
 use crate::smtp::data::{DataScanner, Scan, Violation};
@@ -29,6 +33,29 @@ use crate::tls::{ServerTls, UpstreamTls};
 
 /// Longest line of a SASL exchange (RFC 4954 §4).
 const MAX_SASL_LINE: usize = 12_288;
+
+/// Longest header section kept to find an outbound message's Message-ID.
+const HEADER_CAPTURE_LIMIT: usize = 64 * 1024;
+
+/// What part of a message to keep while it streams through.
+#[derive(Debug, Clone, Copy)]
+struct Capture {
+    limit: usize,
+    /// Stop at the end of the header section.
+    headers_only: bool,
+    /// The content decides: hold the final dot until the verdict.
+    judge: bool,
+}
+
+impl Capture {
+    const NONE: Capture = Capture { limit: 0, headers_only: false, judge: false };
+}
+
+/// The Message-ID field of a header section.
+fn own_message_id(header_section: &[u8]) -> Option<String> {
+    let message = mail_parser::MessageParser::new().parse_headers(header_section)?;
+    message.message_id().map(|id| format!("<{id}>"))
+}
 
 /// Where the process is in its life; sessions watch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +74,8 @@ pub struct ListenerContext {
     pub metrics: ListenerMetrics,
     pub server_tls: Option<ServerTls>,
     pub upstream_tls: Option<UpstreamTls>,
+    /// Shared by every listener: outbound ones record, inbound ones look up.
+    pub ledger: Arc<Ledger>,
 }
 
 /// Today in UTC: tag days are UTC days everywhere.
@@ -163,6 +192,8 @@ struct Transaction {
     held_failure: Option<Reply>,
     class: Option<Class>,
     recipients: Vec<Recipient>,
+    /// Domains of our untagged recipients whose mail the content decides.
+    inspect_domains: Vec<Domain>,
 }
 
 pub struct Session {
@@ -740,6 +771,7 @@ impl Session {
             held_failure: None,
             class: None,
             recipients: Vec::new(),
+            inspect_domains: Vec::new(),
         };
         let mut forwarded = line.to_vec();
         if self.settings().role == Role::Outbound {
@@ -906,6 +938,11 @@ impl Session {
         {
             transaction.class = Some(class);
             transaction.recipients.push(Recipient { verdict: Some(decision.verdict) });
+            let judged_by_content =
+                matches!(class, Class::Deferred(Deferred::Inspect)) || decision.verdict == Verdict::NotBounce;
+            if judged_by_content && let Some(mailbox) = path.mailbox() {
+                transaction.inspect_domains.push(mailbox.domain().clone());
+            }
         }
         self.reply(reply)?;
         Ok(spent)
@@ -935,6 +972,7 @@ impl Session {
         } else {
             None
         };
+        let plan = self.capture_plan();
         let (reply, spent) = self.relay(b"DATA\r\n").await?;
         if reply.code() != 354 {
             self.transaction = None;
@@ -950,18 +988,51 @@ impl Session {
             let upstream = self.upstream.as_mut().expect("relay leaves an upstream");
             upstream.connection.queue(format!("X-Batv-Status: {value}\r\n").as_bytes());
         }
-        self.stream_message().await?;
+        self.stream_message(plan).await?;
         Ok(spent)
+    }
+
+    /// What of the message to keep while it streams: the header section
+    /// on outbound listeners (its Message-ID goes into the ledger), the
+    /// start of the message when its content decides (untagged bounces and
+    /// automatic replies under `untagged_bounce = "inspect"`).
+    fn capture_plan(&self) -> Capture {
+        let transaction = self.transaction.as_ref().expect("DATA has a transaction");
+        match self.settings().role {
+            Role::Outbound if self.context.ledger.is_on() => {
+                Capture { limit: HEADER_CAPTURE_LIMIT, headers_only: true, judge: false }
+            }
+            Role::Outbound => Capture::NONE,
+            Role::Inbound => {
+                let judge = match transaction.class {
+                    Some(Class::Deferred(Deferred::Inspect)) => true,
+                    _ => {
+                        transaction.kind == SenderKind::Regular
+                            && !transaction.inspect_domains.is_empty()
+                            && self.policy().settings().untagged_bounce == UntaggedBounce::Inspect
+                    }
+                };
+                if judge {
+                    Capture { limit: self.policy().settings().inspect_max_bytes, headers_only: false, judge: true }
+                } else {
+                    Capture::NONE
+                }
+            }
+        }
     }
 
     /// Streams the message to the upstream as it arrives, then relays the
     /// upstream's final reply. A message that breaks the rules is not
     /// forwarded further and the upstream connection is dropped, so the
-    /// MTA discards the partial message.
-    async fn stream_message(&mut self) -> Step {
+    /// MTA discards the partial message. When the content decides, the
+    /// final dot is held back until the verdict.
+    async fn stream_message(&mut self, plan: Capture) -> Step {
         let limits = self.settings().limits.clone();
         let mut scanner = DataScanner::new();
         let mut problem: Option<&'static str> = None;
+        let mut captured: Vec<u8> = Vec::new();
+        let mut capture_open = plan.limit > 0;
+        let mut held_back: Vec<u8> = Vec::new();
         loop {
             if self.client.input().is_empty() {
                 let stopping = *self.shutdown.borrow() == Phase::Stopping;
@@ -997,9 +1068,30 @@ impl Session {
                     problem = Some("too_big");
                 }
             }
+            if capture_open {
+                let chunk = &self.client.input()[..length];
+                let take = chunk.len().min(plan.limit - captured.len());
+                let search_from = captured.len().saturating_sub(3);
+                captured.extend_from_slice(&chunk[..take]);
+                if plan.headers_only
+                    && let Some(end) = memchr::memmem::find(&captured[search_from..], b"\r\n\r\n")
+                {
+                    captured.truncate(search_from + end + 4);
+                    capture_open = false;
+                }
+                if captured.len() >= plan.limit {
+                    capture_open = false;
+                }
+            }
             if problem.is_none() {
                 let upstream = self.upstream.as_mut().expect("DATA runs with an upstream");
-                let chunk = &self.client.input()[..length];
+                let mut chunk = &self.client.input()[..length];
+                if ended && plan.judge {
+                    // The terminator's bytes in this chunk wait for the verdict.
+                    let keep = chunk.len().min(3);
+                    held_back.extend_from_slice(&chunk[chunk.len() - keep..]);
+                    chunk = &chunk[..chunk.len() - keep];
+                }
                 let sent = if upstream.connection.has_queued_output() {
                     upstream.connection.queue(chunk);
                     upstream.connection.flush().await
@@ -1015,8 +1107,8 @@ impl Session {
                 break;
             }
         }
-        let transaction = self.transaction.take();
-        let sender = transaction.as_ref().map(|t| t.sender.to_string()).unwrap_or_default();
+        let transaction = self.transaction.take().expect("DATA has a transaction");
+        let sender = transaction.sender.to_string();
         if let Some(problem) = problem {
             // Never let the upstream finish this message.
             self.upstream = None;
@@ -1039,11 +1131,32 @@ impl Session {
             tracing::warn!(session = %self.id, client = %self.peer.ip(), sender = %sender, reason = problem, "message refused");
             return self.reply(reply);
         }
+        if plan.judge {
+            let verdict = self.judge_content(&transaction, &captured).await;
+            if let Some(reply) = verdict {
+                // Refused: the upstream never sees the final dot.
+                self.upstream = None;
+                self.context.metrics.message("rejected");
+                return self.reply(reply);
+            }
+            let upstream = self.upstream.as_mut().expect("DATA runs with an upstream");
+            if upstream.connection.write_now(&held_back).await.is_err() {
+                self.upstream = None;
+                self.context.metrics.upstream_error("closed");
+                return Err(End::with(
+                    Outcome::UpstreamLost,
+                    421,
+                    "4.4.2 Upstream mail server closed the connection; try again later",
+                ));
+            }
+        }
         let upstream = self.upstream.as_mut().expect("DATA runs with an upstream");
         match upstream.connection.read_reply(limits.upstream_data_timeout).await {
             Ok(reply) => {
                 let result = if reply.is_positive() { "accepted" } else { "refused_upstream" };
                 self.context.metrics.message(result);
+                let message_id =
+                    if plan.headers_only && reply.is_positive() { own_message_id(&captured) } else { None };
                 tracing::info!(
                     session = %self.id,
                     client = %self.peer.ip(),
@@ -1051,9 +1164,13 @@ impl Session {
                     size = scanner.size(),
                     result,
                     queue_id = queue_id(&reply).unwrap_or(""),
+                    message_id = message_id.as_deref().unwrap_or(""),
                     reply = %reply,
                     "message relayed"
                 );
+                if let Some(message_id) = message_id {
+                    self.context.ledger.record(&message_id);
+                }
                 if reply.is_positive() {
                     self.errors = 0;
                 }
@@ -1070,6 +1187,54 @@ impl Session {
                 ))
             }
         }
+    }
+
+    /// The content verdict on a message whose recipients are untagged:
+    /// `None` to accept, or the reply that refuses it.
+    async fn judge_content(&self, transaction: &Transaction, captured: &[u8]) -> Option<Reply> {
+        let inspection = dsn::inspect(captured);
+        let bounce = transaction.kind == SenderKind::Bounce;
+        let precheck = self.policy().precheck_content(bounce, &inspection, &transaction.inspect_domains);
+        let verdict = match precheck {
+            ContentPrecheck::Decided(verdict) => verdict,
+            ContentPrecheck::AskLedger => match self.context.ledger.find(&inspection.referenced_ids).await {
+                Ok(Some(_)) => ContentVerdict::Accept("ledger"),
+                Ok(None) if self.context.ledger.is_on() => ContentVerdict::Reject("not_ours"),
+                Ok(None) => ContentVerdict::Reject("no_pattern_no_ledger"),
+                Err(error) => {
+                    tracing::warn!(session = %self.id, error = %error, "the Message-ID ledger cannot answer");
+                    ContentVerdict::TempFail("ledger_unavailable")
+                }
+            },
+        };
+        let monitor = self.policy().monitor();
+        let (result, rule) = verdict.labels();
+        tracing::info!(
+            session = %self.id,
+            client = %self.peer.ip(),
+            sender = %transaction.sender,
+            kind = inspection.kind.as_str(),
+            recognizer = inspection.rule,
+            original_message_id = inspection.original_message_id.as_deref().unwrap_or(""),
+            verdict = result,
+            rule,
+            monitor,
+            "content verdict"
+        );
+        self.context.metrics.inspection(inspection.kind.as_str(), result, rule);
+        if monitor {
+            return None;
+        }
+        let reply = match verdict {
+            ContentVerdict::Accept(_) => return None,
+            ContentVerdict::Reject(_) if inspection.kind == dsn::Kind::AutoReply => {
+                Reply::new(550, policy::REPLY_AUTOREPLY_NOT_OURS)
+            }
+            ContentVerdict::Reject(_) => Reply::new(550, policy::REPLY_BOUNCE_NOT_OURS),
+            ContentVerdict::TempFail(_) => Reply::new(451, "4.3.0 Cannot check this bounce right now; try again later"),
+        };
+        self.context.metrics.rejection("data", rule);
+        Some(reply)
     }
 
     /// Relays a SASL exchange verbatim; its lines are never logged.

@@ -44,7 +44,8 @@ fn metrics_count_what_happens_and_healthz_checks_the_upstream() {
     );
     assert!(send_mail(inbound, "", &[&tagged], "Subject: b\r\n\r\nx\r\n").end.unwrap().is(250));
     assert_eq!(send_mail(inbound, "", &[&expired], "x").rcpts[0].code, 550);
-    assert_eq!(send_mail(inbound, "", &["bob@example.com"], "x").data.unwrap().code, 550);
+    // Untagged and not about a message of ours: refused after its content.
+    assert_eq!(send_mail(inbound, "", &["bob@example.com"], "Subject: b\r\n\r\nx\r\n").end.unwrap().code, 550);
     let (status, text) = http_get(metrics, "/metrics");
     assert_eq!(status, 200);
     let i = format!("listener=\"inbound@127.0.0.1:{inbound}\"");
@@ -59,7 +60,20 @@ fn metrics_count_what_happens_and_healthz_checks_the_upstream() {
         metric(&text, &format!("batv_proxy_verifications_total{{{i},result=\"invalid\",reason=\"expired\"}}")),
         1.0
     );
-    assert_eq!(metric(&text, &format!("batv_proxy_rejections_total{{{i},stage=\"data\",reason=\"untagged\"}}")), 1.0);
+    assert_eq!(
+        metric(&text, &format!("batv_proxy_rejections_total{{{i},stage=\"data\",reason=\"no_original_message_id\"}}")),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!(
+                "batv_proxy_inspections_total{{{i},kind=\"none\",result=\"reject\",rule=\"no_original_message_id\"}}"
+            )
+        ),
+        1.0
+    );
     assert_eq!(metric(&text, &format!("batv_proxy_messages_total{{{i},outcome=\"accepted\"}}")), 1.0);
     assert!(metric(&text, &format!("batv_proxy_sessions_total{{{i},outcome=\"completed\"}}")) >= 3.0, "{text}");
     assert!(text.contains("batv_proxy_session_duration_seconds_bucket"));

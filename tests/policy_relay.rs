@@ -60,7 +60,11 @@ fn grace_period_accepts_untagged_bounces_until_the_date() {
     assert!(t.end.as_ref().is_some_and(|r| r.is(250)), "{:?}", t.data);
     let sink2 = Sink::start();
     let today = batv_proxy::session::today().to_string();
-    let (_proxy2, port2) = start_proxy("inbound", &sink2, &format!("[policy]\nenforce_after = \"{today}\"\n"));
+    let (_proxy2, port2) = start_proxy(
+        "inbound",
+        &sink2,
+        &format!("[policy]\nuntagged_bounce = \"reject\"\nenforce_after = \"{today}\"\n"),
+    );
     let t = send_mail(port2, "", &["bob@example.com"], "Subject: old bounce\r\n\r\nx\r\n");
     assert_eq!(t.data.as_ref().unwrap().code, 550);
 }

@@ -52,7 +52,7 @@ fn outbound_mail_arrives_signed_and_its_bounce_is_delivered() {
 
 #[test]
 fn forged_and_expired_tags_are_refused_at_rcpt_and_untagged_at_data() {
-    let s = setup("xclient", "");
+    let s = setup("xclient", "[policy]\nuntagged_bounce = \"reject\"\n");
     let tagged = s.proxy.sign("carol@example.com");
     let forged = format!("{}000000{}", &tagged[..9], &tagged[15..]);
     let forged = if forged == tagged { format!("{}111111{}", &tagged[..9], &tagged[15..]) } else { forged };
