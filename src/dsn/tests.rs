@@ -443,6 +443,20 @@ fn hostile_structures_neither_panic_nor_overflow_the_stack() {
         }
         message
     };
+    let parameter_continuations = {
+        let mut message = String::from("Content-Type: multipart/report; report-type=delivery-status");
+        for index in 0.. {
+            if message.len() >= size {
+                break;
+            }
+            message.push_str(&format!(";\r\n boundary*{index}=\"abc\""));
+        }
+        message.push_str("\r\n\r\n--abc\r\n");
+        message
+    };
+    let encoded_words = format!("Subject: {}\r\n\r\n", "=?utf-8?q?R=C3=A9ponse?= ".repeat(size / 25));
+    let many_fields = "X-Field: value\r\n".repeat(size / 16);
+    let long_received = format!("Received: from {} by x\r\n\r\n", "(a [1.2.3.4] ".repeat(size / 13));
     let colons = ":".repeat(size);
     let newlines = "\n".repeat(size);
     let cases: Vec<(&str, Vec<u8>)> = vec![
@@ -458,6 +472,10 @@ fn hostile_structures_neither_panic_nor_overflow_the_stack() {
         ("1 MB Message-ID", long_message_id.into_bytes()),
         ("unclosed brackets", many_brackets.into_bytes()),
         ("many parts", many_parts.into_bytes()),
+        ("many RFC 2231 continuations", parameter_continuations.into_bytes()),
+        ("many encoded words", encoded_words.into_bytes()),
+        ("many header fields", many_fields.into_bytes()),
+        ("long Received field", long_received.into_bytes()),
     ];
     for (name, message) in cases {
         let started = std::time::Instant::now();
