@@ -656,3 +656,133 @@ pub fn unique(name: &str) -> String {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
     )
 }
+
+/// A private Exim: Debian's exim4 binary (unpacked by provision.sh) run with
+/// a configuration of its own, without a daemon: messages are submitted on
+/// the command line and delivered at once (`-odi`). The users of [`USERS`]
+/// at example.com get maildirs; `routers` (Exim router definitions) come
+/// first, so they can send other domains elsewhere.
+pub struct Exim {
+    pub dir: TestDir,
+    pub config: PathBuf,
+}
+
+impl Exim {
+    pub fn new(extra_main: &str, routers: &str) -> Exim {
+        provision();
+        let dir = TestDir::new("exim.");
+        let root = dir.path.display().to_string();
+        for sub in ["spool", "log", "mail"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+            Command::new("chown")
+                .args(["Debian-exim:Debian-exim", &format!("{root}/{sub}")])
+                .status()
+                .unwrap();
+        }
+        let binary = exim_dir().join("usr/sbin/exim4");
+        let config = dir.write(
+            "exim.conf",
+            &format!(
+                "exim_path = {binary}\n\
+                 primary_hostname = mx.example.net\n\
+                 qualify_domain = example.com\n\
+                 domainlist local_domains = example.com\n\
+                 spool_directory = {root}/spool\n\
+                 log_file_path = {root}/log/%slog\n\
+                 exim_user = Debian-exim\n\
+                 exim_group = Debian-exim\n\
+                 keep_environment =\n\
+                 {extra_main}\n\
+                 begin routers\n\
+                 {routers}\n\
+                 local_users:\n  driver = accept\n  domains = +local_domains\n  local_parts = {users}\n  transport = maildir_delivery\n\
+                 begin transports\n\
+                 remote_smtp:\n  driver = smtp\n\
+                 maildir_delivery:\n  driver = appendfile\n  directory = {root}/mail/$local_part_data\n  maildir_format\n  create_directory\n  user = Debian-exim\n  group = Debian-exim\n  mode = 0644\n\
+                 begin retry\n\
+                 *  *  F,1h,1m\n",
+                binary = binary.display(),
+                users = USERS.join(" : "),
+            ),
+        );
+        Exim { dir, config }
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(exim_dir().join("usr/sbin/exim4"));
+        command.arg("-C").arg(&self.config);
+        command
+    }
+
+    /// Submits `message` from `sender` and waits for the delivery attempt.
+    pub fn submit(&self, sender: &str, recipients: &[&str], message: &str) {
+        let mut child = self
+            .command()
+            .args(["-odi", "-f", sender])
+            .args(recipients)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting exim4");
+        child.stdin.take().unwrap().write_all(message.as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "exim4 -odi failed: {}\nlog:\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            self.log()
+        );
+    }
+
+    /// One queue run that retries every deferred message (`-qff`).
+    pub fn run_queue(&self) {
+        let output = self.command().arg("-qff").output().unwrap();
+        assert!(
+            output.status.success(),
+            "exim4 -qff: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Messages delivered to `user`'s maildir, as text.
+    pub fn mailbox(&self, user: &str) -> Vec<String> {
+        let new = self.dir.join("mail").join(user).join("new");
+        let Ok(entries) = std::fs::read_dir(new) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect()
+    }
+
+    /// Waits until a message containing every one of `needles` reaches `user`.
+    pub fn delivered(&self, user: &str, needles: &[&str]) -> Option<String> {
+        eventually(Duration::from_secs(15), || {
+            self.mailbox(user)
+                .into_iter()
+                .find(|m| needles.iter().all(|needle| m.contains(needle)))
+        })
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log/mainlog")).unwrap_or_default()
+    }
+}
+
+/// Runs `postqueue -f` for a private Postfix instance: every deferred message
+/// is tried again now.
+pub fn postfix_flush(postfix: &Postfix) {
+    let output = Command::new("/usr/sbin/postqueue")
+        .arg("-c")
+        .arg(postfix.dir.join("etc"))
+        .arg("-f")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "postqueue -f: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -1,0 +1,194 @@
+//! Where the Message-ID of the message a bounce or reply is about comes
+//! from. Every source is inside the bounce's body or names another message;
+//! the bounce's own Message-ID is never one of them.
+
+use mail_parser::MessageParser;
+
+use super::entity::{Headers, Structure};
+use super::message_id;
+use super::quoted;
+
+/// Where an original Message-ID was found, for the verdict's explanation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    AttachedMessage,
+    AttachedHeaders,
+    DispositionField,
+    QuotedHeaders,
+    ExchangeParent,
+    InReplyTo,
+}
+
+impl Source {
+    pub(super) fn describe(self) -> &'static str {
+        match self {
+            Source::AttachedMessage => "the attached copy of the message",
+            Source::AttachedHeaders => "the attached header section of the message",
+            Source::DispositionField => "the Original-Message-ID field of the notification",
+            Source::QuotedHeaders => "the message headers quoted in the text",
+            Source::ExchangeParent => "the X-MS-Exchange-Parent-Message-Id field",
+            Source::InReplyTo => "the In-Reply-To field",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Original {
+    pub(super) id: String,
+    pub(super) source: Source,
+}
+
+/// The Message-ID of the first attached message (message/rfc822,
+/// message/global) or attached header section (text/rfc822-headers,
+/// message/global-headers) that has one.
+pub(super) fn attached(parser: &MessageParser, structure: &Structure<'_>) -> Option<Original> {
+    structure.leaves().find_map(|leaf| {
+        let media_type = &leaf.media_type;
+        let source = if media_type.is("message", "rfc822") || media_type.is("message", "global") {
+            Source::AttachedMessage
+        } else if media_type.is("text", "rfc822-headers") || media_type.is("message", "global-headers") {
+            Source::AttachedHeaders
+        } else {
+            return None;
+        };
+        let headers = leaf.attached_headers(parser);
+        let id = message_id::first(&headers.message_id?)?;
+        Some(Original { id, source })
+    })
+}
+
+/// The Original-Message-ID field of an MDN's message/disposition-notification
+/// part (RFC 8098 section 3.2.5).
+pub(super) fn disposition_field(parser: &MessageParser, structure: &Structure<'_>) -> Option<Original> {
+    structure
+        .leaves()
+        .filter(|leaf| {
+            leaf.media_type.is("message", "disposition-notification")
+                || leaf.media_type.is("message", "global-disposition-notification")
+        })
+        .find_map(|leaf| {
+            let fields = leaf.decoded();
+            let (headers, _) = Headers::parse(parser, &fields);
+            let id = message_id::first(headers.raw("Original-Message-ID")?)?;
+            Some(Original {
+                id,
+                source: Source::DispositionField,
+            })
+        })
+}
+
+/// The Message-ID of the first quoted header section at or after byte
+/// `from` of the plain text.
+pub(super) fn quoted_in_text(text: &str, from: usize) -> Option<Original> {
+    let run = quoted::first_with_message_id(text, from)?;
+    Some(Original {
+        id: run.message_id?,
+        source: Source::QuotedHeaders,
+    })
+}
+
+/// The first id of a reply-type field of the message itself.
+pub(super) fn field(headers: &Headers<'_>, name: &str, source: Source) -> Option<Original> {
+    let id = message_id::first(headers.raw(name)?)?;
+    Some(Original { id, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn structure_of(message: &str) -> (MessageParser, Vec<u8>) {
+        (MessageParser::new(), message.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn sources() {
+        type Finder = fn(&MessageParser, &Structure<'_>, &str) -> Option<Original>;
+        let attached_finder: Finder = |parser, structure, _| attached(parser, structure);
+        let disposition_finder: Finder = |parser, structure, _| disposition_field(parser, structure);
+        let quoted_finder: Finder = |_, _, text| quoted_in_text(text, 0);
+        let in_reply_to_finder: Finder =
+            |_, structure, _| field(&structure.top().headers, "In-Reply-To", Source::InReplyTo);
+        let own = "Message-ID: <own@bounce>\n";
+        type Case<'a> = (&'a str, String, Finder, Option<(&'a str, Source)>);
+        let cases: &[Case] = &[
+            (
+                "message/rfc822",
+                format!(
+                    "{own}Content-Type: multipart/report; boundary=b\n\n--b\nContent-Type: message/rfc822\n\nMessage-ID: <orig@x>\n\nbody\n--b--\n"
+                ),
+                attached_finder,
+                Some(("<orig@x>", Source::AttachedMessage)),
+            ),
+            (
+                "base64 message/rfc822",
+                format!(
+                    "{own}Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: message/rfc822\nContent-Transfer-Encoding: base64\n\nTWVzc2FnZS1JRDogPGI2NEB4Pg0KDQpib2R5DQo=\n--b--\n"
+                ),
+                attached_finder,
+                Some(("<b64@x>", Source::AttachedMessage)),
+            ),
+            (
+                "text/rfc822-headers",
+                format!(
+                    "{own}Content-Type: multipart/report; boundary=b\n\n--b\nContent-Type: text/rfc822-headers\n\nFrom: a\nMessage-Id: <hdr@x>\n--b--\n"
+                ),
+                attached_finder,
+                Some(("<hdr@x>", Source::AttachedHeaders)),
+            ),
+            (
+                "message/global-headers",
+                format!(
+                    "{own}Content-Type: multipart/report; boundary=b\n\n--b\nContent-Type: message/global-headers\n\nMessage-ID: <gl\u{f6}bal@x>\n--b--\n"
+                ),
+                attached_finder,
+                Some(("<gl\u{f6}bal@x>", Source::AttachedHeaders)),
+            ),
+            (
+                "attachment without a Message-ID is not the bounce's own",
+                format!(
+                    "{own}Content-Type: multipart/report; boundary=b\n\n--b\nContent-Type: message/rfc822\n\nSubject: no id\n\nbody\n--b--\n"
+                ),
+                attached_finder,
+                None,
+            ),
+            (
+                "plain message has no attachment",
+                format!("{own}\nMessage-ID: <in-body@x>\n"),
+                attached_finder,
+                None,
+            ),
+            (
+                "mdn field",
+                format!(
+                    "{own}Content-Type: multipart/report; boundary=b\n\n--b\nContent-Type: message/disposition-notification\n\nReporting-UA: x\nOriginal-Message-ID: <mdn@x>\nDisposition: manual-action/MDN-sent-manually; displayed\n--b--\n"
+                ),
+                disposition_finder,
+                Some(("<mdn@x>", Source::DispositionField)),
+            ),
+            (
+                "quoted headers",
+                format!("{own}\nSorry.\n\nReceived: by x\nMessage-ID: <quoted@x>\n"),
+                quoted_finder,
+                Some(("<quoted@x>", Source::QuotedHeaders)),
+            ),
+            (
+                "in-reply-to",
+                format!("{own}In-Reply-To: <parent@x>\n\nhi\n"),
+                in_reply_to_finder,
+                Some(("<parent@x>", Source::InReplyTo)),
+            ),
+        ];
+        for (name, message, finder, expected) in cases {
+            let (parser, bytes) = structure_of(message);
+            let structure = Structure::walk(&parser, &bytes);
+            let text = structure.plain_text();
+            let found = finder(&parser, &structure, &text);
+            let expected = expected.map(|(id, source)| Original {
+                id: id.to_owned(),
+                source,
+            });
+            assert_eq!(found, expected, "{name}");
+        }
+    }
+}
