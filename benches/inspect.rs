@@ -107,21 +107,14 @@ fn qmail_bounce() -> String {
         \r\n\
         --- Below this line is a copy of the message.\r\n\
         \r\n";
-    format!(
-        "{head}{}",
-        original_message(SIZE - head.len() - original_message(0).len())
-    )
+    format!("{head}{}", original_message(SIZE - head.len() - original_message(0).len()))
 }
 
 fn bench(criterion: &mut Criterion) {
     let cases = [
         ("dsn_20k", delivery_status_notification(), Kind::Dsn),
         ("qmail_20k", qmail_bounce(), Kind::Dsn),
-        (
-            "normal_20k",
-            original_message(SIZE - original_message(0).len()),
-            Kind::None,
-        ),
+        ("normal_20k", original_message(SIZE - original_message(0).len()), Kind::None),
     ];
     let mut group = criterion.benchmark_group("inspect");
     group.throughput(Throughput::Elements(1));

@@ -30,19 +30,9 @@ fn assert_report(report: &str, id: &str, saved_as: &str) {
     std::fs::create_dir_all(&directory).unwrap();
     std::fs::write(directory.join(saved_as), report).unwrap();
     let inspection = inspect(report.as_bytes());
-    assert_eq!(
-        inspection.kind,
-        Kind::Dsn,
-        "{saved_as}: {}\n{report}",
-        inspection.reason
-    );
+    assert_eq!(inspection.kind, Kind::Dsn, "{saved_as}: {}\n{report}", inspection.reason);
     assert_eq!(inspection.rule, "rfc3464", "{saved_as}: {}", inspection.reason);
-    assert_eq!(
-        inspection.original_message_id.as_deref(),
-        Some(id),
-        "{saved_as}: {}\n{report}",
-        inspection.reason
-    );
+    assert_eq!(inspection.original_message_id.as_deref(), Some(id), "{saved_as}: {}\n{report}", inspection.reason);
     assert_eq!(inspection.referenced_ids.first().map(String::as_str), Some(id));
     // The report's own Message-ID is never taken for the original's.
     let own = report
@@ -114,10 +104,7 @@ fn postfix_bounce_returning_headers_only() {
     let rcpt = smtp.command("RCPT TO:<nosuchuser@nowhere.example>");
     assert!(rcpt.is(250), "{rcpt:?}");
     assert!(smtp.command("DATA").is(354));
-    assert!(
-        smtp.data_body(&message_with_id(&id, "nosuchuser@nowhere.example"))
-            .is(250)
-    );
+    assert!(smtp.data_body(&message_with_id(&id, "nosuchuser@nowhere.example")).is(250));
     smtp.quit();
     let report = postfix_report(postfix, &id, "Action: failed");
     assert!(report.contains("Content-Type: text/rfc822-headers"), "{report}");
@@ -178,10 +165,7 @@ fn postfix_bounce_from_a_german_template() {
     );
     assert!(t.end.as_ref().is_some_and(|reply| reply.is(250)), "{:?}", t.end);
     let report = postfix_report(&postfix, &id, "Action: failed");
-    assert!(
-        report.contains("Das Mailsystem"),
-        "the German template was not used:\n{report}"
-    );
+    assert!(report.contains("Das Mailsystem"), "the German template was not used:\n{report}");
     assert_report(&report, &id, "postfix-german.eml");
 }
 
@@ -194,14 +178,9 @@ const UNREACHABLE_ROUTER: &str = "unreachable:\n  driver = manualroute\n  domain
 fn exim_bounce_for_an_unknown_user() {
     let exim = Exim::new("", "");
     let id = original_id("exim-failed");
-    exim.submit(
-        "alice@example.com",
-        &["nobody@example.com"],
-        &message_with_id(&id, "nobody@example.com"),
-    );
-    let report = exim
-        .delivered("alice", &[&id, "Action: failed"])
-        .unwrap_or_else(|| panic!("no bounce; log:\n{}", exim.log()));
+    exim.submit("alice@example.com", &["nobody@example.com"], &message_with_id(&id, "nobody@example.com"));
+    let report =
+        exim.delivered("alice", &[&id, "Action: failed"]).unwrap_or_else(|| panic!("no bounce; log:\n{}", exim.log()));
     assert!(report.contains("Content-type: message/rfc822"), "{report}");
     assert_report(&report, &id, "exim-failed.eml");
 }
@@ -210,14 +189,9 @@ fn exim_bounce_for_an_unknown_user() {
 fn exim_bounce_returning_headers_only() {
     let exim = Exim::new("bounce_return_body = false", "");
     let id = original_id("exim-headers");
-    exim.submit(
-        "alice@example.com",
-        &["nobody@example.com"],
-        &message_with_id(&id, "nobody@example.com"),
-    );
-    let report = exim
-        .delivered("alice", &[&id, "Action: failed"])
-        .unwrap_or_else(|| panic!("no bounce; log:\n{}", exim.log()));
+    exim.submit("alice@example.com", &["nobody@example.com"], &message_with_id(&id, "nobody@example.com"));
+    let report =
+        exim.delivered("alice", &[&id, "Action: failed"]).unwrap_or_else(|| panic!("no bounce; log:\n{}", exim.log()));
     assert!(report.contains("Content-type: text/rfc822-headers"), "{report}");
     assert_report(&report, &id, "exim-headers.eml");
 }
@@ -226,11 +200,7 @@ fn exim_bounce_returning_headers_only() {
 fn exim_delay_warning() {
     let exim = Exim::new("delay_warning = 1s", UNREACHABLE_ROUTER);
     let id = original_id("exim-delayed");
-    exim.submit(
-        "alice@example.com",
-        &["bob@remote.example"],
-        &message_with_id(&id, "bob@remote.example"),
-    );
+    exim.submit("alice@example.com", &["bob@remote.example"], &message_with_id(&id, "bob@remote.example"));
     std::thread::sleep(Duration::from_millis(1500));
     exim.run_queue();
     let report = exim

@@ -154,10 +154,7 @@ fn samples_get_their_verdicts() {
         );
         let expected = (sample.kind, sample.rule, sample.original, sample.referenced.to_vec());
         if got != expected {
-            failures.push(format!(
-                "{}: got {got:?}, expected {expected:?} ({})",
-                sample.file, inspection.reason
-            ));
+            failures.push(format!("{}: got {got:?}, expected {expected:?} ({})", sample.file, inspection.reason));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -167,10 +164,7 @@ fn samples_get_their_verdicts() {
 fn every_sample_file_has_a_verdict() {
     for entry in std::fs::read_dir(samples_directory()).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        assert!(
-            SAMPLES.iter().any(|sample| sample.file == name),
-            "{name} has no expected verdict in SAMPLES"
-        );
+        assert!(SAMPLES.iter().any(|sample| sample.file == name), "{name} has no expected verdict in SAMPLES");
     }
 }
 
@@ -183,11 +177,7 @@ fn samples_survive_line_ending_changes() {
         for (endings, message) in [("LF", lf), ("CRLF", crlf)] {
             let inspection = inspect(message.as_bytes());
             assert_eq!(
-                (
-                    inspection.kind,
-                    inspection.rule,
-                    inspection.original_message_id.as_deref()
-                ),
+                (inspection.kind, inspection.rule, inspection.original_message_id.as_deref()),
                 (sample.kind, sample.rule, sample.original),
                 "{} with {endings} line endings: {}",
                 sample.file,

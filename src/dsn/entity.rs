@@ -54,9 +54,7 @@ impl<'a> Headers<'a> {
     }
 
     fn find(&self, name: &str) -> Option<&Header<'a>> {
-        self.fields
-            .iter()
-            .find(|field| field.name.as_str().eq_ignore_ascii_case(name))
+        self.fields.iter().find(|field| field.name.as_str().eq_ignore_ascii_case(name))
     }
 
     pub(super) fn has(&self, name: &str) -> bool {
@@ -98,8 +96,7 @@ impl<'a> Headers<'a> {
     }
 
     fn transfer_encoding(&self) -> Option<String> {
-        self.text("Content-Transfer-Encoding")
-            .map(|value| value.to_ascii_lowercase())
+        self.text("Content-Transfer-Encoding").map(|value| value.to_ascii_lowercase())
     }
 }
 
@@ -118,10 +115,7 @@ impl MediaType {
                 main: content_type.ctype().to_ascii_lowercase(),
                 sub: content_type.subtype().unwrap_or_default().to_ascii_lowercase(),
             },
-            None => MediaType {
-                main: "text".into(),
-                sub: "plain".into(),
-            },
+            None => MediaType { main: "text".into(), sub: "plain".into() },
         }
     }
 
@@ -144,12 +138,7 @@ impl<'a> Entity<'a> {
     fn parse(parser: &MessageParser, bytes: &'a [u8]) -> Entity<'a> {
         let (headers, body_start) = Headers::parse(parser, bytes);
         let media_type = MediaType::of(&headers);
-        Entity {
-            body: bytes.get(body_start..).unwrap_or_default(),
-            headers,
-            media_type,
-            is_container: false,
-        }
+        Entity { body: bytes.get(body_start..).unwrap_or_default(), headers, media_type, is_container: false }
     }
 
     /// A Content-Type parameter, e.g. `report-type` or `charset`.
@@ -179,9 +168,7 @@ impl<'a> Entity<'a> {
     /// The decoded body as text in its declared charset.
     pub(super) fn text(&self) -> String {
         let bytes = self.decoded();
-        let decoder = self
-            .parameter("charset")
-            .and_then(|charset| charset_decoder(charset.as_bytes()));
+        let decoder = self.parameter("charset").and_then(|charset| charset_decoder(charset.as_bytes()));
         match decoder {
             Some(decode) => decode(&bytes),
             None => String::from_utf8_lossy(&bytes).into_owned(),
@@ -194,9 +181,7 @@ impl<'a> Entity<'a> {
     pub(super) fn attached_headers(&self, parser: &MessageParser) -> AttachedHeaders {
         let decoded = self.decoded();
         let (headers, _) = Headers::parse(parser, &decoded);
-        AttachedHeaders {
-            message_id: headers.raw("Message-ID").map(<[u8]>::to_vec),
-        }
+        AttachedHeaders { message_id: headers.raw("Message-ID").map(<[u8]>::to_vec) }
     }
 }
 
@@ -290,10 +275,7 @@ pub(super) fn split_multipart<'a>(body: &'a [u8], boundary: &[u8]) -> Vec<&'a [u
         let rest = &body[after..];
         let is_closing = rest.starts_with(b"--");
         // A longer boundary that merely starts with this one is not a delimiter.
-        let ends_cleanly = is_closing
-            || rest
-                .first()
-                .is_none_or(|byte| matches!(byte, b'\r' | b'\n' | b' ' | b'\t'));
+        let ends_cleanly = is_closing || rest.first().is_none_or(|byte| matches!(byte, b'\r' | b'\n' | b' ' | b'\t'));
         if !at_line_start || !ends_cleanly {
             continue;
         }
@@ -340,29 +322,19 @@ mod tests {
     #[test]
     fn split_multipart_cases() {
         let cases: &[(&str, &[u8], &[&str])] = &[
-            (
-                "crlf",
-                b"preamble\r\n--b\r\nA\r\n--b\r\nB\r\n--b--\r\nepilogue",
-                &["A", "B"],
-            ),
+            ("crlf", b"preamble\r\n--b\r\nA\r\n--b\r\nB\r\n--b--\r\nepilogue", &["A", "B"]),
             ("lf", b"--b\nA\n--b\nB\n--b--\n", &["A", "B"]),
             ("truncated last part", b"--b\nA\n--b\nB is cut", &["A", "B is cut"]),
             ("padding after delimiter", b"--b  \nA\n--b--", &["A"]),
-            (
-                "longer boundary is not ours",
-                b"--b\nA\n--bc\nstill A\n--b--",
-                &["A\n--bc\nstill A"],
-            ),
+            ("longer boundary is not ours", b"--b\nA\n--bc\nstill A\n--b--", &["A\n--bc\nstill A"]),
             ("delimiter not at line start", b"--b\nA --b\n--b--", &["A --b"]),
             ("no delimiter", b"just text", &[]),
             ("empty part", b"--b\n\n--b--", &[""]),
             ("delimiter at the very end", b"--b\nA\n--b", &["A"]),
         ];
         for (name, body, expected) in cases {
-            let parts: Vec<String> = split_multipart(body, b"b")
-                .iter()
-                .map(|part| String::from_utf8_lossy(part).into_owned())
-                .collect();
+            let parts: Vec<String> =
+                split_multipart(body, b"b").iter().map(|part| String::from_utf8_lossy(part).into_owned()).collect();
             assert_eq!(parts, *expected, "{name}");
         }
     }
@@ -389,24 +361,9 @@ mod tests {
             .iter()
             .map(|entity| format!("{}/{}", entity.media_type.main, entity.media_type.sub))
             .collect();
-        assert_eq!(
-            types,
-            [
-                "multipart/mixed",
-                "multipart/alternative",
-                "text/plain",
-                "text/html",
-                "message/rfc822"
-            ]
-        );
-        let leaf = structure
-            .leaves()
-            .find(|leaf| leaf.media_type.is("message", "rfc822"))
-            .unwrap();
-        assert_eq!(
-            leaf.attached_headers(&parser).message_id.as_deref(),
-            Some(&b" <a@b>\r\n"[..])
-        );
+        assert_eq!(types, ["multipart/mixed", "multipart/alternative", "text/plain", "text/html", "message/rfc822"]);
+        let leaf = structure.leaves().find(|leaf| leaf.media_type.is("message", "rfc822")).unwrap();
+        assert_eq!(leaf.attached_headers(&parser).message_id.as_deref(), Some(&b" <a@b>\r\n"[..]));
         assert_eq!(structure.plain_text(), "one");
     }
 
@@ -414,9 +371,7 @@ mod tests {
     fn walk_stops_at_the_depth_and_entity_limits() {
         let mut deep = String::new();
         for level in 0..1000 {
-            deep.push_str(&format!(
-                "Content-Type: multipart/mixed; boundary=\"b{level}\"\r\n\r\n--b{level}\r\n"
-            ));
+            deep.push_str(&format!("Content-Type: multipart/mixed; boundary=\"b{level}\"\r\n\r\n--b{level}\r\n"));
         }
         let parser = MessageParser::new();
         let structure = Structure::walk(&parser, deep.as_bytes());

@@ -33,15 +33,14 @@ pub(super) fn all(value: &[u8]) -> Vec<String> {
 /// is forgotten when the next one opens, so the scan stays linear.
 fn bracketed(text: &str) -> impl Iterator<Item = String> + '_ {
     let mut open: Option<usize> = None;
-    text.char_indices()
-        .filter_map(move |(index, character)| match character {
-            '<' => {
-                open = Some(index + 1);
-                None
-            }
-            '>' => open.take().and_then(|start| normalise(&text[start..index])),
-            _ => None,
-        })
+    text.char_indices().filter_map(move |(index, character)| match character {
+        '<' => {
+            open = Some(index + 1);
+            None
+        }
+        '>' => open.take().and_then(|start| normalise(&text[start..index])),
+        _ => None,
+    })
 }
 
 /// `<inner>` when `inner` looks like `left@right`: no spaces, controls or

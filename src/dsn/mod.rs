@@ -123,15 +123,8 @@ pub fn inspect(message: &[u8]) -> Inspection {
     let message = &message[..message.len().min(MAX_INSPECTED_BYTES)];
     let parser = MessageParser::new();
     let structure = Structure::walk(&parser, message);
-    let context = Context {
-        parser: &parser,
-        text: structure.plain_text(),
-        structure: &structure,
-    };
-    let verdict = RECOGNIZERS
-        .iter()
-        .find_map(|recognize| recognize(&context))
-        .unwrap_or_else(|| normal(&context));
+    let context = Context { parser: &parser, text: structure.plain_text(), structure: &structure };
+    let verdict = RECOGNIZERS.iter().find_map(|recognize| recognize(&context)).unwrap_or_else(|| normal(&context));
     let headers = &structure.top().headers;
     let own_id = headers.raw("Message-ID").and_then(message_id::first);
     let mut original = verdict.original.map(|original| original.id);
@@ -190,12 +183,7 @@ fn multipart_report(context: &Context<'_>) -> Option<Verdict> {
         Report::Delivery => {
             let original =
                 original::attached(context.parser, structure).or_else(|| original::quoted_in_text(&context.text, 0));
-            Some(verdict(
-                Kind::Dsn,
-                "rfc3464",
-                "a delivery status notification (multipart/report, RFC 3464)",
-                original,
-            ))
+            Some(verdict(Kind::Dsn, "rfc3464", "a delivery status notification (multipart/report, RFC 3464)", original))
         }
         Report::Disposition => {
             let original = original::disposition_field(context.parser, structure)
@@ -250,28 +238,15 @@ fn normal(context: &Context<'_>) -> Verdict {
         _ if context.structure.top().headers.is_empty() => "no header section".to_owned(),
         _ => "no delivery report, bounce text or auto-reply marker".to_owned(),
     };
-    Verdict {
-        kind: Kind::None,
-        rule: "none",
-        reason,
-        original: None,
-    }
+    Verdict { kind: Kind::None, rule: "none", reason, original: None }
 }
 
 fn verdict(kind: Kind, rule: &'static str, description: &str, original: Option<Original>) -> Verdict {
     let reason = match &original {
-        Some(original) => format!(
-            "{description}; the original Message-ID comes from {}",
-            original.source.describe()
-        ),
+        Some(original) => format!("{description}; the original Message-ID comes from {}", original.source.describe()),
         None => format!("{description}; it names no original Message-ID"),
     };
-    Verdict {
-        kind,
-        rule,
-        reason,
-        original,
-    }
+    Verdict { kind, rule, reason, original }
 }
 
 /// The original first, then In-Reply-To, then References, without

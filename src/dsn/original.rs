@@ -70,10 +70,7 @@ pub(super) fn disposition_field(parser: &MessageParser, structure: &Structure<'_
             let fields = leaf.decoded();
             let (headers, _) = Headers::parse(parser, &fields);
             let id = message_id::first(headers.raw("Original-Message-ID")?)?;
-            Some(Original {
-                id,
-                source: Source::DispositionField,
-            })
+            Some(Original { id, source: Source::DispositionField })
         })
 }
 
@@ -81,10 +78,7 @@ pub(super) fn disposition_field(parser: &MessageParser, structure: &Structure<'_
 /// `from` of the plain text.
 pub(super) fn quoted_in_text(text: &str, from: usize) -> Option<Original> {
     let run = quoted::first_with_message_id(text, from)?;
-    Some(Original {
-        id: run.message_id?,
-        source: Source::QuotedHeaders,
-    })
+    Some(Original { id: run.message_id?, source: Source::QuotedHeaders })
 }
 
 /// The first id of a reply-type field of the message itself.
@@ -152,12 +146,7 @@ mod tests {
                 attached_finder,
                 None,
             ),
-            (
-                "plain message has no attachment",
-                format!("{own}\nMessage-ID: <in-body@x>\n"),
-                attached_finder,
-                None,
-            ),
+            ("plain message has no attachment", format!("{own}\nMessage-ID: <in-body@x>\n"), attached_finder, None),
             (
                 "mdn field",
                 format!(
@@ -184,10 +173,7 @@ mod tests {
             let structure = Structure::walk(&parser, &bytes);
             let text = structure.plain_text();
             let found = finder(&parser, &structure, &text);
-            let expected = expected.map(|(id, source)| Original {
-                id: id.to_owned(),
-                source,
-            });
+            let expected = expected.map(|(id, source)| Original { id: id.to_owned(), source });
             assert_eq!(found, expected, "{name}");
         }
     }

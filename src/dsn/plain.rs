@@ -33,14 +33,8 @@ pub(super) const FORMATS: &[Format] = &[
         description: "a qmail-send bounce",
         signatures: &[
             &["This is the qmail-send program at", "--- Below this line is"],
-            &[
-                "This is the qmail-send program at",
-                "--- Enclosed are the original headers",
-            ],
-            &[
-                "This is the qmail-send program at",
-                "I'm afraid I wasn't able to deliver your message",
-            ],
+            &["This is the qmail-send program at", "--- Enclosed are the original headers"],
+            &["This is the qmail-send program at", "I'm afraid I wasn't able to deliver your message"],
             &["This is the qmail-send program at", "I'm not going to try again"],
         ],
         separators: &[
@@ -116,10 +110,7 @@ pub(super) const FORMATS: &[Format] = &[
         rule: "exchange",
         description: "a Microsoft Exchange non-delivery report in its plain-text form",
         signatures: &[
-            &[
-                "Your message did not reach some or all of the intended recipients.",
-                "could not be reached",
-            ],
+            &["Your message did not reach some or all of the intended recipients.", "could not be reached"],
             &["Your message", "did not reach the following recipient(s):"],
             &["Delivery has failed to these recipients or groups:"],
         ],
@@ -230,10 +221,7 @@ pub(super) fn from_mail_system(headers: &Headers<'_>) -> bool {
 /// "Undelivered Message" (or "… Headers") for the returned copy.
 fn has_postfix_parts(structure: &Structure<'_>) -> bool {
     let described = |entity: &Entity<'_>, wanted: &str| {
-        entity
-            .headers
-            .text("Content-Description")
-            .is_some_and(|description| description.eq_ignore_ascii_case(wanted))
+        entity.headers.text("Content-Description").is_some_and(|description| description.eq_ignore_ascii_case(wanted))
     };
     let leaves: Vec<_> = structure.leaves().collect();
     leaves.iter().any(|leaf| described(leaf, "Notification"))

@@ -26,9 +26,7 @@ pub(super) struct QuotedHeaders {
 /// The first quoted header section at or after byte `from` that has a
 /// Message-ID and at least one other field.
 pub(super) fn first_with_message_id(text: &str, from: usize) -> Option<QuotedHeaders> {
-    runs(text)
-        .filter(|run| run.start >= from)
-        .find(|run| run.message_id.is_some() && run.fields >= 2)
+    runs(text).filter(|run| run.start >= from).find(|run| run.message_id.is_some() && run.fields >= 2)
 }
 
 /// Every run of header-shaped lines, in one pass over the text.
@@ -42,15 +40,11 @@ pub(super) fn runs(text: &str) -> impl Iterator<Item = QuotedHeaders> + '_ {
                 break (offset, line);
             }
         };
-        let mut run = QuotedHeaders {
-            start,
-            ..QuotedHeaders::default()
-        };
+        let mut run = QuotedHeaders { start, ..QuotedHeaders::default() };
         let mut field = first_line.to_owned();
         loop {
-            let continuation = lines
-                .peek()
-                .is_some_and(|(_, line)| line.starts_with([' ', '\t']) && !line.trim().is_empty());
+            let continuation =
+                lines.peek().is_some_and(|(_, line)| line.starts_with([' ', '\t']) && !line.trim().is_empty());
             if continuation {
                 if let Some((_, line)) = lines.next() {
                     field.push(' ');
@@ -120,11 +114,7 @@ mod tests {
                 "Sorry.\n\n--- Below this line is a copy of the message.\n\nReturn-Path: <a@x>\nReceived: (qmail 1 invoked by uid 0);\n  24 Apr 2013\nMessage-ID: <orig@x>\nSubject: hi\n\nbody\n",
                 Some((55, 4, true, "<orig@x>")),
             ),
-            (
-                "folded message-id",
-                "From: a@x\r\nMessage-ID:\r\n <folded@x>\r\n\r\n",
-                Some((0, 2, false, "<folded@x>")),
-            ),
+            ("folded message-id", "From: a@x\r\nMessage-ID:\r\n <folded@x>\r\n\r\n", Some((0, 2, false, "<folded@x>"))),
             ("lone message-id line is prose", "Message-ID: <alone@x>\n\ntext", None),
             (
                 "prose before is skipped",
@@ -147,9 +137,7 @@ mod tests {
         let text = "Message-ID: <first@x>\nFrom: a\n\nseparator\n\nMessage-ID: <second@x>\nFrom: b\n";
         let separator = text.find("separator").unwrap();
         assert_eq!(
-            first_with_message_id(text, separator)
-                .and_then(|run| run.message_id)
-                .as_deref(),
+            first_with_message_id(text, separator).and_then(|run| run.message_id).as_deref(),
             Some("<second@x>")
         );
     }

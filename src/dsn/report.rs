@@ -26,12 +26,7 @@ pub(super) fn classify(structure: &Structure<'_>) -> Option<Report> {
         .entities
         .iter()
         .find(|entity| entity.media_type.is("multipart", "report"))
-        .map(|container| {
-            container
-                .parameter("report-type")
-                .unwrap_or_default()
-                .to_ascii_lowercase()
-        });
+        .map(|container| container.parameter("report-type").unwrap_or_default().to_ascii_lowercase());
     let has_leaf = |subtypes: &[&str]| {
         structure
             .leaves()

@@ -263,11 +263,7 @@ fn recognizers_and_extraction_paths() {
     for (name, message, (kind, rule, original)) in cases {
         let inspection = inspect(message.as_bytes());
         assert_eq!(
-            (
-                inspection.kind,
-                inspection.rule,
-                inspection.original_message_id.as_deref()
-            ),
+            (inspection.kind, inspection.rule, inspection.original_message_id.as_deref()),
             (kind, rule, original),
             "{name}: {}",
             inspection.reason
@@ -288,14 +284,7 @@ fn never_the_bounce_own_message_id() {
                 &format!("Content-Type: message/rfc822\r\n\r\nMessage-Id: {own}\r\n\r\nbody\r\n"),
             ),
         ),
-        (
-            "no attached copy",
-            report(
-                "delivery-status",
-                DELIVERY_STATUS,
-                "Content-Type: text/plain\r\n\r\nno copy\r\n",
-            ),
-        ),
+        ("no attached copy", report("delivery-status", DELIVERY_STATUS, "Content-Type: text/plain\r\n\r\nno copy\r\n")),
         (
             "auto-reply whose In-Reply-To and References name itself",
             format!(
@@ -316,11 +305,7 @@ fn never_the_bounce_own_message_id() {
         let inspection = inspect(message.as_bytes());
         assert_ne!(inspection.kind, Kind::None, "{name}");
         assert_eq!(inspection.original_message_id, None, "{name}");
-        assert!(
-            !inspection.referenced_ids.iter().any(|id| id == own),
-            "{name}: {:?}",
-            inspection.referenced_ids
-        );
+        assert!(!inspection.referenced_ids.iter().any(|id| id == own), "{name}: {:?}", inspection.referenced_ids);
     }
 }
 
@@ -332,10 +317,7 @@ fn referenced_ids_are_ordered_and_deduplicated() {
          References: <root@example.com>\r\n <parent@example.com> <original.1@example.com>\r\n",
     );
     let inspection = inspect(message.as_bytes());
-    assert_eq!(
-        inspection.referenced_ids,
-        ["<original.1@example.com>", "<parent@example.com>", "<root@example.com>"]
-    );
+    assert_eq!(inspection.referenced_ids, ["<original.1@example.com>", "<parent@example.com>", "<root@example.com>"]);
 
     let normal = "From: a@example.org\r\nIn-Reply-To: <b@x>\r\nReferences: <a@x> <b@x>\r\n\r\nhi\r\n";
     let inspection = inspect(normal.as_bytes());
@@ -362,10 +344,7 @@ fn referenced_ids_keep_the_latest_references() {
 fn json_interface() {
     let inspection = inspect(report("delivery-status", DELIVERY_STATUS, ATTACHED_MESSAGE).as_bytes());
     let json = inspection.to_json();
-    assert!(
-        json.starts_with(r#"{"kind":"dsn","original_message_id":"<original.1@example.com>","reason":""#),
-        "{json}"
-    );
+    assert!(json.starts_with(r#"{"kind":"dsn","original_message_id":"<original.1@example.com>","reason":""#), "{json}");
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(value["rule"], "rfc3464");
     assert_eq!(value["referenced_ids"][0], "<original.1@example.com>");
@@ -415,9 +394,8 @@ fn hostile_structures_neither_panic_nor_overflow_the_stack() {
         if nested_multiparts.len() >= size {
             break;
         }
-        nested_multiparts.push_str(&format!(
-            "Content-Type: multipart/mixed; boundary=\"b{level}\"\r\n\r\n--b{level}\r\n"
-        ));
+        nested_multiparts
+            .push_str(&format!("Content-Type: multipart/mixed; boundary=\"b{level}\"\r\n\r\n--b{level}\r\n"));
     }
     let encoded = base64::engine::general_purpose::STANDARD.encode(nested_messages.as_bytes());
     let mut encoded_nesting = String::from(
@@ -482,11 +460,7 @@ fn hostile_structures_neither_panic_nor_overflow_the_stack() {
         let inspection = inspect_on_small_stack(message);
         // Generous for an unoptimised build on a loaded machine; a quadratic
         // scan of 256 KiB takes minutes.
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "{name} took {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{name} took {:?}", started.elapsed());
         assert!(!inspection.reason.is_empty(), "{name}");
         assert!(inspection.referenced_ids.len() <= MAX_REFERENCED_IDS, "{name}");
     }
@@ -517,11 +491,7 @@ fn every_truncation_of_a_report_is_handled() {
         // Once the original's Message-ID line is complete, truncation loses nothing.
         if end > original_at + "Message-Id: <original.1@example.com>\r\n".len() {
             assert_eq!(inspection.kind, Kind::Dsn, "cut at {end}");
-            assert_eq!(
-                inspection.original_message_id.as_deref(),
-                Some("<original.1@example.com>"),
-                "cut at {end}"
-            );
+            assert_eq!(inspection.original_message_id.as_deref(), Some("<original.1@example.com>"), "cut at {end}");
         }
     }
 }

@@ -674,10 +674,7 @@ impl Exim {
         let root = dir.path.display().to_string();
         for sub in ["spool", "log", "mail"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
-            Command::new("chown")
-                .args(["Debian-exim:Debian-exim", &format!("{root}/{sub}")])
-                .status()
-                .unwrap();
+            Command::new("chown").args(["Debian-exim:Debian-exim", &format!("{root}/{sub}")]).status().unwrap();
         }
         let binary = exim_dir().join("usr/sbin/exim4");
         let config = dir.write(
@@ -738,11 +735,7 @@ impl Exim {
     /// One queue run that retries every deferred message (`-qff`).
     pub fn run_queue(&self) {
         let output = self.command().arg("-qff").output().unwrap();
-        assert!(
-            output.status.success(),
-            "exim4 -qff: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "exim4 -qff: {}", String::from_utf8_lossy(&output.stderr));
     }
 
     /// Messages delivered to `user`'s maildir, as text.
@@ -751,18 +744,13 @@ impl Exim {
         let Ok(entries) = std::fs::read_dir(new) else {
             return Vec::new();
         };
-        entries
-            .flatten()
-            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-            .collect()
+        entries.flatten().map(|e| std::fs::read_to_string(e.path()).unwrap_or_default()).collect()
     }
 
     /// Waits until a message containing every one of `needles` reaches `user`.
     pub fn delivered(&self, user: &str, needles: &[&str]) -> Option<String> {
         eventually(Duration::from_secs(15), || {
-            self.mailbox(user)
-                .into_iter()
-                .find(|m| needles.iter().all(|needle| m.contains(needle)))
+            self.mailbox(user).into_iter().find(|m| needles.iter().all(|needle| m.contains(needle)))
         })
     }
 
@@ -774,15 +762,6 @@ impl Exim {
 /// Runs `postqueue -f` for a private Postfix instance: every deferred message
 /// is tried again now.
 pub fn postfix_flush(postfix: &Postfix) {
-    let output = Command::new("/usr/sbin/postqueue")
-        .arg("-c")
-        .arg(postfix.dir.join("etc"))
-        .arg("-f")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "postqueue -f: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = Command::new("/usr/sbin/postqueue").arg("-c").arg(postfix.dir.join("etc")).arg("-f").output().unwrap();
+    assert!(output.status.success(), "postqueue -f: {}", String::from_utf8_lossy(&output.stderr));
 }
