@@ -161,7 +161,8 @@ impl Metrics {
     pub fn for_listener(self: &Arc<Self>, listener: &str) -> ListenerMetrics {
         let label = ListenerLabel { listener: listener.to_owned() };
         let latency = |command: &str| {
-            self.added_latency.get_or_create_owned(&CommandLabels { listener: listener.to_owned(), command: command.into() })
+            self.added_latency
+                .get_or_create_owned(&CommandLabels { listener: listener.to_owned(), command: command.into() })
         };
         ListenerMetrics {
             latency_by_verb: LATENCY_VERBS.map(latency),
