@@ -377,6 +377,9 @@ pub struct ListenerSettings {
     /// `host:port` of the MTA.
     pub upstream: String,
     pub client_identity: ClientIdentity,
+    /// Look up the client's host name (reverse, then forward-confirmed)
+    /// for XCLIENT NAME=, as Postfix would itself.
+    pub client_name_lookup: bool,
     pub hostname: String,
     pub limits: Limits,
     pub tls: Option<TlsSettings>,
@@ -1210,6 +1213,7 @@ impl Reader {
             "upstream_tls_verify",
             "upstream_tls_pin",
             "upstream_tls_name",
+            "client_name_lookup",
         ];
         self.unknown_keys(table, prefix, KNOWN);
         let role = match self.string(table, prefix, "role", "role = \"inbound\"") {
@@ -1328,6 +1332,19 @@ impl Reader {
                 None
             }
         };
+        let client_name_lookup = match table.get("client_name_lookup") {
+            None => true,
+            Some(Value::Boolean(value)) => *value,
+            Some(other) => {
+                self.wrong_type(
+                    &join(prefix, "client_name_lookup"),
+                    other,
+                    "true or false",
+                    "client_name_lookup = true",
+                );
+                true
+            }
+        };
         let upstream_tls = self.upstream_tls(table, prefix, base);
         let (role, listen, upstream) = (role?, listen?, upstream?);
         Some(ListenerSettings {
@@ -1336,6 +1353,7 @@ impl Reader {
             listen,
             upstream,
             client_identity,
+            client_name_lookup,
             hostname,
             limits,
             tls,

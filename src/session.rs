@@ -528,6 +528,7 @@ impl Session {
         let timeout = self.settings().limits.upstream_timeout;
         let helo = self.hello.as_ref().map(|h| (h.domain.clone(), h.extended));
         let (peer, id) = (self.peer, self.id.clone());
+        let lookup_names = self.settings().client_name_lookup;
         let upstream = self.upstream.as_mut().expect("identify after open");
         if upstream.identified {
             return Ok(());
@@ -557,8 +558,14 @@ impl Session {
         if supports("PORT") {
             line.push_str(&format!(" PORT={}", peer.port()));
         }
-        if supports("NAME") {
-            line.push_str(" NAME=[UNAVAILABLE]");
+        if supports("NAME") || supports("REVERSE_NAME") {
+            let name = if lookup_names { client_name(peer.ip()).await } else { ClientName::unavailable() };
+            if supports("NAME") {
+                line.push_str(&format!(" NAME={}", xtext_encode(&name.verified)));
+            }
+            if supports("REVERSE_NAME") {
+                line.push_str(&format!(" REVERSE_NAME={}", xtext_encode(&name.reverse)));
+            }
         }
         if let Some((domain, extended)) = helo {
             if supports("HELO") {
@@ -1354,6 +1361,51 @@ fn line_error_label(error: LineError) -> &'static str {
         LineError::TooLong => "line_too_long",
         LineError::BareLf => Violation::BareLf.as_str(),
         LineError::BareCr => Violation::BareCr.as_str(),
+    }
+}
+
+/// The client's host names as Postfix's XCLIENT wants them.
+struct ClientName {
+    /// Forward-confirmed (the name resolves back to the address), or a
+    /// `[UNAVAILABLE]` / `[TEMPUNAVAIL]` placeholder.
+    verified: String,
+    /// What the PTR record says, unconfirmed.
+    reverse: String,
+}
+
+impl ClientName {
+    fn unavailable() -> Self {
+        ClientName { verified: "[UNAVAILABLE]".into(), reverse: "[UNAVAILABLE]".into() }
+    }
+}
+
+const NAME_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reverse lookup, then forward confirmation, as Postfix's smtpd does
+/// when it sees the client itself; through the system resolver.
+async fn client_name(ip: IpAddr) -> ClientName {
+    let lookup = tokio::task::spawn_blocking(move || {
+        let temporary = |error: &dns_lookup::LookupError| matches!(error.kind(), dns_lookup::LookupErrorKind::Again);
+        let reverse = match dns_lookup::lookup_addr(&ip) {
+            Ok(name) => name,
+            Err(error) if temporary(&error) => {
+                return ClientName { verified: "[TEMPUNAVAIL]".into(), reverse: "[TEMPUNAVAIL]".into() };
+            }
+            Err(_) => return ClientName::unavailable(),
+        };
+        let verified = match dns_lookup::lookup_host(&reverse) {
+            Ok(addresses) => {
+                let confirmed = addresses.into_iter().any(|address| address == ip);
+                if confirmed { reverse.clone() } else { "[UNAVAILABLE]".into() }
+            }
+            Err(error) if temporary(&error) => "[TEMPUNAVAIL]".into(),
+            Err(_) => "[UNAVAILABLE]".into(),
+        };
+        ClientName { verified, reverse }
+    });
+    match tokio::time::timeout(NAME_LOOKUP_TIMEOUT, lookup).await {
+        Ok(Ok(name)) => name,
+        _ => ClientName { verified: "[TEMPUNAVAIL]".into(), reverse: "[TEMPUNAVAIL]".into() },
     }
 }
 
