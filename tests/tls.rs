@@ -316,3 +316,67 @@ fn proxy_v2_tells_the_upstream_the_client_used_tls() {
     drop(socket);
     let _ = client.join();
 }
+
+#[test]
+fn certificates_reload_on_sighup_without_dropping_tls_sessions() {
+    let pki = TestPki::new();
+    let sink = Sink::start();
+    let port = free_port();
+    let dir = TestDir::new("tls-reload.");
+    // The listener's certificate files, replaced in place later.
+    std::fs::copy(pki.path("mx.example.com.pem"), dir.join("cert.pem")).unwrap();
+    std::fs::copy(pki.path("mx.example.com.key"), dir.join("key.pem")).unwrap();
+    write_keys(&dir.join("keys"), 3, b"integration-test-secret");
+    let tls = format!(
+        "[listener.tls]\nmode = \"implicit\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        dir.join("cert.pem").display(),
+        dir.join("key.pem").display()
+    );
+    let config = format!("{BATV_SECTION}{}{tls}", listener("inbound", port, sink.port, "none", ""));
+    let proxy = Proxy::start_in(dir, &config, &[port]);
+    let subject = |servername: &str| {
+        let output = Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-servername", servername])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).lines().find(|l| l.starts_with("subject=")).unwrap_or("").to_owned()
+    };
+    assert!(subject("x.test").contains("mx.example.com"));
+    // A TLS session open across the reload keeps working.
+    let script = format!(
+        r#"
+import smtplib, ssl, sys
+c = ssl.create_default_context(cafile="{ca}")
+s = smtplib.SMTP_SSL("127.0.0.1", {port}, context=c)
+s.ehlo("python.test")
+sys.stdout.write("open\n"); sys.stdout.flush()
+sys.stdin.readline()
+s.sendmail("carol@remote.test", ["bob@example.com"], "Subject: across-reload\r\n\r\nx\r\n")
+s.quit()
+print("sent")
+"#,
+        ca = pki.path("ca.pem")
+    );
+    let mut client = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(client.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line.trim(), "open");
+    std::fs::copy(pki.path("mail.example.org.pem"), proxy.dir.join("cert.pem")).unwrap();
+    std::fs::copy(pki.path("mail.example.org.key"), proxy.dir.join("key.pem")).unwrap();
+    proxy.signal("HUP");
+    assert!(eventually(Duration::from_secs(5), || proxy.log().contains("reload applied").then_some(())).is_some());
+    assert!(subject("x.test").contains("mail.example.org"), "new connections get the new certificate");
+    std::io::Write::write_all(client.stdin.as_mut().unwrap(), b"go\n").unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert!(client.wait().unwrap().success() && rest.contains("sent"), "the session open across the reload broke");
+    assert!(sink.find("across-reload").is_some());
+}
