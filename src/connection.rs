@@ -80,6 +80,15 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// One non-blocking read through a stack buffer (not held across an
+/// await, so it does not enlarge the session's future).
+fn read_into(tcp: &TcpStream, input: &mut BytesMut) -> io::Result<usize> {
+    let mut scratch = [0u8; READ_CHUNK];
+    let count = tcp.try_read(&mut scratch)?;
+    input.extend_from_slice(&scratch[..count]);
+    Ok(count)
+}
+
 /// What came in where a command line was expected.
 #[derive(Debug)]
 pub enum Incoming {
@@ -148,17 +157,16 @@ impl Connection {
         self.input.clear();
     }
 
-    /// Reads more bytes; `Ok(0)` at end of stream. Cancel-safe: a plain
-    /// socket is polled for readiness before any buffer is reserved.
+    /// Reads more bytes; `Ok(0)` at end of stream. Cancel-safe. A plain
+    /// socket is read into a scratch buffer on the stack and only what
+    /// arrived is kept, so an idle connection holds no read buffer at all.
     pub async fn fill(&mut self) -> io::Result<usize> {
         match &mut self.stream {
             Stream::Plain(tcp) => loop {
                 tcp.readable().await?;
-                self.input.reserve(READ_CHUNK);
-                match tcp.try_read_buf(&mut self.input) {
-                    Ok(count) => return Ok(count),
+                match read_into(tcp, &mut self.input) {
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(error) => return Err(error),
+                    result => return result,
                 }
             },
             stream => {
@@ -250,6 +258,21 @@ impl Connection {
     /// Writes bytes at once, bypassing the queue (DATA streaming).
     pub async fn write_now(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes).await
+    }
+
+    /// Writes a command line and its CRLF in one write.
+    pub async fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        if line.ends_with(b"\r\n") {
+            return self.write_now(line).await;
+        }
+        let mut buffer = Vec::with_capacity(line.len() + 2);
+        buffer.extend_from_slice(line);
+        buffer.extend_from_slice(b"\r\n");
+        self.write_now(&buffer).await
+    }
+
+    pub fn has_unread_input(&self) -> bool {
+        !self.input.is_empty()
     }
 
     pub async fn shutdown(&mut self) {

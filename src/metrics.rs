@@ -165,6 +165,7 @@ impl Metrics {
                 .get_or_create_owned(&CommandLabels { listener: listener.to_owned(), command: command.into() })
         };
         ListenerMetrics {
+            cache: Arc::default(),
             latency_by_verb: LATENCY_VERBS.map(latency),
             metrics: Arc::clone(self),
             listener: listener.to_owned(),
@@ -181,9 +182,25 @@ impl Metrics {
 /// Commands with a resolved latency histogram; others share "other".
 const LATENCY_VERBS: [&str; 8] = ["EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "other"];
 
+/// The counter families whose label sets are cached per listener.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+enum CachedFamily {
+    Sessions,
+    Messages,
+    SendersUnsigned,
+    Verifications,
+    Rejections,
+    UpstreamErrors,
+    TlsHandshakes,
+    Inspections,
+}
+
+type CounterCache = std::sync::RwLock<std::collections::HashMap<(CachedFamily, [&'static str; 3]), Counter>>;
+
 /// One listener's view of the metrics, with its hot counters resolved.
 #[derive(Clone)]
 pub struct ListenerMetrics {
+    cache: Arc<CounterCache>,
     latency_by_verb: [Histogram; 8],
     metrics: Arc<Metrics>,
     listener: String,
@@ -194,53 +211,90 @@ pub struct ListenerMetrics {
 }
 
 impl ListenerMetrics {
+    /// The counter for a label combination, created on first use and then
+    /// found without building label strings (label values are static).
+    fn counter(&self, family: CachedFamily, labels: [&'static str; 3], create: impl FnOnce() -> Counter) -> Counter {
+        let key = (family, labels);
+        if let Some(counter) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return counter.clone();
+        }
+        let counter = create();
+        self.cache.write().unwrap_or_else(|e| e.into_inner()).insert(key, counter.clone());
+        counter
+    }
+
     fn outcome(&self, outcome: &str) -> OutcomeLabels {
         OutcomeLabels { listener: self.listener.clone(), outcome: outcome.to_owned() }
     }
 
-    pub fn session_ended(&self, outcome: &str) {
-        self.metrics.sessions.get_or_create(&self.outcome(outcome)).inc();
+    pub fn session_ended(&self, outcome: &'static str) {
+        self.counter(CachedFamily::Sessions, [outcome, "", ""], || {
+            self.metrics.sessions.get_or_create_owned(&self.outcome(outcome))
+        })
+        .inc();
     }
 
-    pub fn message(&self, result: &str) {
+    pub fn message(&self, result: &'static str) {
         if result == "accepted" {
             self.messages_accepted.inc();
         } else {
-            self.metrics.messages.get_or_create(&self.outcome(result)).inc();
+            self.counter(CachedFamily::Messages, [result, "", ""], || {
+                self.metrics.messages.get_or_create_owned(&self.outcome(result))
+            })
+            .inc();
         }
     }
 
-    pub fn sender_unsigned(&self, reason: &str) {
-        self.metrics.senders_unsigned.get_or_create(&self.outcome(reason)).inc();
+    pub fn sender_unsigned(&self, reason: &'static str) {
+        self.counter(CachedFamily::SendersUnsigned, [reason, "", ""], || {
+            self.metrics.senders_unsigned.get_or_create_owned(&self.outcome(reason))
+        })
+        .inc();
     }
 
-    pub fn verification(&self, result: &str, reason: &str) {
-        let labels =
-            VerificationLabels { listener: self.listener.clone(), result: result.into(), reason: reason.into() };
-        self.metrics.verifications.get_or_create(&labels).inc();
+    pub fn verification(&self, result: &'static str, reason: &'static str) {
+        self.counter(CachedFamily::Verifications, [result, reason, ""], || {
+            let labels =
+                VerificationLabels { listener: self.listener.clone(), result: result.into(), reason: reason.into() };
+            self.metrics.verifications.get_or_create_owned(&labels)
+        })
+        .inc();
     }
 
-    pub fn rejection(&self, stage: &str, reason: &str) {
-        let labels = RejectionLabels { listener: self.listener.clone(), stage: stage.into(), reason: reason.into() };
-        self.metrics.rejections.get_or_create(&labels).inc();
+    pub fn rejection(&self, stage: &'static str, reason: &'static str) {
+        self.counter(CachedFamily::Rejections, [stage, reason, ""], || {
+            let labels =
+                RejectionLabels { listener: self.listener.clone(), stage: stage.into(), reason: reason.into() };
+            self.metrics.rejections.get_or_create_owned(&labels)
+        })
+        .inc();
     }
 
-    pub fn upstream_error(&self, kind: &str) {
-        self.metrics.upstream_errors.get_or_create(&self.outcome(kind)).inc();
+    pub fn upstream_error(&self, kind: &'static str) {
+        self.counter(CachedFamily::UpstreamErrors, [kind, "", ""], || {
+            self.metrics.upstream_errors.get_or_create_owned(&self.outcome(kind))
+        })
+        .inc();
     }
 
-    pub fn tls_handshake(&self, result: &str) {
-        self.metrics.tls_handshakes.get_or_create(&self.outcome(result)).inc();
+    pub fn tls_handshake(&self, result: &'static str) {
+        self.counter(CachedFamily::TlsHandshakes, [result, "", ""], || {
+            self.metrics.tls_handshakes.get_or_create_owned(&self.outcome(result))
+        })
+        .inc();
     }
 
-    pub fn inspection(&self, kind: &str, result: &str, rule: &str) {
-        let labels = InspectionLabels {
-            listener: self.listener.clone(),
-            kind: kind.into(),
-            result: result.into(),
-            rule: rule.into(),
-        };
-        self.metrics.inspections.get_or_create(&labels).inc();
+    pub fn inspection(&self, kind: &'static str, result: &'static str, rule: &'static str) {
+        self.counter(CachedFamily::Inspections, [kind, result, rule], || {
+            let labels = InspectionLabels {
+                listener: self.listener.clone(),
+                kind: kind.into(),
+                result: result.into(),
+                rule: rule.into(),
+            };
+            self.metrics.inspections.get_or_create_owned(&labels)
+        })
+        .inc();
     }
 
     pub fn added_latency(&self, command: &'static str, seconds: f64) {

@@ -380,7 +380,7 @@ async fn accept_loop(
         let phase = phase.clone();
         let done = sessions_done.clone();
         tokio::spawn(async move {
-            session::serve(socket, context, phase).await;
+            session::serve(socket, peer, context, phase).await;
             drop(slot);
             drop(done);
         });

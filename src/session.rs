@@ -200,7 +200,6 @@ pub struct Session {
     context: Arc<ListenerContext>,
     id: String,
     peer: SocketAddr,
-    local: SocketAddr,
     client: Connection,
     upstream: Option<Upstream>,
     hello: Option<Hello>,
@@ -211,12 +210,16 @@ pub struct Session {
 }
 
 /// Runs one session to its end.
-pub async fn serve(socket: TcpStream, context: Arc<ListenerContext>, shutdown: watch::Receiver<Phase>) {
-    let (Ok(peer), Ok(local)) = (socket.peer_addr(), socket.local_addr()) else {
-        return;
-    };
+/// `peer` comes from accept, so no system call is spent asking again.
+pub async fn serve(
+    socket: TcpStream,
+    peer: SocketAddr,
+    context: Arc<ListenerContext>,
+    shutdown: watch::Receiver<Phase>,
+) {
     let _ = socket.set_nodelay(true);
-    let metrics = context.metrics.clone();
+    let shared = Arc::clone(&context);
+    let metrics = &shared.metrics;
     metrics.sessions_active.inc();
     let started = Instant::now();
     let id = next_session_id();
@@ -234,7 +237,6 @@ pub async fn serve(socket: TcpStream, context: Arc<ListenerContext>, shutdown: w
     let mut session = Session {
         id,
         peer: normalize(peer),
-        local: normalize(local),
         client: Connection::new(stream),
         upstream: None,
         hello: None,
@@ -283,10 +285,9 @@ impl Session {
             }
         };
         self.client.shutdown().await;
-        if let Some(upstream) = &mut self.upstream {
-            // The upstream discards a transaction that never saw its final dot.
-            upstream.connection.shutdown().await;
-        }
+        // Dropping the upstream closes it; the MTA discards a transaction
+        // that never saw its final dot.
+        self.upstream = None;
         outcome
     }
 
@@ -405,7 +406,11 @@ impl Session {
         let _ = socket.set_nodelay(true);
         if self.settings().client_identity == ClientIdentity::ProxyV2 {
             let tlvs = client_tls_version(self.client.stream()).map(crate::tls::proxy_v2_ssl_tlv).unwrap_or_default();
-            let header = proxy_v2_header(self.peer, self.local, &tlvs);
+            let local = match self.client.stream().tcp().local_addr() {
+                Ok(local) => normalize(local),
+                Err(_) => return Err(End { outcome: Outcome::ClientClosed, reply: None }),
+            };
+            let header = proxy_v2_header(self.peer, local, &tlvs);
             if tokio::io::AsyncWriteExt::write_all(&mut socket, &header).await.is_err() {
                 self.context.metrics.upstream_error("connect");
                 return Err(unavailable());
@@ -604,19 +609,14 @@ impl Session {
     /// [`Self::exchange`] on an upstream that is already open and identified.
     async fn exchange_ready(&mut self, line: &[u8]) -> Result<Reply, End> {
         let timeout = self.settings().limits.upstream_timeout;
-        let metrics = self.context.metrics.clone();
         let upstream = self.upstream.as_mut().expect("exchange_ready needs an open upstream");
         let connection = &mut upstream.connection;
-        connection.queue(line);
-        if !line.ends_with(b"\r\n") {
-            connection.queue(b"\r\n");
-        }
-        let result = match connection.flush().await {
+        let result = match connection.write_line(line).await {
             Ok(()) => connection.read_reply(timeout).await,
             Err(error) => Err(error.into()),
         };
         result.map_err(|error| {
-            metrics.upstream_error(match error {
+            self.context.metrics.upstream_error(match error {
                 ReadError::Garbage(_) => "garbage",
                 ReadError::Timeout => "timeout",
                 _ => "closed",
@@ -806,7 +806,7 @@ impl Session {
         if reply.is_positive() {
             if let Some(signed) = &transaction.signed {
                 self.context.metrics.tags_signed.inc();
-                tracing::info!(session = %self.id, client = %self.peer.ip(), sender = %path, signed = %signed, key_id = %self.policy().codec().signing_key(), "sender signed");
+                tracing::debug!(session = %self.id, client = %self.peer.ip(), sender = %path, signed = %signed, key_id = %self.policy().codec().signing_key(), "sender signed");
             }
             self.transaction = Some(transaction);
         }
@@ -865,7 +865,7 @@ impl Session {
             match signed {
                 Some(signed) => {
                     self.context.metrics.tags_signed.inc();
-                    tracing::info!(session = %self.id, client = %self.peer.ip(), sender = %sender, signed = %signed, "sender signed");
+                    tracing::debug!(session = %self.id, client = %self.peer.ip(), sender = %sender, signed = %signed, "sender signed");
                 }
                 None => {
                     self.context.metrics.sender_unsigned("exempt_recipient");
@@ -1170,8 +1170,9 @@ impl Session {
                     sender = %sender,
                     size = scanner.size(),
                     result,
-                    queue_id = queue_id(&reply).unwrap_or(""),
+                    queue_id = queue_id(&reply).unwrap_or_default(),
                     message_id = message_id.as_deref().unwrap_or(""),
+                    signed = transaction.signed.as_ref().map(ToString::to_string).unwrap_or_default(),
                     reply = %reply,
                     "message relayed"
                 );
@@ -1419,15 +1420,15 @@ fn xclient_address(ip: IpAddr) -> String {
 
 /// The upstream's queue id from its final reply (Postfix "queued as X",
 /// Exim "id=X"), so a message can be followed into the MTA's log.
-pub fn queue_id(reply: &Reply) -> Option<&str> {
-    let text = reply.lines().last()?;
+pub fn queue_id(reply: &Reply) -> Option<String> {
+    let text = reply.lines().pop()?;
     let id = if let Some(index) = text.find("queued as ") {
         &text[index + 10..]
     } else {
         let index = text.find("id=")?;
         &text[index + 3..]
     };
-    id.split_whitespace().next().map(|id| id.trim_end_matches([')', '.', ',']))
+    id.split_whitespace().next().map(|id| id.trim_end_matches([')', '.', ',']).to_owned())
 }
 
 /// A PROXY protocol v2 header (haproxy's proxy-protocol.txt §2.2) for a
@@ -1468,8 +1469,8 @@ mod tests {
 
     #[test]
     fn queue_ids() {
-        assert_eq!(queue_id(&Reply::new(250, "2.0.0 Ok: queued as 4bXyZ12abc")), Some("4bXyZ12abc"));
-        assert_eq!(queue_id(&Reply::new(250, "OK id=1vCdEf-000123-AB")), Some("1vCdEf-000123-AB"));
+        assert_eq!(queue_id(&Reply::new(250, "2.0.0 Ok: queued as 4bXyZ12abc")).as_deref(), Some("4bXyZ12abc"));
+        assert_eq!(queue_id(&Reply::new(250, "OK id=1vCdEf-000123-AB")).as_deref(), Some("1vCdEf-000123-AB"));
         assert_eq!(queue_id(&Reply::new(250, "2.0.0 Ok")), None);
     }
 

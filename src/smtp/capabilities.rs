@@ -17,7 +17,7 @@ pub struct Capabilities {
 
 impl Capabilities {
     pub fn from_ehlo(reply: &Reply) -> Self {
-        Capabilities { lines: reply.lines().iter().skip(1).map(|l| l.trim().to_owned()).collect() }
+        Capabilities { lines: reply.lines().into_iter().skip(1).map(|l| l.trim().to_owned()).collect() }
     }
 
     fn line(&self, keyword: &str) -> Option<&str> {

@@ -3,15 +3,16 @@
 
 use std::fmt;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
-/// One complete reply, possibly multi-line.
+/// One complete reply, possibly multi-line, kept as its CRLF-terminated
+/// wire form: an upstream's reply is relayed byte for byte without being
+/// rebuilt, and the proxy's own replies are built once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     code: u16,
-    /// Text of each line, after `ddd-` / `ddd `.
-    lines: Vec<String>,
+    wire: Bytes,
 }
 
 /// Longest reply line accepted from an upstream (RFC 5321 says 512; real
@@ -34,23 +35,48 @@ pub enum ReplyError {
     TooManyLines,
 }
 
+fn encode<'a>(code: u16, lines: impl ExactSizeIterator<Item = &'a [u8]>) -> Bytes {
+    let digits = [b'0' + (code / 100) as u8, b'0' + (code / 10 % 10) as u8, b'0' + (code % 10) as u8];
+    let last = lines.len().saturating_sub(1);
+    let mut wire = Vec::new();
+    for (index, line) in lines.enumerate() {
+        wire.extend_from_slice(&digits);
+        wire.push(if index == last { b' ' } else { b'-' });
+        wire.extend_from_slice(line);
+        wire.extend_from_slice(b"\r\n");
+    }
+    Bytes::from(wire)
+}
+
 impl Reply {
     /// A reply of the proxy's own; `text` may hold `\n` for several lines.
     pub fn new(code: u16, text: &str) -> Self {
         debug_assert!((200..600).contains(&code));
-        Reply { code, lines: text.split('\n').map(str::to_owned).collect() }
+        let lines: Vec<&[u8]> = text.split('\n').map(str::as_bytes).collect();
+        Reply { code, wire: encode(code, lines.into_iter()) }
     }
 
     pub fn from_lines(code: u16, lines: Vec<String>) -> Self {
-        Reply { code, lines: if lines.is_empty() { vec![String::new()] } else { lines } }
+        if lines.is_empty() {
+            return Reply::new(code, "");
+        }
+        Reply { code, wire: encode(code, lines.iter().map(String::as_bytes)) }
     }
 
     pub fn code(&self) -> u16 {
         self.code
     }
 
-    pub fn lines(&self) -> &[String] {
-        &self.lines
+    /// The text of each line, after `ddd-` / `ddd `.
+    pub fn lines(&self) -> Vec<String> {
+        self.wire
+            .split(|&b| b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                String::from_utf8_lossy(line.get(4..).unwrap_or_default()).into_owned()
+            })
+            .collect()
     }
 
     pub fn is_positive(&self) -> bool {
@@ -71,21 +97,15 @@ impl Reply {
 
     /// The text of all lines joined by a space, for logs.
     pub fn text(&self) -> String {
-        self.lines.join(" ")
+        self.lines().join(" ")
     }
 
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        let last = self.lines.len() - 1;
-        for (index, line) in self.lines.iter().enumerate() {
-            let separator = if index == last { ' ' } else { '-' };
-            out.extend_from_slice(format!("{}{}{}\r\n", self.code, separator, line).as_bytes());
-        }
+        out.extend_from_slice(&self.wire);
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.write_to(&mut out);
-        out
+        self.wire.to_vec()
     }
 
     /// Takes one complete reply off the front of `buffer`. `Ok(None)` means
@@ -93,7 +113,8 @@ impl Reply {
     pub fn parse(buffer: &mut BytesMut) -> Result<Option<Reply>, ReplyError> {
         let mut offset = 0;
         let mut code = None;
-        let mut lines = Vec::new();
+        let mut lines = 0;
+        let mut canonical = true;
         loop {
             let rest = &buffer[offset..];
             let Some(newline) = memchr::memchr(b'\n', rest) else {
@@ -102,8 +123,14 @@ impl Reply {
             if newline > MAX_REPLY_LINE {
                 return Err(ReplyError::LineTooLong);
             }
-            // Tolerate a bare LF from a sloppy upstream; we only re-emit CRLF.
-            let line = rest[..newline].strip_suffix(b"\r").unwrap_or(&rest[..newline]);
+            // Tolerate a bare LF from a sloppy upstream; only CRLF is relayed.
+            let line = match rest[..newline].strip_suffix(b"\r") {
+                Some(line) => line,
+                None => {
+                    canonical = false;
+                    &rest[..newline]
+                }
+            };
             if line.len() < 3 || !line[..3].iter().all(u8::is_ascii_digit) {
                 return Err(ReplyError::NoCode);
             }
@@ -114,23 +141,41 @@ impl Reply {
             if *code.get_or_insert(line_code) != line_code {
                 return Err(ReplyError::MixedCodes);
             }
-            let (more, text) = match line.get(3) {
-                Some(b'-') => (true, &line[4..]),
-                Some(b' ') => (false, &line[4..]),
-                None => (false, &line[3..]),
+            let more = match line.get(3) {
+                Some(b'-') => true,
+                Some(b' ') => false,
+                None => {
+                    // "250" alone: written back as "250 ".
+                    canonical = false;
+                    false
+                }
                 Some(_) => return Err(ReplyError::NoCode),
             };
-            lines.push(String::from_utf8_lossy(text).into_owned());
+            if line.iter().any(|&b| b == b'\r') {
+                canonical = false;
+            }
+            lines += 1;
             offset += newline + 1;
             if !more {
-                let _ = buffer.split_to(offset);
-                return Ok(Some(Reply { code: line_code, lines }));
+                let raw = buffer.split_to(offset).freeze();
+                let wire = if canonical { raw } else { recode(line_code, &raw) };
+                return Ok(Some(Reply { code: line_code, wire }));
             }
-            if lines.len() >= MAX_REPLY_LINES {
+            if lines >= MAX_REPLY_LINES {
                 return Err(ReplyError::TooManyLines);
             }
         }
     }
+}
+
+/// Rebuilds a reply that arrived with bare LFs, stray CRs or bare codes.
+fn recode(code: u16, raw: &[u8]) -> Bytes {
+    let texts: Vec<Vec<u8>> = raw
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| line.get(4..).unwrap_or_default().iter().copied().filter(|&b| b != b'\r').collect())
+        .collect();
+    encode(code, texts.iter().map(Vec::as_slice))
 }
 
 impl fmt::Display for Reply {
@@ -173,6 +218,16 @@ mod tests {
         assert_eq!(parse(&[b'2'; MAX_REPLY_LINE + 2]).0, Err(ReplyError::LineTooLong));
         let many = "250-x\r\n".repeat(MAX_REPLY_LINES + 1);
         assert_eq!(parse(many.as_bytes()).0, Err(ReplyError::TooManyLines));
+    }
+
+    #[test]
+    fn relays_verbatim_and_repairs_sloppy_endings() {
+        let (reply, _) = parse(b"250-first\r\n250 2.0.0 Ok: queued as ABC\r\n");
+        assert_eq!(reply.unwrap().unwrap().to_bytes(), b"250-first\r\n250 2.0.0 Ok: queued as ABC\r\n");
+        let (reply, _) = parse(b"250-bare\n250 lf\n");
+        assert_eq!(reply.unwrap().unwrap().to_bytes(), b"250-bare\r\n250 lf\r\n");
+        let (reply, _) = parse(b"550 a\rb\r\n");
+        assert_eq!(reply.unwrap().unwrap().to_bytes(), b"550 ab\r\n");
     }
 
     #[test]
