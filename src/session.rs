@@ -224,7 +224,7 @@ pub async fn serve(
     let started = Instant::now();
     let id = next_session_id();
     let stream = match &context.server_tls {
-        Some(tls) if tls.mode == TlsMode::Implicit => match handshake(tls, socket, &metrics, &id, peer).await {
+        Some(tls) if tls.mode == TlsMode::Implicit => match handshake(tls, socket, metrics, &id, peer).await {
             Some(stream) => stream,
             None => {
                 metrics.sessions_active.dec();

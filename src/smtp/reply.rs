@@ -151,7 +151,7 @@ impl Reply {
                 }
                 Some(_) => return Err(ReplyError::NoCode),
             };
-            if line.iter().any(|&b| b == b'\r') {
+            if line.contains(&b'\r') {
                 canonical = false;
             }
             lines += 1;
