@@ -72,7 +72,7 @@ fn connection_limits_answer_421() {
     let fake = FakeUpstream::start(Fault::None);
     let (_proxy, port) = proxy(fake.port, "max_connections = 2\nmax_connections_per_ip = 2");
     // The startup probe's session may still hold a slot for a moment.
-    let (first, second) = eventually(Duration::from_secs(5), || {
+    let (first, _second) = eventually(Duration::from_secs(5), || {
         let (first, second) = (Smtp::connect(port), Smtp::connect(port));
         (first.greeting.is(220) && second.greeting.is(220)).then_some((first, second))
     })
