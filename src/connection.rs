@@ -14,7 +14,9 @@ use tokio::net::TcpStream;
 use crate::smtp::line::{Framed, LineError, next_line};
 use crate::smtp::reply::{Reply, ReplyError};
 
-const READ_CHUNK: usize = 16 * 1024;
+/// Read size: a command batch fits many times; message data streams in
+/// few system calls.
+const READ_CHUNK: usize = 8 * 1024;
 
 /// A socket, plain or wrapped in TLS.
 pub enum Stream {
@@ -78,15 +80,6 @@ impl AsyncWrite for Stream {
             Stream::Closed => Poll::Ready(Ok(())),
         }
     }
-}
-
-/// One non-blocking read through a stack buffer (not held across an
-/// await, so it does not enlarge the session's future).
-fn read_into(tcp: &TcpStream, input: &mut BytesMut) -> io::Result<usize> {
-    let mut scratch = [0u8; READ_CHUNK];
-    let count = tcp.try_read(&mut scratch)?;
-    input.extend_from_slice(&scratch[..count]);
-    Ok(count)
 }
 
 /// What came in where a command line was expected.
@@ -158,14 +151,21 @@ impl Connection {
     }
 
     /// Reads more bytes; `Ok(0)` at end of stream. Cancel-safe. A plain
-    /// socket is read into a scratch buffer on the stack and only what
-    /// arrived is kept, so an idle connection holds no read buffer at all.
+    /// socket gets a read buffer only once it is readable, and gives an
+    /// empty one back when the readiness was spurious, so an idle
+    /// connection holds no read buffer at all.
     pub async fn fill(&mut self) -> io::Result<usize> {
         match &mut self.stream {
             Stream::Plain(tcp) => loop {
                 tcp.readable().await?;
-                match read_into(tcp, &mut self.input) {
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+                self.input.reserve(READ_CHUNK);
+                match tcp.try_read_buf(&mut self.input) {
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        if self.input.is_empty() {
+                            self.input = BytesMut::new();
+                        }
+                        continue;
+                    }
                     result => return result,
                 }
             },
