@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fake_upstream;
+pub mod postfix_snippets;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

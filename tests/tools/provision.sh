@@ -2,7 +2,9 @@
 # Installs what the integration tests need on Debian, when it is missing:
 # Postfix (with smtp-source/smtp-sink), swaks, Python 3, and Exim's binary
 # unpacked beside the build (Exim and Postfix packages conflict, so Exim is
-# not installed). Idempotent; needs root only when something is missing.
+# not installed). The binary is exim4-daemon-heavy's: exim4-daemon-light is
+# built without PROXY protocol support (hosts_proxy), which the Exim guide
+# tests. Idempotent; needs root only when something is missing.
 # Usage: provision.sh [EXIM_DIR]   (default: target/tmp/exim)
 set -euo pipefail
 exim_dir=${1:-"$(cd "$(dirname "$0")/../.." && pwd)/target/tmp/exim"}
@@ -16,6 +18,10 @@ command -v faketime >/dev/null || need+=(faketime)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v redis-server >/dev/null || need+=(redis-server)
 [ -e /usr/lib/x86_64-linux-gnu/libidn.so.12 ] || [ -e /usr/lib/aarch64-linux-gnu/libidn.so.12 ] || need+=(libidn12)
+# Libraries exim4-daemon-heavy links that a Postfix host lacks.
+for lib in libmariadb3 libspf2-2; do
+  dpkg-query -W -f='${Status}' "$lib" 2>/dev/null | grep -q "ok installed" || need+=("$lib")
+done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "provision: missing ${need[*]}; run as root or: apt-get install ${need[*]}" >&2
@@ -26,13 +32,18 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# An earlier exim4-daemon-light unpack lacks PROXY support: replace it.
+if [ -x "$exim_dir/usr/sbin/exim4" ]; then
+  features=$("$exim_dir/usr/sbin/exim4" -C /dev/null -bV 2>/dev/null | grep "^Support for:" || true)
+  case "$features " in *" PROXY "*) ;; *) rm -rf "$exim_dir" ;; esac
+fi
 if [ ! -x "$exim_dir/usr/sbin/exim4" ]; then
   work=$(mktemp -d)
-  (cd "$work" && apt-get download exim4-daemon-light >/dev/null 2>&1) || {
-    [ "$(id -u)" = 0 ] && apt-get update -qq && (cd "$work" && apt-get download exim4-daemon-light >/dev/null)
+  (cd "$work" && apt-get download exim4-daemon-heavy >/dev/null 2>&1) || {
+    [ "$(id -u)" = 0 ] && apt-get update -qq && (cd "$work" && apt-get download exim4-daemon-heavy >/dev/null)
   }
   mkdir -p "$exim_dir"
-  dpkg -x "$work"/exim4-daemon-light_*.deb "$exim_dir"
+  dpkg -x "$work"/exim4-daemon-heavy_*.deb "$exim_dir"
   rm -rf "$work"
 fi
 # Exim refuses to run without its user.
