@@ -368,6 +368,44 @@ pub struct UpstreamTlsSettings {
     pub server_name: Option<String>,
 }
 
+/// An address or network in CIDR notation (`192.0.2.0/24`, `2001:db8::/32`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientNetwork {
+    address: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl ClientNetwork {
+    pub fn parse(text: &str) -> Option<Self> {
+        let (address, prefix) = match text.trim().split_once('/') {
+            Some((address, prefix)) => (address.parse::<std::net::IpAddr>().ok()?, Some(prefix.parse::<u8>().ok()?)),
+            None => (text.trim().parse().ok()?, None),
+        };
+        let bits = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(bits);
+        (prefix <= bits).then_some(ClientNetwork { address, prefix })
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        let mask = |bits: u32, width: u32| if bits == 0 { 0u128 } else { u128::MAX << (width - bits) };
+        match (self.address, ip) {
+            (std::net::IpAddr::V4(network), std::net::IpAddr::V4(ip)) => {
+                let mask = mask(u32::from(self.prefix), 32) as u32 & u32::MAX;
+                u32::from(network) & mask == u32::from(ip) & mask
+            }
+            (std::net::IpAddr::V6(network), std::net::IpAddr::V6(ip)) => {
+                let mask = mask(u32::from(self.prefix), 128);
+                u128::from(network) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ListenerSettings {
     /// `role@listen`, for logs and metrics.
@@ -380,6 +418,8 @@ pub struct ListenerSettings {
     /// Look up the client's host name (reverse, then forward-confirmed)
     /// for XCLIENT NAME=, as Postfix would itself.
     pub client_name_lookup: bool,
+    /// When not empty, only these clients are served; others get 554.
+    pub allowed_clients: Vec<ClientNetwork>,
     pub hostname: String,
     pub limits: Limits,
     pub tls: Option<TlsSettings>,
@@ -1214,6 +1254,7 @@ impl Reader {
             "upstream_tls_pin",
             "upstream_tls_name",
             "client_name_lookup",
+            "allowed_clients",
         ];
         self.unknown_keys(table, prefix, KNOWN);
         let role = match self.string(table, prefix, "role", "role = \"inbound\"") {
@@ -1332,6 +1373,17 @@ impl Reader {
                 None
             }
         };
+        let mut allowed_clients = Vec::new();
+        for text in self.strings(table, prefix, "allowed_clients").unwrap_or_default() {
+            match ClientNetwork::parse(&text) {
+                Some(network) => allowed_clients.push(network),
+                None => self.error(
+                    &join(prefix, "allowed_clients"),
+                    format!("\"{text}\" is not an address or network"),
+                    "write addresses or CIDR networks: [\"192.0.2.10\", \"10.0.0.0/8\", \"2001:db8::/32\"]",
+                ),
+            }
+        }
         let client_name_lookup = match table.get("client_name_lookup") {
             None => true,
             Some(Value::Boolean(value)) => *value,
@@ -1354,6 +1406,7 @@ impl Reader {
             upstream,
             client_identity,
             client_name_lookup,
+            allowed_clients,
             hostname,
             limits,
             tls,
@@ -1649,6 +1702,21 @@ nonsense_key = 1
         assert!(AddressPattern::new("example.net").matches(&mailbox("a@EXAMPLE.net")));
         assert!(AddressPattern::new("*-bounces+*@*").matches(&mailbox("list-bounces+a=b.c@example.com")));
         assert!(glob_match("a*b*c", "axxbyyc") && !glob_match("a*b*c", "axxbyy"));
+    }
+
+    #[test]
+    fn client_networks() {
+        let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+        let net = ClientNetwork::parse("10.0.0.0/8").unwrap();
+        assert!(net.contains(ip("10.1.2.3")) && !net.contains(ip("11.0.0.1")));
+        assert!(net.contains(ip("::ffff:10.9.9.9")), "IPv4 clients on a dual-stack socket");
+        let single = ClientNetwork::parse("192.0.2.7").unwrap();
+        assert!(single.contains(ip("192.0.2.7")) && !single.contains(ip("192.0.2.8")));
+        let v6 = ClientNetwork::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains(ip("2001:db8:1::5")) && !v6.contains(ip("2001:db9::1")));
+        assert!(ClientNetwork::parse("0.0.0.0/0").unwrap().contains(ip("203.0.113.1")));
+        assert_eq!(ClientNetwork::parse("10.0.0.0/33"), None);
+        assert_eq!(ClientNetwork::parse("ten"), None);
     }
 
     #[test]

@@ -369,11 +369,20 @@ async fn accept_loop(
             _ = stop.changed() => break,
         };
         let context = context.borrow().clone();
+        let allowed = &context.settings.allowed_clients;
+        if !allowed.is_empty() && !allowed.iter().any(|network| network.contains(peer.ip())) {
+            context.metrics.session_ended("not_allowed");
+            tracing::info!(listener = %context.settings.name, client = %peer.ip(), "client not in allowed_clients: refused");
+            tokio::spawn(refuse(socket, format!("554 5.7.1 {} Access denied\r\n", context.settings.hostname)));
+            continue;
+        }
         let slot = match limits.admit(peer.ip(), context.settings.limits.max_connections_per_ip) {
             Ok(slot) => slot,
             Err(which) => {
                 context.metrics.session_ended(if which == "total" { "limit_total" } else { "limit_per_ip" });
-                tokio::spawn(refuse(socket, context.settings.hostname.clone()));
+                let reply =
+                    format!("421 4.7.0 {} Too many connections; try again later\r\n", context.settings.hostname);
+                tokio::spawn(refuse(socket, reply));
                 continue;
             }
         };
@@ -387,9 +396,9 @@ async fn accept_loop(
     }
 }
 
-/// Over a connection limit: say so and close, without an upstream session.
-async fn refuse(mut socket: TcpStream, hostname: String) {
-    let reply = format!("421 4.7.0 {hostname} Too many connections; try again later\r\n");
+/// Over a connection limit or not allowed: say so and close, without an
+/// upstream session.
+async fn refuse(mut socket: TcpStream, reply: String) {
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         let _ = socket.write_all(reply.as_bytes()).await;
         let _ = socket.shutdown().await;

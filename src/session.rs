@@ -664,6 +664,34 @@ impl Session {
         }
     }
 
+    /// A Received field (RFC 5321 §4.4) for MTAs that cannot learn the
+    /// client otherwise (client_identity = "none").
+    fn received_header(&self) -> String {
+        let helo: String = self
+            .hello
+            .as_ref()
+            .map_or("unknown", |hello| hello.domain.as_str())
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(255)
+            .collect();
+        let extended = self.hello.as_ref().is_none_or(|hello| hello.extended);
+        let protocol = format!(
+            "{}{}{}",
+            if extended { "ESMTP" } else { "SMTP" },
+            if self.client_tls() { "S" } else { "" },
+            if self.authenticated { "A" } else { "" }
+        );
+        let date =
+            time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc2822).unwrap_or_default();
+        format!(
+            "Received: from {helo} ([{}])\r\n\tby {} (batv-proxy) with {protocol} id {};\r\n\t{date}\r\n",
+            self.peer.ip(),
+            self.settings().hostname,
+            self.id
+        )
+    }
+
     fn client_tls(&self) -> bool {
         self.client.stream().is_tls()
     }
@@ -765,6 +793,7 @@ impl Session {
         if let Some(size) = parameters.get("SIZE").and_then(Parameter::value).and_then(|v| v.parse::<u64>().ok())
             && size > self.settings().limits.max_message_size
         {
+            self.context.metrics.rejection("mail", "too_big");
             self.reply(Reply::new(552, "5.3.4 Message size exceeds fixed limit"))?;
             return Ok(Default::default());
         }
@@ -991,8 +1020,13 @@ impl Session {
         if flushed.is_err() {
             return Err(End { outcome: Outcome::ClientClosed, reply: None });
         }
+        let received = (self.settings().client_identity == ClientIdentity::None).then(|| self.received_header());
+        let upstream = self.upstream.as_mut().expect("relay leaves an upstream");
+        if let Some(received) = received {
+            // The MTA sees only the proxy: this trace field names the client.
+            upstream.connection.queue(received.as_bytes());
+        }
         if let Some(value) = header {
-            let upstream = self.upstream.as_mut().expect("relay leaves an upstream");
             upstream.connection.queue(format!("X-Batv-Status: {value}\r\n").as_bytes());
         }
         self.stream_message(plan).await?;
@@ -1119,7 +1153,7 @@ impl Session {
         if let Some(problem) = problem {
             // Never let the upstream finish this message.
             self.upstream = None;
-            self.context.metrics.message("rejected");
+            self.context.metrics.message(if problem == "upstream_lost" { "failed_upstream" } else { "rejected" });
             let reply = match problem {
                 "too_big" => Reply::new(552, "5.3.4 Message size exceeds fixed limit"),
                 "upstream_lost" => {
@@ -1186,6 +1220,7 @@ impl Session {
             }
             Err(error) => {
                 self.upstream = None;
+                self.context.metrics.message("failed_upstream");
                 self.context.metrics.upstream_error("no_final_reply");
                 tracing::warn!(session = %self.id, sender = %sender, error = %error, "no final reply from upstream after DATA");
                 Err(End::with(
@@ -1424,6 +1459,9 @@ pub fn queue_id(reply: &Reply) -> Option<String> {
     let text = reply.lines().pop()?;
     let id = if let Some(index) = text.find("queued as ") {
         &text[index + 10..]
+    } else if let Some(index) = text.find("InternalId=") {
+        // Exchange: "250 2.6.0 <id> [InternalId=123, Hostname=EX1] Queued mail for delivery"
+        &text[index + 11..]
     } else {
         let index = text.find("id=")?;
         &text[index + 3..]
@@ -1472,6 +1510,9 @@ mod tests {
         assert_eq!(queue_id(&Reply::new(250, "2.0.0 Ok: queued as 4bXyZ12abc")).as_deref(), Some("4bXyZ12abc"));
         assert_eq!(queue_id(&Reply::new(250, "OK id=1vCdEf-000123-AB")).as_deref(), Some("1vCdEf-000123-AB"));
         assert_eq!(queue_id(&Reply::new(250, "2.0.0 Ok")), None);
+        let exchange =
+            Reply::new(250, "2.6.0 <a@b> [InternalId=6189810184257, Hostname=EX01.corp] Queued mail for delivery");
+        assert_eq!(queue_id(&exchange).as_deref(), Some("6189810184257"));
     }
 
     #[test]

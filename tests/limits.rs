@@ -145,3 +145,15 @@ fn client_side_extensions_that_would_spoof_identity_are_refused() {
     assert_eq!(smtp.command("BDAT 10 LAST").code, 502);
     assert!(!fake.record().commands.iter().any(|c| c.starts_with("XCLIENT") || c.starts_with("XFORWARD")));
 }
+
+#[test]
+fn only_allowed_clients_are_served() {
+    let fake = FakeUpstream::start(Fault::None);
+    let (_proxy, port) = proxy(fake.port, "allowed_clients = [\"127.0.0.1\", \"127.0.1.0/24\"]");
+    assert!(Smtp::connect_from(port, Some("127.0.0.1")).greeting.is(220));
+    assert!(Smtp::connect_from(port, Some("127.0.1.77")).greeting.is(220));
+    let mut refused = Smtp::connect_from(port, Some("127.0.0.8"));
+    assert_eq!(refused.greeting.code, 554, "{:?}", refused.greeting);
+    assert!(refused.greeting.text.contains("5.7.1"));
+    assert!(refused.closed_within(Duration::from_secs(5)));
+}

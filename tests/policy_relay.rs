@@ -175,3 +175,24 @@ fn subaddress_form_signs_and_both_forms_verify() {
     let (code, original, _) = proxy.cli(&["verify", &sender]);
     assert_eq!((code, original.as_str()), (0, "alice@example.com"));
 }
+
+#[test]
+fn without_client_identity_a_received_field_names_the_client() {
+    let sink = Sink::start();
+    let (_proxy, port) = start_proxy("inbound", &sink, "");
+    let subject = unique("received");
+    let t = send_mail_from(
+        port,
+        Some("127.0.0.9"),
+        "carol@remote.test",
+        &["bob@example.com"],
+        &format!("Subject: {subject}\r\n\r\nx\r\n"),
+    );
+    assert!(t.end.unwrap().is(250));
+    let relayed = sink.find(&subject).unwrap();
+    let body = relayed.split_once("\r\n\r\n").map_or(relayed.as_str(), |(_, b)| b).to_owned();
+    let received = relayed.lines().find(|l| l.starts_with("Received: from client.test ([127.0.0.9])"));
+    assert!(received.is_some(), "no Received field naming the client:\n{relayed}");
+    assert!(relayed.contains("by proxy.example.com (batv-proxy) with ESMTP id"), "{relayed}");
+    assert!(!body.is_empty());
+}

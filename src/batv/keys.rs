@@ -139,8 +139,17 @@ pub enum SecretKind {
 fn random_secret(kind: SecretKind) -> Result<Vec<u8>, getrandom::Error> {
     match kind {
         SecretKind::Binary => {
+            // No NUL bytes: Exim ends a key at one, and hash = "sha1" keys
+            // may be shared with Exim. Redrawing them costs under 0.05 bit.
             let mut secret = vec![0u8; 32];
             getrandom::fill(&mut secret)?;
+            for byte in secret.iter_mut() {
+                while *byte == 0 {
+                    let mut fresh = [0u8; 1];
+                    getrandom::fill(&mut fresh)?;
+                    *byte = fresh[0];
+                }
+            }
             Ok(secret)
         }
         SecretKind::Printable => {
@@ -226,6 +235,12 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let temporary = directory.join(format!(".{file_name}.new.{}", std::process::id()));
     let result = (|| {
         let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
+        // A rotated key file keeps its owner (e.g. the service user when root
+        // runs keygen); a new one belongs to whoever made it.
+        if let Ok(existing) = std::fs::metadata(path) {
+            use std::os::unix::fs::MetadataExt;
+            std::os::unix::fs::fchown(&file, Some(existing.uid()), Some(existing.gid()))?;
+        }
         file.write_all(contents)?;
         file.sync_all()?;
         std::fs::rename(&temporary, path)
@@ -297,6 +312,7 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let first = KeyRing::load(&path).unwrap();
         assert_eq!(first.iter().next().unwrap().1.expose().len(), 32);
+        assert!(!first.iter().next().unwrap().1.expose().contains(&0), "NUL bytes would break Exim interop");
         assert_eq!(generate(&path, Some(id(5))).unwrap(), id(5));
         assert_eq!(generate(&path, None).unwrap(), id(6));
         let ring = KeyRing::load(&path).unwrap();
