@@ -394,7 +394,7 @@ impl ClientNetwork {
         let mask = |bits: u32, width: u32| if bits == 0 { 0u128 } else { u128::MAX << (width - bits) };
         match (self.address, ip) {
             (std::net::IpAddr::V4(network), std::net::IpAddr::V4(ip)) => {
-                let mask = mask(u32::from(self.prefix), 32) as u32 & u32::MAX;
+                let mask = mask(u32::from(self.prefix), 32) as u32;
                 u32::from(network) & mask == u32::from(ip) & mask
             }
             (std::net::IpAddr::V6(network), std::net::IpAddr::V6(ip)) => {
