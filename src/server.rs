@@ -38,7 +38,11 @@ pub fn init_logging(format: LogFormat) {
 }
 
 pub fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.worker_threads {
+        builder.worker_threads(threads);
+    }
+    let runtime = builder.enable_all().build().context("starting the runtime")?;
     runtime.block_on(async { Server::start(config_path, config).await?.serve().await })
 }
 
@@ -130,6 +134,7 @@ fn contexts(
             server_tls,
             upstream_tls,
             ledger: Arc::clone(ledger),
+            xclient_attributes: Default::default(),
         }));
     }
     Ok(contexts)

@@ -76,6 +76,8 @@ pub struct ListenerContext {
     pub upstream_tls: Option<UpstreamTls>,
     /// Shared by every listener: outbound ones record, inbound ones look up.
     pub ledger: Arc<Ledger>,
+    /// The XCLIENT attributes the upstream offered in an earlier session.
+    pub xclient_attributes: std::sync::Mutex<Option<Vec<String>>>,
 }
 
 /// Today in UTC: tag days are UTC days everywhere.
@@ -529,75 +531,100 @@ impl Session {
         if self.settings().client_identity != ClientIdentity::Xclient {
             return Ok(());
         }
-        let hostname = self.settings().hostname.clone();
-        let timeout = self.settings().limits.upstream_timeout;
+        let context = Arc::clone(&self.context);
+        let settings = &context.settings;
+        let timeout = settings.limits.upstream_timeout;
         let helo = self.hello.as_ref().map(|h| (h.domain.clone(), h.extended));
         let (peer, id) = (self.peer, self.id.clone());
-        let lookup_names = self.settings().client_name_lookup;
         let upstream = self.upstream.as_mut().expect("identify after open");
         if upstream.identified {
             return Ok(());
         }
         let connection = &mut upstream.connection;
-        connection.queue(format!("EHLO {hostname}\r\n").as_bytes());
         let lost = |error: ReadError| End::upstream_lost(&error);
-        connection.flush().await.map_err(|e| lost(e.into()))?;
-        let ehlo = connection.read_reply(timeout).await.map_err(lost)?;
-        let capabilities = Capabilities::from_ehlo(&ehlo);
-        let Some(attributes) = capabilities.arguments("XCLIENT").filter(|_| ehlo.code() == 250) else {
-            warn_once_identity();
-            tracing::error!(
-                session = %id,
-                "the upstream MTA does not offer XCLIENT to the proxy, so it cannot learn the real client; \
-                 refusing the session. Fix: add the proxy's address to smtpd_authorized_xclient_hosts in Postfix's \
-                 main.cf, or set client_identity = \"proxy-v2\" or \"none\" for this listener"
-            );
-            return Err(End::with(
+        let refuse = || {
+            End::with(
                 Outcome::UpstreamRefusedIdentity,
                 421,
                 "4.3.5 Mail service temporarily unavailable; try again later",
-            ));
+            )
         };
-        let supports = |name: &str| attributes.iter().any(|a| a.eq_ignore_ascii_case(name));
-        let mut line = format!("XCLIENT ADDR={}", xclient_address(peer.ip()));
-        if supports("PORT") {
-            line.push_str(&format!(" PORT={}", peer.port()));
-        }
-        if supports("NAME") || supports("REVERSE_NAME") {
-            let name = if lookup_names { client_name(peer.ip()).await } else { ClientName::unavailable() };
-            if supports("NAME") {
-                line.push_str(&format!(" NAME={}", xtext_encode(&name.verified)));
+        let mut name = None;
+        // With the upstream's XCLIENT attributes known from an earlier
+        // session, XCLIENT goes first and saves an EHLO round trip; if the
+        // upstream then refuses, learn them again once.
+        for attempt in 0..2 {
+            let known = context.xclient_attributes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let (attributes, cached) = match known {
+                Some(attributes) if attempt == 0 => (attributes, true),
+                _ => {
+                    connection.queue(format!("EHLO {}\r\n", settings.hostname).as_bytes());
+                    connection.flush().await.map_err(|e| lost(e.into()))?;
+                    let ehlo = connection.read_reply(timeout).await.map_err(lost)?;
+                    let Some(attributes) =
+                        Capabilities::from_ehlo(&ehlo).arguments("XCLIENT").filter(|_| ehlo.code() == 250)
+                    else {
+                        warn_once_identity();
+                        tracing::error!(
+                            session = %id,
+                            "the upstream MTA does not offer XCLIENT to the proxy, so it cannot learn the real client; \
+                             refusing the session. Fix: add the proxy's address to smtpd_authorized_xclient_hosts in Postfix's \
+                             main.cf, or set client_identity = \"proxy-v2\" or \"none\" for this listener"
+                        );
+                        return Err(refuse());
+                    };
+                    *context.xclient_attributes.lock().unwrap_or_else(|e| e.into_inner()) = Some(attributes.clone());
+                    (attributes, false)
+                }
+            };
+            let supports = |attribute: &str| attributes.iter().any(|a| a.eq_ignore_ascii_case(attribute));
+            let mut line = format!("XCLIENT ADDR={}", xclient_address(peer.ip()));
+            if supports("PORT") {
+                line.push_str(&format!(" PORT={}", peer.port()));
             }
-            if supports("REVERSE_NAME") {
-                line.push_str(&format!(" REVERSE_NAME={}", xtext_encode(&name.reverse)));
+            if supports("NAME") || supports("REVERSE_NAME") {
+                if name.is_none() {
+                    name = Some(if settings.client_name_lookup {
+                        client_name(peer.ip()).await
+                    } else {
+                        ClientName::unavailable()
+                    });
+                }
+                let name = name.as_ref().expect("looked up above");
+                if supports("NAME") {
+                    line.push_str(&format!(" NAME={}", xtext_encode(&name.verified)));
+                }
+                if supports("REVERSE_NAME") {
+                    line.push_str(&format!(" REVERSE_NAME={}", xtext_encode(&name.reverse)));
+                }
             }
-        }
-        if let Some((domain, extended)) = helo {
-            if supports("HELO") {
-                line.push_str(&format!(" HELO={}", xtext_encode(&domain)));
+            if let Some((domain, extended)) = &helo {
+                if supports("HELO") {
+                    line.push_str(&format!(" HELO={}", xtext_encode(domain)));
+                }
+                if supports("PROTO") {
+                    line.push_str(if *extended { " PROTO=ESMTP" } else { " PROTO=SMTP" });
+                }
             }
-            if supports("PROTO") {
-                line.push_str(if extended { " PROTO=ESMTP" } else { " PROTO=SMTP" });
+            line.push_str("\r\n");
+            connection.queue(line.as_bytes());
+            connection.flush().await.map_err(|e| lost(e.into()))?;
+            let reply = connection.read_reply(timeout).await.map_err(lost)?;
+            if reply.is_positive() {
+                upstream.identified = true;
+                return Ok(());
             }
+            if !cached {
+                tracing::error!(
+                    session = %id,
+                    reply = %reply,
+                    "the upstream MTA refused XCLIENT; fix: add the proxy's address to smtpd_authorized_xclient_hosts"
+                );
+                return Err(refuse());
+            }
+            *context.xclient_attributes.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
-        line.push_str("\r\n");
-        connection.queue(line.as_bytes());
-        connection.flush().await.map_err(|e| lost(e.into()))?;
-        let reply = connection.read_reply(timeout).await.map_err(lost)?;
-        if !reply.is_positive() {
-            tracing::error!(
-                session = %id,
-                reply = %reply,
-                "the upstream MTA refused XCLIENT; fix: add the proxy's address to smtpd_authorized_xclient_hosts"
-            );
-            return Err(End::with(
-                Outcome::UpstreamRefusedIdentity,
-                421,
-                "4.3.5 Mail service temporarily unavailable; try again later",
-            ));
-        }
-        upstream.identified = true;
-        Ok(())
+        Err(refuse())
     }
 
     /// Sends one command upstream and returns the reply.

@@ -137,3 +137,21 @@ fn a_stalled_client_is_timed_out_with_421() {
     assert_eq!(reply.code, 421, "{reply:?}");
     assert!(fake.record().messages.is_empty());
 }
+
+#[test]
+fn xclient_falls_back_to_ehlo_when_the_upstream_wants_it_first() {
+    let fake = FakeUpstream::start(Fault::XclientAfterEhlo);
+    let port = free_port();
+    let config = format!("{BATV_SECTION}{}", listener("outbound", port, fake.port, "xclient", ""));
+    let _proxy = Proxy::start(&config, &[port]);
+    // The first session learns the attributes; later ones try XCLIENT first,
+    // are told 503 by this upstream, and fall back to EHLO then XCLIENT.
+    for _ in 0..3 {
+        let t = send_mail(port, "alice@example.com", &["carol@remote.test"], "Subject: x\r\n\r\nx\r\n");
+        assert!(t.end.unwrap().is(250));
+    }
+    let commands = fake.record().commands;
+    let xclients = commands.iter().filter(|c| c.starts_with("XCLIENT ADDR=127.0.0.1")).count();
+    assert!(xclients >= 5, "{commands:?}");
+    assert_eq!(fake.record().messages.len(), 3);
+}

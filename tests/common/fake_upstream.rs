@@ -25,6 +25,8 @@ pub enum Fault {
     Slow(Duration),
     /// Refuses every message at the end of DATA with this code.
     RefuseData(u16),
+    /// Offers XCLIENT, and takes it only after an EHLO in the same session.
+    XclientAfterEhlo,
 }
 
 /// What the fake saw, for assertions.
@@ -78,6 +80,7 @@ fn serve(stream: TcpStream, fault: Fault, record: Arc<Mutex<Record>>) -> std::io
         return Ok(());
     }
     say(&mut writer, "220 fake.upstream ESMTP\r\n")?;
+    let mut greeted = false;
     loop {
         let mut line = Vec::new();
         if reader.read_until(b'\n', &mut line)? == 0 {
@@ -88,6 +91,19 @@ fn serve(stream: TcpStream, fault: Fault, record: Arc<Mutex<Record>>) -> std::io
         let verb = text.split(' ').next().unwrap_or("").to_ascii_uppercase();
         match verb.as_str() {
             "EHLO" if fault == Fault::GarbageEhlo => say(&mut writer, "this is not smtp\r\n")?,
+            "EHLO" if fault == Fault::XclientAfterEhlo => {
+                greeted = true;
+                say(
+                    &mut writer,
+                    "250-fake.upstream\r\n250-PIPELINING\r\n250-XCLIENT ADDR PORT NAME HELO PROTO\r\n250 8BITMIME\r\n",
+                )?
+            }
+            "XCLIENT" if fault == Fault::XclientAfterEhlo && greeted => {
+                say(&mut writer, "220 fake.upstream ESMTP\r\n")?
+            }
+            "XCLIENT" if fault == Fault::XclientAfterEhlo => {
+                say(&mut writer, "503 5.5.1 Error: send HELO/EHLO first\r\n")?
+            }
             "EHLO" => say(
                 &mut writer,
                 "250-fake.upstream\r\n250-PIPELINING\r\n250-SIZE 100000000\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n",
