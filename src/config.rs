@@ -685,6 +685,72 @@ impl Reader {
                 (Duration::from_secs(30), None)
             }
         };
+        let state_dir = self
+            .string(table, "", "state_dir", "state_dir = \"/var/lib/batv-proxy\"")
+            .map_or_else(|| PathBuf::from("/var/lib/batv-proxy"), |text| self.path(base, text));
+
+        let empty = Table::new();
+        let batv_table = match table.get("batv") {
+            Some(Value::Table(t)) => t,
+            Some(other) => {
+                self.wrong_type("batv", other, "a table", "[batv]");
+                &empty
+            }
+            None => {
+                self.error("batv", "the [batv] table is missing", "add [batv] with key_file and domains");
+                &empty
+            }
+        };
+        let (batv, keys) = self.batv(batv_table, base);
+
+        let policy_table = match table.get("policy") {
+            Some(Value::Table(t)) => t,
+            Some(other) => {
+                self.wrong_type("policy", other, "a table", "[policy]");
+                &empty
+            }
+            None => &empty,
+        };
+        let policy = self.policy(policy_table);
+
+        let mut listeners = Vec::new();
+        match table.get("listener") {
+            Some(Value::Array(items)) => {
+                for (index, item) in items.iter().enumerate() {
+                    let prefix = format!("listener[{}]", index + 1);
+                    match item {
+                        Value::Table(t) => listeners.extend(self.listener(t, &prefix, base)),
+                        other => self.wrong_type(&prefix, other, "a table", "[[listener]]"),
+                    }
+                }
+            }
+            Some(other) => self.wrong_type("listener", other, "a list of tables", "[[listener]]"),
+            None => self.error(
+                "listener",
+                "no [[listener]] is configured",
+                "add at least one [[listener]] with role, listen and upstream",
+            ),
+        }
+        let mut seen = HashSet::new();
+        for listener in &listeners {
+            if !seen.insert(listener.listen) {
+                self.error(
+                    "listener",
+                    format!("two listeners use {}", listener.listen),
+                    "give each listener its own listen address",
+                );
+            }
+        }
+        if let Some(EnforceAfter::DaysAfterFirstStart(_)) = policy.enforce_after
+            && !table.contains_key("state_dir")
+            && !Path::new("/var/lib/batv-proxy").exists()
+        {
+            self.error(
+                "state_dir",
+                "enforce_after counts days from the first start, which is remembered in state_dir, and /var/lib/batv-proxy does not exist",
+                "set state_dir to a writable directory, or give enforce_after as a date",
+            );
+        }
         let ledger = match table.get("ledger") {
             None => LedgerSettings { store: LedgerStore::None, max_entries: 1_000_000 },
             Some(Value::Table(ledger)) => self.ledger(ledger, &state_dir),
