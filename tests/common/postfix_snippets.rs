@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{TestDir, USERS, eventually, free_port, provision, wait_port};
+use super::{POSTFIX_SERVICES, TestDir, USERS, eventually, free_port, provision, wait_port};
 
 /// A file of the repository, e.g. `docs/postfix/front-main.cf`.
 pub fn repository_file(path: &str) -> String {
@@ -28,35 +28,6 @@ pub fn substitute(text: &str, replacements: &[(&str, String)]) -> String {
     }
     out
 }
-
-/// Services that every instance needs (from Postfix's stock master.cf),
-/// except those a snippet defines itself.
-const BASE_SERVICES: &[&str] = &[
-    "pickup unix n - n 60 1 pickup",
-    "cleanup unix n - n - 0 cleanup",
-    "qmgr unix n - n 300 1 qmgr",
-    "tlsmgr unix - - n 1000? 1 tlsmgr",
-    "rewrite unix - - n - - trivial-rewrite",
-    "bounce unix - - n - 0 bounce",
-    "defer unix - - n - 0 bounce",
-    "trace unix - - n - 0 bounce",
-    "verify unix - - n - 1 verify",
-    "flush unix n - n 1000? 0 flush",
-    "proxymap unix - - n - - proxymap",
-    "proxywrite unix - - n - 1 proxymap",
-    "smtp unix - - n - - smtp",
-    "relay unix - - n - - smtp",
-    "showq unix n - n - - showq",
-    "error unix - - n - - error",
-    "retry unix - - n - - error",
-    "discard unix - - n - - discard",
-    "local unix - n n - - local",
-    "virtual unix - n n - - virtual",
-    "lmtp unix - - n - - lmtp",
-    "anvil unix - - n - 1 anvil",
-    "scache unix - - n - 1 scache",
-    "postlog unix-dgram n - n - 1 postlogd",
-];
 
 /// `(name, type)` of each service a master.cf text defines.
 fn services(master: &str) -> Vec<(String, String)> {
@@ -132,7 +103,7 @@ impl SnippetPostfix {
         dir.write("etc/main.cf", &main);
         let defined: Vec<(String, String)> = master_snippets.iter().flat_map(|s| services(s)).collect();
         let mut master = String::new();
-        for service in BASE_SERVICES {
+        for service in POSTFIX_SERVICES {
             let (name, kind) = services(service).remove(0);
             if !defined.contains(&(name, kind)) {
                 master.push_str(service);
