@@ -1688,7 +1688,9 @@ nonsense_key = 1
         let text = format!(
             "{MINIMAL}max_message_size = \"20MiB\"\ncommand_timeout = \"2m\"\ndata_timeout = 60\nclient_identity = \"proxy-v2\"\nhostname = \"mx.example.com\"\n[policy]\nenforce_after = \"2026-12-01\"\nexempt_senders = [\"*@lists.example.com\"]\n"
         );
-        let config = fixture.parse(&text).unwrap();
+        let config = fixture.parse(&format!("[server]\nworker_threads = 1\ndrain_timeout = \"10s\"\n{text}")).unwrap();
+        assert_eq!(config.worker_threads, Some(1));
+        assert_eq!(config.drain_timeout, Duration::from_secs(10));
         let limits = &config.listeners[0].limits;
         assert_eq!(limits.max_message_size, 20 * 1024 * 1024);
         assert_eq!(limits.command_timeout, Duration::from_secs(120));
