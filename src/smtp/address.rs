@@ -38,12 +38,12 @@ impl Domain {
             return Err(AddressError::InvalidDomain);
         }
         if let Some(literal) = text.strip_prefix('[') {
-            // Address literal: [192.0.2.1] or [IPv6:...]; content is opaque to us.
+            // Address literal: [192.0.2.1], [IPv6:2001:db8::1] or a tagged
+            // general literal; only the characters those use, so a literal
+            // can never hide path syntax (<, >, ", @, spaces).
             let ok = literal.ends_with(']')
                 && literal.len() > 1
-                && literal[..literal.len() - 1]
-                    .chars()
-                    .all(|c| c.is_ascii_graphic() && c != '[' && c != ']' && c != '\\');
+                && literal[..literal.len() - 1].chars().all(|c| c.is_ascii_alphanumeric() || ".:-".contains(c));
             return if ok { Ok(Domain(text.to_owned())) } else { Err(AddressError::InvalidDomain) };
         }
         let valid_char = |c: char| c.is_alphanumeric() || c == '-' || c == '.' || c == '_' || !c.is_ascii();
@@ -368,6 +368,10 @@ mod tests {
         assert_eq!(Mailbox::parse("alice@exa mple.com"), Err(AddressError::InvalidDomain));
         assert_eq!(Mailbox::parse("\"open@example.com"), Err(AddressError::UnterminatedQuote));
         assert_eq!(Mailbox::parse("a\u{0}b@example.com"), Err(AddressError::InvalidCharacter));
+        // Address literals hold addresses, never path syntax.
+        for literal in ["x@[<RS\"T]", "x@[@_(BB]", "x@[192.0.<>2.1]", "x@[a b]", "x@[]"] {
+            assert!(Mailbox::parse(literal).is_err(), "{literal}");
+        }
     }
 
     #[test]
