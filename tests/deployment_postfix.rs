@@ -46,9 +46,19 @@ fn sink_sender(sink: &Sink, token: &str) -> String {
         .to_owned()
 }
 
+/// The guide's untag-main.cf lines, with its regexp table written into `dir`.
+fn untag_main(dir: &TestDir) -> String {
+    let table = dir.write("batv-untag.regexp", &repository_file("docs/postfix/batv-untag.regexp"));
+    substitute(
+        &repository_file("docs/postfix/untag-main.cf"),
+        &[("/etc/postfix/batv-untag.regexp", table.display().to_string())],
+    )
+}
+
 struct Front {
     sink: Sink,
     pki: TestPki,
+    _maps: TestDir,
     postfix: SnippetPostfix,
     _auth: FakeDovecotAuth,
     proxy: Proxy,
@@ -76,9 +86,10 @@ fn front_relaying_to(master: &str, identity: &str, relay: Option<u16>) -> Front 
         &repository_file(master),
         &[("127.0.0.1:10025 ", format!("{smtp_at} ")), ("127.0.0.1:10587 ", format!("{submission_at} "))],
     );
+    let maps = TestDir::new("postfix-maps.");
     let postfix = SnippetPostfix::start(
         &format!("myhostname = mx.example.com\nrelayhost = [127.0.0.1]:{}", relay.unwrap_or(sink.port)),
-        &[repository_file("docs/postfix/front-main.cf")],
+        &[repository_file("docs/postfix/front-main.cf"), untag_main(&maps)],
         &[master],
     );
     postfix.wait(smtp_port);
@@ -106,7 +117,7 @@ fn front_relaying_to(master: &str, identity: &str, relay: Option<u16>) -> Front 
         ],
         &[inbound, submission, submissions, metrics],
     );
-    Front { sink, pki, postfix, _auth: auth, proxy, inbound, submission, submissions }
+    Front { sink, pki, _maps: maps, postfix, _auth: auth, proxy, inbound, submission, submissions }
 }
 
 /// A Python smtplib session through the submission listener (STARTTLS) or
@@ -256,8 +267,8 @@ fn topology_a_with_the_proxy_protocol_signs_verifies_and_postfix_judges_the_real
 
 /// A remote site's Postfix at `at` that accepts mail for any user of
 /// remote.test and bounces it later, for none exists (the way backscatter
-/// is made), and sends mail for our domains, bounces included, to
-/// batv-proxy's inbound listener.
+/// is made), refuses to relay anywhere else, and sends mail for our
+/// domains, bounces included, to batv-proxy's inbound listener.
 fn remote_site(at: &str, port: u16, inbound: u16) -> SnippetPostfix {
     let remote = SnippetPostfix::start(
         &format!(
@@ -265,6 +276,7 @@ fn remote_site(at: &str, port: u16, inbound: u16) -> SnippetPostfix {
              mydestination = remote.test\n\
              local_recipient_maps =\n\
              virtual_mailbox_domains =\n\
+             smtpd_relay_restrictions = reject_unauth_destination\n\
              relayhost = [127.0.0.1]:{inbound}"
         ),
         &[],
@@ -296,6 +308,18 @@ fn topology_a_judges_real_postfix_bounces_to_untagged_addresses_by_the_ledger_an
     });
     assert!(bounce.contains("Undelivered Mail Returned to Sender"), "{bounce}");
     assert!(bounce.contains("Return-Path: <>"), "{bounce}");
+
+    // A remote server that refuses alice's mail at RCPT: the front Postfix
+    // makes the bounce itself, to the tagged sender, and delivers it without
+    // batv-proxy; the guide's untag-main.cf gives it alice's own address.
+    let refused_token = unique("postfix-own-bounce");
+    let out = submit(&front, false, true, "127.0.0.3", "someone@elsewhere.test", &refused_token);
+    assert!(out.contains("sent"), "{out}");
+    let bounce = front
+        .postfix
+        .delivered("alice@example.com", &refused_token)
+        .unwrap_or_else(|| panic!("Postfix's own bounce did not reach alice:\n{}", front.postfix.log()));
+    assert!(bounce.contains("Relay access denied") && bounce.contains("Delivered-To: alice@example.com"), "{bounce}");
 
     // The remote site bounces the same message to alice's untagged address
     // (sites that bounce to the From: address do, and a forwarder may lose
@@ -417,7 +441,9 @@ fn topology_b_content_filter_signs_submitted_and_sendmail_mail_once_without_loop
             ("127.0.0.1:10027 ", format!("{reinject_at} ")),
         ],
     );
-    let postfix = SnippetPostfix::start(&format!("relayhost = [127.0.0.1]:{}", sink.port), &[], &[master]);
+    let maps = TestDir::new("postfix-maps.");
+    let postfix =
+        SnippetPostfix::start(&format!("relayhost = [127.0.0.1]:{}", sink.port), &[untag_main(&maps)], &[master]);
     postfix.wait(submission_port);
     postfix.wait(reinject_port);
     let metrics = free_port();
