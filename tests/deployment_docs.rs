@@ -230,7 +230,7 @@ fn command_lines() -> Vec<(String, String, Vec<String>)> {
 fn every_command_line_in_the_guides_parses() {
     let commands = command_lines();
     let subcommands: BTreeSet<&str> = commands.iter().map(|(_, s, _)| s.as_str()).collect();
-    for expected in ["run", "check-config", "sign", "verify", "keygen", "health"] {
+    for expected in ["run", "check-config", "sign", "verify", "keygen", "health", "inspect"] {
         assert!(subcommands.contains(expected), "no guide shows `batv-proxy {expected}`: {subcommands:?}");
     }
     let mut help = BTreeMap::new();
@@ -265,7 +265,34 @@ fn http_get(port: u16, path: &str) -> String {
     response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
 }
 
-/// Drives a proxy through every kind of event the metrics count.
+/// A delivery status notification (RFC 3464) returning a message whose
+/// Message-ID is `original`.
+fn dsn(original: &str, to: &str) -> String {
+    format!(
+        "From: Mail Delivery System <MAILER-DAEMON@remote.test>\r\nTo: {to}\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+         Message-ID: <{}@remote.test>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+         --B\r\nContent-Type: text/plain\r\n\r\nThe mail system could not deliver your message.\r\n\
+         --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.remote.test\r\n\r\n\
+         Final-Recipient: rfc822; nobody@remote.test\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+         --B\r\nContent-Type: message/rfc822\r\n\r\nFrom: {to}\r\nTo: nobody@remote.test\r\nSubject: the original\r\n\
+         Message-ID: {original}\r\n\r\noriginal body\r\n--B--\r\n",
+        unique("dsn")
+    )
+}
+
+/// An out-of-office reply to the message `in_reply_to`.
+fn vacation(in_reply_to: &str, to: &str) -> String {
+    format!(
+        "From: carol@remote.test\r\nTo: {to}\r\nSubject: Out of office\r\nAuto-Submitted: auto-replied\r\n\
+         In-Reply-To: {in_reply_to}\r\nMessage-ID: <{}@remote.test>\r\n\r\nI am away until Monday.\r\n",
+        unique("vacation")
+    )
+}
+
+/// Drives a proxy through every kind of event the metrics count, with
+/// `untagged_bounce = "inspect"` (the default) and the ledger on; and a
+/// second proxy with `untagged_bounce = "reject"`, for its log line.
 fn observed() -> &'static Observed {
     static OBSERVED: OnceLock<Observed> = OnceLock::new();
     OBSERVED.get_or_init(|| {
@@ -279,7 +306,9 @@ fn observed() -> &'static Observed {
             pki.path("mx.example.com.key")
         );
         let config = format!(
-            "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n{BATV_SECTION}{}{}{}{}",
+            "state_dir = \"state\"\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n{BATV_SECTION}\
+             [policy.message_id_patterns]\n\"example.com\" = [\"*@mx.example.com\"]\n\
+             [ledger]\nstore = \"file\"\n{}{}{}{}",
             listener("inbound", inbound, fake.port, "none", ""),
             listener("outbound", outbound, fake.port, "none", ""),
             listener("outbound", dead, free_port(), "none", ""),
@@ -287,13 +316,51 @@ fn observed() -> &'static Observed {
         );
         let proxy = Proxy::start(&config, &[inbound, outbound, dead, metrics]);
         let ok = |t: &Transaction| t.end.as_ref().is_some_and(|r| r.is(250));
-        assert!(ok(&send_mail(outbound, "alice@example.com", &["carol@remote.test"], "Subject: a\r\n\r\nx\r\n")));
+        let ours = format!("<{}@laptop.example.com>", unique("ours"));
+        let body = format!("Subject: a\r\nMessage-ID: {ours}\r\n\r\nx\r\n");
+        assert!(ok(&send_mail(outbound, "alice@example.com", &["carol@remote.test"], &body)));
         assert!(ok(&send_mail(outbound, "erin@remote.test", &["carol@remote.test"], "Subject: b\r\n\r\nx\r\n")));
         let tagged = proxy.sign("bob@example.com");
         assert!(ok(&send_mail(inbound, "", &[&tagged], "Subject: c\r\n\r\nx\r\n")));
         let forged = format!("{}{}", &tagged[..9], &tagged[9..].replacen(&tagged[9..10], "x", 1));
         assert_eq!(send_mail(inbound, "", &[&forged], "x").rcpts[0].code, 550);
-        assert_eq!(send_mail(inbound, "", &["bob@example.com"], "x").data.map(|r| r.code), Some(550));
+        // Untagged bounces and automatic replies: accepted at RCPT, judged after DATA.
+        let refused_after_data = |t: Transaction, text: &str| {
+            assert_eq!((t.rcpts[0].code, t.data.as_ref().map(|r| r.code)), (250, Some(354)));
+            let end = t.end.unwrap();
+            assert!(end.is(550) && end.text.contains(text), "{end:?}");
+        };
+        refused_after_data(send_mail(inbound, "", &["bob@example.com"], "x"), "5.7.1 Bounce refused");
+        refused_after_data(
+            send_mail(inbound, "", &["bob@example.com"], &dsn("<never@spammer.test>", "bob@example.com")),
+            "5.7.1 Bounce refused",
+        );
+        refused_after_data(
+            send_mail(
+                inbound,
+                "carol@remote.test",
+                &["bob@example.com"],
+                &vacation("<x@spammer.test>", "bob@example.com"),
+            ),
+            "5.7.1 Automatic reply refused",
+        );
+        assert!(ok(&send_mail(inbound, "", &["bob@example.com"], &dsn("<1.2@mx.example.com>", "bob@example.com"))));
+        assert!(
+            eventually(Duration::from_secs(5), || proxy
+                .log()
+                .contains(&format!("\"message_id\":\"{ours}\""))
+                .then_some(()))
+            .is_some(),
+            "the outbound listener did not log the Message-ID"
+        );
+        // The ledger commits in batches, a moment after the message.
+        let from_ledger = eventually(Duration::from_secs(5), || {
+            let t =
+                send_mail(inbound, "carol@remote.test", &["alice@example.com"], &vacation(&ours, "alice@example.com"));
+            ok(&t).then_some(())
+        });
+        assert!(from_ledger.is_some(), "an automatic reply to a message in the ledger was refused");
+        assert!(ok(&send_mail(inbound, "carol@remote.test", &["bob@example.com"], "Subject: d\r\n\r\nx\r\n")));
         let mut smtp = Smtp::connect(outbound);
         smtp.command("EHLO client.test");
         assert!(smtp.command("MAIL FROM:<alice@example.com>").is(250));
@@ -310,7 +377,19 @@ fn observed() -> &'static Observed {
         proxy.signal("HUP");
         assert!(eventually(Duration::from_secs(5), || proxy.log().contains("reload applied").then_some(())).is_some());
         let metrics = http_get(metrics, "/metrics");
-        let logs = proxy.log().lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let mut logs: Vec<serde_json::Value> =
+            proxy.log().lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let port = free_port();
+        let rejecting = Proxy::start(
+            &format!(
+                "{BATV_SECTION}[policy]\nuntagged_bounce = \"reject\"\n{}",
+                listener("inbound", port, fake.port, "none", "")
+            ),
+            &[port],
+        );
+        let t = send_mail(port, "", &["bob@example.com"], &dsn("<1.2@mx.example.com>", "bob@example.com"));
+        assert_eq!((t.rcpts[0].code, t.data.map(|r| r.code)), (250, Some(550)), "untagged_bounce = \"reject\"");
+        logs.extend(rejecting.log().lines().filter_map(|l| serde_json::from_str(l).ok()));
         Observed { metrics, logs }
     })
 }
@@ -387,7 +466,14 @@ fn operations_doc_names_only_what_the_program_produces() {
     let log_keys: BTreeSet<String> =
         observed.logs.iter().flat_map(|l| l.as_object().unwrap().keys().cloned()).collect();
     let mut checked = 0;
-    for heading in ["Metrics", "Logs", "Troubleshooting", "Grace period", "From monitor mode to enforcement"] {
+    for heading in [
+        "Metrics",
+        "Logs",
+        "Troubleshooting",
+        "Grace period",
+        "From monitor mode to enforcement",
+        "Untagged bounces and automatic replies",
+    ] {
         // The troubleshooting table also names the MTAs' settings.
         let names_only_ours = heading != "Troubleshooting";
         for span in code_spans(section(&doc, heading)) {
@@ -489,9 +575,14 @@ fn operations_doc_log_table_matches_the_log_lines() {
         }
     }
     assert!(rows >= 15, "only {rows} log rows found");
-    for message in
-        ["recipient verdict", "bounce refused at DATA", "message relayed", "message refused", "sender signed"]
-    {
+    for message in [
+        "recipient verdict",
+        "bounce refused at DATA",
+        "content verdict",
+        "message relayed",
+        "message refused",
+        "sender signed",
+    ] {
         assert!(logs.iter().any(|l| l["message"] == message), "the drive made no `{message}` line");
     }
 }
@@ -523,6 +614,45 @@ fn arms(prefix: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The string literal that follows each of `openings` (which end in `"`).
+fn literal_arguments(openings: &[&str]) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for opening in openings {
+        for piece in source_text().split(opening).skip(1) {
+            found.insert(piece.split('"').next().unwrap().to_owned());
+        }
+    }
+    found
+}
+
+/// The `rule` of each recognizer in src/dsn: `found("rule", ...)` for
+/// auto-replies, `rule: "rule"` for plain-text bounces and the fallback,
+/// and the first literal of `verdict(Kind::..., "rule", ...)` for reports.
+fn recognizer_rules() -> BTreeSet<String> {
+    let mut text = String::new();
+    for file in std::fs::read_dir(root().join("src/dsn")).unwrap().flatten() {
+        let path = file.path();
+        if path.file_name().is_some_and(|name| name != "tests.rs") {
+            let source = std::fs::read_to_string(&path).unwrap();
+            // Unit tests at the end of a file name rules in their tables too.
+            text.push_str(source.split("#[cfg(test)]").next().unwrap());
+        }
+    }
+    let mut rules = BTreeSet::new();
+    for opening in ["found(\"", "rule: \""] {
+        for piece in text.split(opening).skip(1) {
+            rules.insert(piece.split('"').next().unwrap().to_owned());
+        }
+    }
+    for call in text.split("verdict(").skip(1) {
+        let arguments = call.split(')').next().unwrap();
+        if arguments.trim_start().starts_with("Kind::") {
+            rules.extend(arguments.split('"').skip(1).step_by(2).filter(|l| !l.contains(' ')).map(str::to_owned));
+        }
+    }
+    rules
+}
+
 #[test]
 fn every_label_value_and_rule_of_the_program_is_documented() {
     let doc = repository_file("docs/operations.md");
@@ -542,10 +672,29 @@ fn every_label_value_and_rule_of_the_program_is_documented() {
     let policy = repository_file("src/policy.rs");
     let body = &policy[policy.find("pub fn inbound_recipient").unwrap()..];
     let body = &body[..body.find("\n    pub fn ").unwrap()];
+    let body: String = body.lines().map(|line| line.split("//").next().unwrap()).collect::<Vec<_>>().join("\n");
     let rules: BTreeSet<String> = body.split('"').skip(1).step_by(2).map(str::to_owned).collect();
-    assert!(rules.contains("untagged_reject_data") && rules.len() >= 12, "{rules:?}");
+    assert!(
+        rules.contains("untagged_reject_data") && rules.contains("untagged_inspect") && rules.len() >= 12,
+        "{rules:?}"
+    );
     values.extend(rules);
-    assert!(values.len() > 50, "{values:?}");
+    // Content verdicts (batv_proxy_inspections_total and `content verdict`):
+    // kinds, results, rules, and the recognizers of src/dsn.
+    values.extend(arms("Kind::"));
+    for line in source_text().lines().filter(|l| l.trim_start().starts_with("ContentVerdict::") && l.contains("=> (")) {
+        values.extend(line.split('"').skip(1).step_by(2).map(str::to_owned));
+    }
+    let content_rules =
+        literal_arguments(&["ContentVerdict::Accept(\"", "ContentVerdict::Reject(\"", "ContentVerdict::TempFail(\""]);
+    assert!(content_rules.contains("ledger") && content_rules.len() >= 7, "{content_rules:?}");
+    values.extend(content_rules);
+    let recognizers = recognizer_rules();
+    for expected in ["rfc3464", "mdn", "postfix_plain", "exchange_oof", "vacation", "auto_submitted", "none"] {
+        assert!(recognizers.contains(expected), "recognizer {expected} not found in src/dsn: {recognizers:?}");
+    }
+    values.extend(recognizers);
+    assert!(values.len() > 80, "{values:?}");
     let missing: Vec<&String> = values.iter().filter(|v| !spans.contains(*v)).collect();
     assert!(missing.is_empty(), "docs/operations.md does not explain {missing:?}");
     // And every metric family.

@@ -138,6 +138,21 @@ fn tags_from_batv_proxy_verify_in_exims_prvscheck_across_a_key_rotation() {
     assert_eq!((code, original.as_str()), (0, "carol@example.com"));
 }
 
+/// A delivery status notification (RFC 3464) to alice@example.com that
+/// returns the message `original`, with `token` in its text.
+fn dsn(original: &str, token: &str) -> String {
+    format!(
+        "From: Mail Delivery System <MAILER-DAEMON@remote.test>\r\nTo: alice@example.com\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <{token}@remote.test>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+         --B\r\nContent-Type: text/plain\r\n\r\n{token}: your message could not be delivered.\r\n\
+         --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.remote.test\r\n\r\n\
+         Final-Recipient: rfc822; carol@remote.test\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+         --B\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: alice@example.com\r\nTo: carol@remote.test\r\n\
+         Message-ID: {original}\r\n--B--\r\n"
+    )
+}
+
 fn yesterday() -> String {
     let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 86_400;
     let output = Command::new("date").args(["-u", "-d", &format!("@{seconds}"), "+%Y-%m-%d"]).output().unwrap();
@@ -317,7 +332,7 @@ import smtplib, ssl
 context = ssl.create_default_context(cafile="{ca}")
 s = smtplib.SMTP("127.0.0.1", {outbound}, source_address=("127.0.0.1", 0))
 s.starttls(context=context)
-s.sendmail("alice@example.com", ["carol@remote.test"], "Subject: {signed_token}\r\n\r\nx\r\n")
+s.sendmail("alice@example.com", ["carol@remote.test"], "Subject: {signed_token}\r\nMessage-ID: <{signed_token}@laptop.example.com>\r\n\r\nx\r\n")
 s.quit()
 "#,
         ca = pki.path("ca.pem")
@@ -349,6 +364,33 @@ s.quit()
     let log = exim.log();
     let bounce = log.lines().find(|l| l.contains("<= <> ") && l.contains("PRX=127.0.0.1")).expect("the bounce");
     assert!(bounce.ends_with("for alice@example.com"), "Exim must see the address without the tag: {bounce}");
+
+    // A bounce of the same message to alice's untagged address: judged after
+    // DATA (untagged_bounce = "inspect"), it names a Message-ID the
+    // outbound listener recorded in the guide's ledger, so Exim gets it.
+    let ours = format!("<{signed_token}@laptop.example.com>");
+    let ledger_token = unique("exim-ledger");
+    let accepted = eventually(Duration::from_secs(10), || {
+        let t = send_mail_from(inbound, Some("127.0.0.3"), "", &["alice@example.com"], &dsn(&ours, &ledger_token));
+        t.end.filter(|r| r.is(250))
+    });
+    assert!(accepted.is_some(), "the untagged bounce of a recorded message was refused:\n{}", proxy.log());
+    assert!(exim.delivered("alice", &ledger_token), "not delivered:\n{}", exim.log());
+    // One naming a message never sent is refused at the end of DATA, and
+    // Exim never accepts it.
+    let forged_token = unique("exim-backscatter");
+    let t = send_mail_from(
+        inbound,
+        Some("127.0.0.3"),
+        "",
+        &["alice@example.com"],
+        &dsn("<never-sent@spammer.test>", &forged_token),
+    );
+    assert_eq!((t.rcpts[0].code, t.data.as_ref().map(|r| r.code)), (250, Some(354)), "{:?}", t.rcpts);
+    let end = t.end.unwrap();
+    assert!(end.is(550) && end.text.contains("5.7.1 Bounce refused"), "{end:?}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!exim.mailbox("alice").contains(&forged_token), "Exim delivered a refused bounce");
 
     // Straight to Exim, without batv-proxy (as at a backup MX): the guide's
     // ACL refuses a forged tag and its router delivers a valid one.

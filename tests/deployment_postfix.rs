@@ -46,9 +46,19 @@ fn sink_sender(sink: &Sink, token: &str) -> String {
         .to_owned()
 }
 
+/// The guide's untag-main.cf lines, with its regexp table written into `dir`.
+fn untag_main(dir: &TestDir) -> String {
+    let table = dir.write("batv-untag.regexp", &repository_file("docs/postfix/batv-untag.regexp"));
+    substitute(
+        &repository_file("docs/postfix/untag-main.cf"),
+        &[("/etc/postfix/batv-untag.regexp", table.display().to_string())],
+    )
+}
+
 struct Front {
     sink: Sink,
     pki: TestPki,
+    _maps: TestDir,
     postfix: SnippetPostfix,
     _auth: FakeDovecotAuth,
     proxy: Proxy,
@@ -59,7 +69,15 @@ struct Front {
 
 /// Topology A: Postfix from front-main.cf and `master` on loopback ports,
 /// batv-proxy from batv-proxy-front.toml with `identity` on 25/587/465.
+/// Postfix sends other domains' mail to smtp-sink.
 fn front(master: &str, identity: &str) -> Front {
+    front_relaying_to(master, identity, None)
+}
+
+/// [`front`], with other domains' mail relayed to `relay` (a port on
+/// 127.0.0.1) instead of smtp-sink when given. Postfix's host name is the
+/// guide's MX name, mx.example.com.
+fn front_relaying_to(master: &str, identity: &str, relay: Option<u16>) -> Front {
     let sink = Sink::start();
     let pki = TestPki::new();
     let (smtp_at, smtp_port) = loopback_port();
@@ -68,9 +86,10 @@ fn front(master: &str, identity: &str) -> Front {
         &repository_file(master),
         &[("127.0.0.1:10025 ", format!("{smtp_at} ")), ("127.0.0.1:10587 ", format!("{submission_at} "))],
     );
+    let maps = TestDir::new("postfix-maps.");
     let postfix = SnippetPostfix::start(
-        &format!("relayhost = [127.0.0.1]:{}", sink.port),
-        &[repository_file("docs/postfix/front-main.cf")],
+        &format!("myhostname = mx.example.com\nrelayhost = [127.0.0.1]:{}", relay.unwrap_or(sink.port)),
+        &[repository_file("docs/postfix/front-main.cf"), untag_main(&maps)],
         &[master],
     );
     postfix.wait(smtp_port);
@@ -98,7 +117,7 @@ fn front(master: &str, identity: &str) -> Front {
         ],
         &[inbound, submission, submissions, metrics],
     );
-    Front { sink, pki, postfix, _auth: auth, proxy, inbound, submission, submissions }
+    Front { sink, pki, _maps: maps, postfix, _auth: auth, proxy, inbound, submission, submissions }
 }
 
 /// A Python smtplib session through the submission listener (STARTTLS) or
@@ -124,7 +143,7 @@ context = ssl.create_default_context(cafile="{ca}")
 s.ehlo("laptop.example.com")
 {login}
 try:
-    s.sendmail("alice@example.com", ["{to}"], "From: alice@example.com\r\nTo: {to}\r\nSubject: {token}\r\n\r\nhello\r\n")
+    s.sendmail("alice@example.com", ["{to}"], "From: alice@example.com\r\nTo: {to}\r\nSubject: {token}\r\nMessage-ID: <{token}@laptop.example.com>\r\n\r\nhello\r\n")
     print("sent")
 except smtplib.SMTPRecipientsRefused as refused:
     code, text = refused.recipients["{to}"]
@@ -175,22 +194,35 @@ fn topology_a(master: &str, identity: &str) {
     let bounced = front.postfix.delivered("alice@example.com", &bounce_token).expect("bounce delivered to alice");
     assert!(bounced.contains("Delivered-To: alice@example.com"), "{identity}: {bounced}");
 
-    // A forged bounce (tag altered) is refused at RCPT; an untagged one at DATA.
+    // A forged bounce (tag altered) is refused at RCPT.
     let digit = if &tagged[9..10] == "0" { "1" } else { "0" };
     let forged = format!("{}{digit}{}", &tagged[..9], &tagged[10..]);
     let forged_token = unique("front-forged");
     let t = send_mail_from(front.inbound, Some("127.0.0.3"), "", &[&forged], &forged_token);
     assert_eq!(t.rcpts[0].code, 550, "{identity}: {:?}", t.rcpts);
     assert!(t.rcpts[0].text.contains("5.7.1"), "{identity}: {:?}", t.rcpts);
+    // An untagged bounce is accepted at RCPT, so sender callouts work, and
+    // judged after DATA (untagged_bounce = "inspect", the default): this one
+    // names no message at all, so it is refused at the end of DATA and
+    // Postfix never gets it.
+    let untagged_token = unique("front-untagged");
     let t = send_mail_from(
         front.inbound,
         Some("127.0.0.3"),
         "",
         &["alice@example.com"],
-        &message("MAILER-DAEMON@remote.test", "alice@example.com", &forged_token, "x"),
+        &message("MAILER-DAEMON@remote.test", "alice@example.com", &untagged_token, "x"),
     );
     assert!(t.rcpts[0].is(250), "{identity}: untagged RCPT must pass for callouts: {:?}", t.rcpts);
-    assert_eq!(t.data.as_ref().map(|r| r.code), Some(550), "{identity}: {:?}", t.data);
+    assert_eq!(t.data.as_ref().map(|r| r.code), Some(354), "{identity}: {:?}", t.data);
+    let end = t.end.expect("the end of DATA");
+    assert_eq!(end.code, 550, "{identity}: {end:?}");
+    assert!(end.text.contains("5.7.1 Bounce refused"), "{identity}: {end:?}");
+    let verdict = content_verdict(&front.proxy, "<>", "").expect("a content verdict line");
+    assert_eq!(
+        (verdict["verdict"].as_str(), verdict["rule"].as_str()),
+        (Some("reject"), Some("no_original_message_id"))
+    );
 
     // Relaying through port 25: refused for 127.0.0.3 (not in mynetworks),
     // allowed for 127.0.0.1 (in mynetworks). Postfix sees each real address.
@@ -211,6 +243,16 @@ fn topology_a(master: &str, identity: &str) {
     assert!(log.contains("client=unknown[127.0.0.3]"), "{identity}: Postfix never saw 127.0.0.3:\n{log}");
     assert!(log.contains("sasl_username=alice@example.com"), "{identity}: no SASL login in\n{log}");
     assert!(!front.proxy.log().contains(PASSWORD), "the password reached the proxy's log");
+    let mailbox = front.postfix.mailbox("alice@example.com").join("\n");
+    assert!(!mailbox.contains(&untagged_token), "{identity}: a refused bounce was delivered");
+}
+
+/// The last `content verdict` line of `proxy` for `sender` whose
+/// `original_message_id` is `original`.
+fn content_verdict(proxy: &Proxy, sender: &str, original: &str) -> Option<serde_json::Value> {
+    proxy.log().lines().rev().filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok()).find(|line| {
+        line["message"] == "content verdict" && line["sender"] == sender && line["original_message_id"] == original
+    })
 }
 
 #[test]
@@ -221,6 +263,136 @@ fn topology_a_with_xclient_signs_verifies_and_postfix_judges_the_real_client() {
 #[test]
 fn topology_a_with_the_proxy_protocol_signs_verifies_and_postfix_judges_the_real_client() {
     topology_a("docs/postfix/front-proxy-protocol-master.cf", "proxy-v2");
+}
+
+/// A remote site's Postfix at `at` that accepts mail for any user of
+/// remote.test and bounces it later, for none exists (the way backscatter
+/// is made), refuses to relay anywhere else, and sends mail for our
+/// domains, bounces included, to batv-proxy's inbound listener.
+fn remote_site(at: &str, port: u16, inbound: u16) -> SnippetPostfix {
+    let remote = SnippetPostfix::start(
+        &format!(
+            "myhostname = mx.remote.test\n\
+             mydestination = remote.test\n\
+             local_recipient_maps =\n\
+             virtual_mailbox_domains =\n\
+             smtpd_relay_restrictions = reject_unauth_destination\n\
+             relayhost = [127.0.0.1]:{inbound}"
+        ),
+        &[],
+        &[format!("{at} inet n - n - - smtpd\n")],
+    );
+    remote.wait(port);
+    remote
+}
+
+#[test]
+fn topology_a_judges_real_postfix_bounces_to_untagged_addresses_by_the_ledger_and_postfixs_message_ids() {
+    let (remote_at, remote_port) = loopback_port();
+    let front = front_relaying_to("docs/postfix/front-master.cf", "xclient", Some(remote_port));
+    let remote = remote_site(&remote_at, remote_port, front.inbound);
+
+    // alice's mail from 587: signed, its Message-ID recorded in the ledger,
+    // relayed by Postfix to the remote site, which bounces it to the tagged
+    // sender. The bounce passes by its tag and reaches alice.
+    let signed_token = unique("ledger-signed");
+    let out = submit(&front, false, true, "127.0.0.3", "gone@remote.test", &signed_token);
+    assert!(out.contains("sent"), "{out}");
+    let ours = format!("<{signed_token}@laptop.example.com>");
+    let recorded = eventually(Duration::from_secs(10), || {
+        front.proxy.log().contains(&format!("\"message_id\":\"{ours}\"")).then_some(())
+    });
+    assert!(recorded.is_some(), "the outbound listener did not record {ours}:\n{}", front.proxy.log());
+    let bounce = front.postfix.delivered("alice@example.com", &signed_token).unwrap_or_else(|| {
+        panic!("no bounce to the tagged sender:\n{}\n--- remote ---\n{}", front.postfix.log(), remote.log())
+    });
+    assert!(bounce.contains("Undelivered Mail Returned to Sender"), "{bounce}");
+    assert!(bounce.contains("Return-Path: <>"), "{bounce}");
+
+    // A remote server that refuses alice's mail at RCPT: the front Postfix
+    // makes the bounce itself, to the tagged sender, and delivers it without
+    // batv-proxy; the guide's untag-main.cf gives it alice's own address.
+    let refused_token = unique("postfix-own-bounce");
+    let out = submit(&front, false, true, "127.0.0.3", "someone@elsewhere.test", &refused_token);
+    assert!(out.contains("sent"), "{out}");
+    let bounce = front
+        .postfix
+        .delivered("alice@example.com", &refused_token)
+        .unwrap_or_else(|| panic!("Postfix's own bounce did not reach alice:\n{}", front.postfix.log()));
+    assert!(bounce.contains("Relay access denied") && bounce.contains("Delivered-To: alice@example.com"), "{bounce}");
+
+    // The remote site bounces the same message to alice's untagged address
+    // (sites that bounce to the From: address do, and a forwarder may lose
+    // the tag): the bounce names a Message-ID in the ledger, so it passes.
+    let ledger_token = unique("ledger-untagged");
+    remote.sendmail(
+        "alice@example.com",
+        "gone@remote.test",
+        &format!("From: alice@example.com\r\nTo: gone@remote.test\r\nSubject: {ledger_token}\r\nMessage-ID: {ours}\r\n\r\nhello\r\n"),
+    );
+    let bounce =
+        front.postfix.delivered("alice@example.com", &ledger_token).expect("the untagged bounce named by the ledger");
+    assert!(bounce.contains("Undelivered Mail Returned to Sender") && bounce.contains(&ours), "{bounce}");
+    let verdict = content_verdict(&front.proxy, "<>", &ours).expect("a content verdict for the ledger's Message-ID");
+    assert_eq!(
+        (
+            verdict["kind"].as_str(),
+            verdict["recognizer"].as_str(),
+            verdict["verdict"].as_str(),
+            verdict["rule"].as_str()
+        ),
+        (Some("dsn"), Some("rfc3464"), Some("accept"), Some("ledger")),
+        "{verdict}"
+    );
+
+    // Mail from the sendmail command leaves the front Postfix directly,
+    // untagged, with a Message-ID Postfix wrote: <...@mx.example.com>. Its
+    // bounce comes back to the untagged sender and passes by the guide's
+    // message_id_patterns.
+    let pattern_token = unique("pattern-untagged");
+    front.postfix.sendmail(
+        "bob@example.com",
+        "lost@remote.test",
+        &format!("Subject: {pattern_token}\r\n\r\nfrom cron\r\n"),
+    );
+    let bounce = front.postfix.delivered("bob@example.com", &pattern_token).expect("the bounce of sendmail's mail");
+    assert!(bounce.contains("Undelivered Mail Returned to Sender"), "{bounce}");
+    let verdict = front
+        .proxy
+        .log()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["message"] == "content verdict" && line["rule"] == "message_id_pattern")
+        .expect("a bounce accepted by message_id_patterns");
+    let original = verdict["original_message_id"].as_str().unwrap();
+    assert!(original.ends_with("@mx.example.com>") && bounce.contains(original), "{verdict}");
+
+    // Backscatter: spam that forged alice's address, bounced by the remote
+    // site to her untagged address. It names a Message-ID we never wrote:
+    // accepted at RCPT, refused at the end of DATA, and the remote Postfix
+    // logs why.
+    let spam_token = unique("backscatter");
+    let spam_id = format!("<{spam_token}@spammer.test>");
+    remote.sendmail(
+        "alice@example.com",
+        "nosuchuser@remote.test",
+        &format!("From: alice@example.com\r\nTo: nosuchuser@remote.test\r\nSubject: {spam_token}\r\nMessage-ID: {spam_id}\r\n\r\nbuy now\r\n"),
+    );
+    let refused = eventually(Duration::from_secs(15), || {
+        let log = remote.log();
+        log.lines()
+            .find(|line| line.contains("550 5.7.1 Bounce refused") && line.contains("end of DATA"))
+            .map(str::to_owned)
+    });
+    assert!(refused.is_some(), "the remote site's bounce was not refused after DATA:\n{}", remote.log());
+    let verdict = content_verdict(&front.proxy, "<>", &spam_id).expect("a content verdict for the backscatter");
+    assert_eq!(
+        (verdict["verdict"].as_str(), verdict["rule"].as_str()),
+        (Some("reject"), Some("not_ours")),
+        "{verdict}"
+    );
+    let mailbox = front.postfix.mailbox("alice@example.com").join("\n");
+    assert!(!mailbox.contains(&spam_token), "the backscatter was delivered");
 }
 
 #[test]
@@ -269,7 +441,9 @@ fn topology_b_content_filter_signs_submitted_and_sendmail_mail_once_without_loop
             ("127.0.0.1:10027 ", format!("{reinject_at} ")),
         ],
     );
-    let postfix = SnippetPostfix::start(&format!("relayhost = [127.0.0.1]:{}", sink.port), &[], &[master]);
+    let maps = TestDir::new("postfix-maps.");
+    let postfix =
+        SnippetPostfix::start(&format!("relayhost = [127.0.0.1]:{}", sink.port), &[untag_main(&maps)], &[master]);
     postfix.wait(submission_port);
     postfix.wait(reinject_port);
     let metrics = free_port();

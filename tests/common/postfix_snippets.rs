@@ -69,7 +69,7 @@ impl SnippetPostfix {
             }
         }
         dir.write("etc/vmailbox", &users);
-        let mut main = format!(
+        let main = format!(
             "compatibility_level = 3.6\n\
              queue_directory = {root}/queue\n\
              data_directory = {root}/data\n\
@@ -93,9 +93,19 @@ impl SnippetPostfix {
              maillog_file = {root}/log/maillog\n\
              maillog_file_prefixes = {root}/log\n\
              alias_maps =\n\
-             alias_database =\n\
-             {site_main}\n"
+             alias_database =\n"
         );
+        // A site setting replaces the default above instead of repeating it
+        // (Postfix would warn about every repeated parameter).
+        let set_by_site: Vec<&str> =
+            site_main.lines().filter_map(|line| line.split_once('=')).map(|(name, _)| name.trim()).collect();
+        let mut main: String = main
+            .lines()
+            .filter(|line| line.split_once('=').is_none_or(|(name, _)| !set_by_site.contains(&name.trim())))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        main.push_str(site_main);
+        main.push('\n');
         for snippet in main_snippets {
             main.push_str(snippet);
             main.push('\n');
