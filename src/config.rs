@@ -236,11 +236,30 @@ pub struct PolicySettings {
 
 impl PolicySettings {
     /// Whether a Message-ID (brackets optional) matches a pattern of `domain`.
+    /// A domain's patterns are those under its own name or under a
+    /// `*.parent` key that covers it.
     pub fn matches_message_id(&self, domain: &Domain, message_id: &str) -> bool {
         let id = message_id.trim().trim_start_matches('<').trim_end_matches('>').to_lowercase();
-        self.message_id_patterns
-            .get(&domain.canonical())
-            .is_some_and(|patterns| patterns.iter().any(|p| glob_match(p, &id)))
+        let matches = |key: &str| {
+            self.message_id_patterns.get(key).is_some_and(|patterns| patterns.iter().any(|p| glob_match(p, &id)))
+        };
+        let name = domain.canonical();
+        if matches(&name) {
+            return true;
+        }
+        let mut rest = name.as_str();
+        while let Some(dot) = rest.find('.') {
+            rest = &rest[dot + 1..];
+            if matches(&format!("*.{rest}")) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Recipients whose untagged bounces and automatic replies pass.
+    pub fn is_unverified(&self, mailbox: &Mailbox) -> bool {
+        self.unverified_recipients.iter().any(|pattern| pattern.matches(mailbox))
     }
 }
 
@@ -1068,7 +1087,7 @@ impl Reader {
                         );
                         continue;
                     }
-                    if check_domain_entry(domain).is_err() {
+                    if check_domain_entry(domain.strip_prefix("*.").unwrap_or(domain)).is_err() {
                         self.error(
                             &key,
                             format!("\"{domain}\" is not a domain name"),
@@ -1710,6 +1729,20 @@ nonsense_key = 1
         assert!(AddressPattern::new("example.net").matches(&mailbox("a@EXAMPLE.net")));
         assert!(AddressPattern::new("*-bounces+*@*").matches(&mailbox("list-bounces+a=b.c@example.com")));
         assert!(glob_match("a*b*c", "axxbyyc") && !glob_match("a*b*c", "axxbyy"));
+    }
+
+    #[test]
+    fn message_id_patterns_by_domain_and_wildcard() {
+        let fixture = Fixture::new();
+        let text = format!(
+            "{MINIMAL}[policy.message_id_patterns]\n\"example.com\" = [\"*@mx.example.com\"]\n\"*.example.org\" = [\"*.javamail.*@*\"]\n"
+        );
+        let policy = fixture.parse(&text).unwrap().policy;
+        let domain = |name: &str| Domain::parse(name).unwrap();
+        assert!(policy.matches_message_id(&domain("EXAMPLE.com"), "<ABC.123@MX.example.com>"));
+        assert!(!policy.matches_message_id(&domain("example.com"), "<abc@other.test>"));
+        assert!(policy.matches_message_id(&domain("lists.example.org"), "<1.JavaMail.app@host>"));
+        assert!(!policy.matches_message_id(&domain("example.org"), "<1.JavaMail.app@host>"));
     }
 
     #[test]

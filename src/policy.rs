@@ -261,7 +261,7 @@ impl Policy {
                 if sender == SenderKind::Regular {
                     return decide(RecipientAction::Forward, Verdict::NotBounce, None, "not_bounce");
                 }
-                if self.settings.unverified_recipients.iter().any(|p| p.matches(mailbox)) {
+                if self.settings.is_unverified(mailbox) {
                     return decide(RecipientAction::Forward, Verdict::Exempt, None, "unverified_recipient");
                 }
                 let (action, rule) = if monitor {

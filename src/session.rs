@@ -1001,8 +1001,16 @@ impl Session {
         {
             transaction.class = Some(class);
             transaction.recipients.push(Recipient { verdict: Some(decision.verdict) });
-            let judged_by_content =
-                matches!(class, Class::Deferred(Deferred::Inspect)) || decision.verdict == Verdict::NotBounce;
+            let unverified =
+                path.mailbox().is_some_and(|mailbox| self.context.policy.settings().is_unverified(mailbox));
+            let judged_by_content = match decision.verdict {
+                _ if matches!(class, Class::Deferred(Deferred::Inspect)) => true,
+                // Automatic replies come from regular senders.
+                Verdict::NotBounce => !unverified,
+                // Monitor mode reads untagged bounces too, to log what enforcing would do.
+                Verdict::Missing => decision.rule == "monitor",
+                _ => false,
+            };
             if judged_by_content && let Some(mailbox) = path.mailbox() {
                 transaction.inspect_domains.push(mailbox.domain().clone());
             }
@@ -1075,8 +1083,7 @@ impl Session {
                 let judge = match transaction.class {
                     Some(Class::Deferred(Deferred::Inspect)) => true,
                     _ => {
-                        transaction.kind == SenderKind::Regular
-                            && !transaction.inspect_domains.is_empty()
+                        !transaction.inspect_domains.is_empty()
                             && self.policy().settings().untagged_bounce == UntaggedBounce::Inspect
                     }
                 };
@@ -1278,21 +1285,29 @@ impl Session {
             },
         };
         let monitor = self.policy().monitor();
+        // Answers to mail sent before deployment have no tag and no ledger
+        // entry: during the grace period they pass, logged.
+        let grace = !self.policy().enforcing_untagged(today());
         let (result, rule) = verdict.labels();
-        tracing::info!(
-            session = %self.id,
-            client = %self.peer.ip(),
-            sender = %transaction.sender,
-            kind = inspection.kind.as_str(),
-            recognizer = inspection.rule,
-            original_message_id = inspection.original_message_id.as_deref().unwrap_or(""),
-            verdict = result,
-            rule,
-            monitor,
-            "content verdict"
-        );
+        if verdict == ContentVerdict::Accept("not_automatic") {
+            tracing::debug!(session = %self.id, sender = %transaction.sender, rule, "not an automatic message");
+        } else {
+            tracing::info!(
+                session = %self.id,
+                client = %self.peer.ip(),
+                sender = %transaction.sender,
+                kind = inspection.kind.as_str(),
+                recognizer = inspection.rule,
+                original_message_id = inspection.original_message_id.as_deref().unwrap_or(""),
+                verdict = result,
+                rule,
+                monitor,
+                grace,
+                "content verdict"
+            );
+        }
         self.context.metrics.inspection(inspection.kind.as_str(), result, rule);
-        if monitor {
+        if monitor || grace {
             return None;
         }
         let reply = match verdict {
@@ -1301,7 +1316,9 @@ impl Session {
                 Reply::new(550, policy::REPLY_AUTOREPLY_NOT_OURS)
             }
             ContentVerdict::Reject(_) => Reply::new(550, policy::REPLY_BOUNCE_NOT_OURS),
-            ContentVerdict::TempFail(_) => Reply::new(451, "4.3.0 Cannot check this bounce right now; try again later"),
+            ContentVerdict::TempFail(_) => {
+                Reply::new(451, "4.3.0 Cannot check this message right now; try again later")
+            }
         };
         self.context.metrics.rejection("data", rule);
         Some(reply)

@@ -297,3 +297,34 @@ fn inspect_command_prints_the_json_interface() {
     assert_eq!(json["kind"], "none");
     assert!(json["original_message_id"].is_null());
 }
+
+#[test]
+fn grace_period_and_unverified_recipients_let_automatic_replies_through() {
+    let tomorrow = batv_proxy::session::today().plus(1).to_string();
+    let s = setup("", &format!("[policy]\nenforce_after = \"{tomorrow}\"\n"));
+    let token = unique("grace-vacation");
+    let t = send_mail(
+        s.inbound,
+        "carol@remote.test",
+        &["oscar@example.com"],
+        &vacation("<before-deployment@example.com>", "oscar@example.com", &token),
+    );
+    assert!(t.end.unwrap().is(250), "an answer to mail sent before deployment, during the grace period");
+    assert!(s.proxy.log().contains("\"grace\":true"));
+
+    let s = setup("", "[policy]\nunverified_recipients = [\"peggy@example.com\"]\n");
+    let t = send_mail(
+        s.inbound,
+        "carol@remote.test",
+        &["peggy@example.com"],
+        &vacation("<unknown@example.com>", "peggy@example.com", "away"),
+    );
+    assert!(t.end.unwrap().is(250), "unverified recipients take automatic replies too");
+    let t = send_mail(
+        s.inbound,
+        "carol@remote.test",
+        &["oscar@example.com"],
+        &vacation("<unknown@example.com>", "oscar@example.com", "away"),
+    );
+    assert_eq!(t.end.unwrap().code, 550);
+}

@@ -49,6 +49,10 @@ fn monitor_mode_delivers_everything_and_marks_it() {
         );
     }
     assert!(proxy.log().contains("\"verdict\":\"invalid\""), "verdicts are logged");
+    // The untagged bounce was read and judged too, without being refused.
+    let log = proxy.log();
+    let judged = log.lines().find(|l| l.contains("\"content verdict\"")).expect("a content verdict in monitor mode");
+    assert!(judged.contains("\"monitor\":true") && judged.contains("\"verdict\":\"reject\""), "{judged}");
 }
 
 #[test]

@@ -86,7 +86,8 @@ pub struct Inspection {
     pub referenced_ids: Vec<String>,
     /// Which recognizer decided, a stable snake_case label for logs and metrics:
     /// "rfc3464", "mdn", "qmail", "exim", "postfix_plain", "exchange", "lotus",
-    /// "plain_bounce", "challenge_response", "exchange_oof", "vacation",
+    /// "opensmtpd", "sendmail", "plain_bounce", "challenge_response",
+    /// "exchange_oof", "vacation",
     /// "auto_submitted", "x_autoreply", "precedence", or "none".
     pub rule: &'static str,
     /// One human sentence explaining the verdict.
