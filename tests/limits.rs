@@ -124,11 +124,14 @@ fn bare_line_endings_in_commands_are_refused() {
     let fake = FakeUpstream::start(Fault::None);
     let (_proxy, port) = proxy(fake.port, "");
     let mut smtp = Smtp::connect(port);
-    smtp.command("EHLO client.test");
+    let ehlo = smtp.command("EHLO client.test");
+    assert!(ehlo.is(250), "{ehlo:?}");
     smtp.send("NOOP\n");
-    assert_eq!(smtp.reply().code, 500);
+    let reply = smtp.reply();
+    assert_eq!(reply.code, 500, "{reply:?}");
     smtp.send("NOOP\rRSET\r\n");
-    assert_eq!(smtp.reply().code, 500);
+    let reply = smtp.reply();
+    assert_eq!(reply.code, 500, "{reply:?}");
     assert!(smtp.command("NOOP").is(250));
     assert!(!fake.record().commands.iter().any(|c| c.contains("RSET")), "a smuggled command reached the upstream");
 }
