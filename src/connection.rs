@@ -275,8 +275,12 @@ impl Connection {
         !self.input.is_empty()
     }
 
+    /// Sends what is queued and ends the session: TLS says close_notify;
+    /// a plain socket needs nothing more, its close on drop sends the FIN.
     pub async fn shutdown(&mut self) {
         let _ = self.flush().await;
-        let _ = self.stream.shutdown().await;
+        if self.stream.is_tls() {
+            let _ = self.stream.shutdown().await;
+        }
     }
 }
