@@ -107,11 +107,24 @@ pub struct Connection {
     output: Vec<u8>,
     /// Inside an over-long line: drop bytes up to the next LF.
     discarding_line: bool,
+    /// A peer that stops reading cannot hold a write forever.
+    write_timeout: Duration,
 }
 
 impl Connection {
     pub fn new(stream: Stream) -> Self {
-        Connection { stream, input: BytesMut::new(), output: Vec::new(), discarding_line: false }
+        Connection {
+            stream,
+            input: BytesMut::new(),
+            output: Vec::new(),
+            discarding_line: false,
+            write_timeout: Duration::from_secs(300),
+        }
+    }
+
+    pub fn with_write_timeout(mut self, limit: Duration) -> Self {
+        self.write_timeout = limit;
+        self
     }
 
     pub fn stream(&self) -> &Stream {
@@ -248,16 +261,23 @@ impl Connection {
     }
 
     pub async fn flush(&mut self) -> io::Result<()> {
-        if !self.output.is_empty() {
-            self.stream.write_all(&self.output).await?;
-            self.output.clear();
-        }
-        self.stream.flush().await
+        let limit = self.write_timeout;
+        let write = async {
+            if !self.output.is_empty() {
+                self.stream.write_all(&self.output).await?;
+                self.output.clear();
+            }
+            self.stream.flush().await
+        };
+        tokio::time::timeout(limit, write).await.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
     }
 
     /// Writes bytes at once, bypassing the queue (DATA streaming).
     pub async fn write_now(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes).await
+        let limit = self.write_timeout;
+        tokio::time::timeout(limit, self.stream.write_all(bytes))
+            .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
     }
 
     /// Writes a command line and its CRLF in one write.

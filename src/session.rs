@@ -239,7 +239,7 @@ pub async fn serve(
     let mut session = Session {
         id,
         peer: normalize(peer),
-        client: Connection::new(stream),
+        client: Connection::new(stream).with_write_timeout(context.settings.limits.command_timeout),
         upstream: None,
         hello: None,
         transaction: None,
@@ -426,7 +426,7 @@ impl Session {
             },
             None => Stream::Plain(socket),
         };
-        let mut connection = Connection::new(stream);
+        let mut connection = Connection::new(stream).with_write_timeout(limits.upstream_timeout);
         let greeting = match connection.read_reply(limits.upstream_timeout).await {
             Ok(greeting) => greeting,
             Err(error) => {
@@ -496,7 +496,8 @@ impl Session {
         }
         let (stream, _) = connection.into_parts();
         let Stream::Plain(socket) = stream else { return None };
-        self.upstream_handshake(tls, socket).await.map(Connection::new)
+        let timeout = self.settings().limits.upstream_timeout;
+        self.upstream_handshake(tls, socket).await.map(|stream| Connection::new(stream).with_write_timeout(timeout))
     }
 
     /// Makes sure an upstream session exists and knows who the client is:

@@ -155,3 +155,16 @@ fn xclient_falls_back_to_ehlo_when_the_upstream_wants_it_first() {
     assert!(xclients >= 5, "{commands:?}");
     assert_eq!(fake.record().messages.len(), 3);
 }
+
+#[test]
+fn an_upstream_that_stops_reading_cannot_hold_the_session() {
+    let fake = FakeUpstream::start(Fault::StallData);
+    let (_proxy, port) = proxy(fake.port, "upstream_timeout = \"1s\"");
+    let mut smtp = start_data(port);
+    // Far more than the socket buffers hold: the proxy's writes upstream block.
+    let started = Instant::now();
+    let reply = smtp.data_body(&body(20_000_000));
+    assert_eq!(reply.code, 421, "{reply:?}");
+    assert!(reply.text.contains("4.4.2"), "{reply:?}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}

@@ -27,6 +27,8 @@ pub enum Fault {
     RefuseData(u16),
     /// Offers XCLIENT, and takes it only after an EHLO in the same session.
     XclientAfterEhlo,
+    /// Answers DATA with 354, then stops reading.
+    StallData,
 }
 
 /// What the fake saw, for assertions.
@@ -116,6 +118,10 @@ fn serve(stream: TcpStream, fault: Fault, record: Arc<Mutex<Record>>) -> std::io
             }
             "DATA" => {
                 say(&mut writer, "354 End data with <CR><LF>.<CR><LF>\r\n")?;
+                if fault == Fault::StallData {
+                    std::thread::sleep(Duration::from_secs(120));
+                    return Ok(());
+                }
                 let mut message = Vec::new();
                 loop {
                     let mut line = Vec::new();
