@@ -1421,9 +1421,13 @@ fn client_tls_version(stream: &Stream) -> Option<&'static str> {
 
 /// Resolves when an idle upstream sends anything or closes; never when
 /// there is no upstream.
+/// Watching starts after a moment: a busy client's next command usually
+/// comes first, and not polling the upstream in between saves a read
+/// system call per command.
 async fn upstream_activity(upstream: &mut Option<Upstream>) {
     match upstream {
         Some(upstream) => {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             let _ = upstream.connection.fill().await;
         }
         None => std::future::pending().await,

@@ -168,3 +168,16 @@ fn an_upstream_that_stops_reading_cannot_hold_the_session() {
     assert!(reply.text.contains("4.4.2"), "{reply:?}");
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+#[test]
+fn an_upstream_that_times_out_an_idle_session_is_reported_to_the_client() {
+    let fake = FakeUpstream::start(Fault::IdleTimeout);
+    let (_proxy, port) = proxy(fake.port, "");
+    let mut smtp = Smtp::connect(port);
+    assert!(smtp.command("EHLO client.test").is(250));
+    let started = Instant::now();
+    let notice = smtp.reply();
+    assert_eq!(notice.code, 421, "{notice:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(smtp.closed_within(Duration::from_secs(5)));
+}

@@ -29,6 +29,8 @@ pub enum Fault {
     XclientAfterEhlo,
     /// Answers DATA with 354, then stops reading.
     StallData,
+    /// After EHLO, times the session out as an idle MTA does: 421 and close.
+    IdleTimeout,
 }
 
 /// What the fake saw, for assertions.
@@ -93,6 +95,12 @@ fn serve(stream: TcpStream, fault: Fault, record: Arc<Mutex<Record>>) -> std::io
         let verb = text.split(' ').next().unwrap_or("").to_ascii_uppercase();
         match verb.as_str() {
             "EHLO" if fault == Fault::GarbageEhlo => say(&mut writer, "this is not smtp\r\n")?,
+            "EHLO" if fault == Fault::IdleTimeout => {
+                say(&mut writer, "250 fake.upstream\r\n")?;
+                std::thread::sleep(Duration::from_millis(300));
+                say(&mut writer, "421 4.4.2 fake.upstream Error: timeout exceeded\r\n")?;
+                return Ok(());
+            }
             "EHLO" if fault == Fault::XclientAfterEhlo => {
                 greeted = true;
                 say(
