@@ -189,6 +189,9 @@ fn check_config(config_path: PathBuf) -> ExitCode {
                 if config.batv.domains.len() == 1 { "y" } else { "ies" },
                 config.keys.signing_key()
             );
+            for warning in config.warnings() {
+                eprintln!("warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(code) => code,

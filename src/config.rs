@@ -450,6 +450,43 @@ pub struct ListenerSettings {
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/batv-proxy/batv-proxy.toml";
 
 impl Config {
+    /// Settings that are valid but deserve a second look before production.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for listener in &self.listeners {
+            if listener.client_identity == ClientIdentity::None {
+                warnings.push(format!(
+                    "listener {}: client_identity = \"none\": the MTA sees every client as the proxy's address; \
+                     make sure it does not trust that address for relaying",
+                    listener.name
+                ));
+            }
+            if listener.tls.is_none() && listener.listen.port() == 587 {
+                warnings.push(format!(
+                    "listener {}: a submission port without [listener.tls]: AUTH would travel in clear text",
+                    listener.name
+                ));
+            }
+        }
+        if self.policy.mode == Mode::Monitor {
+            warnings.push("policy.mode = \"monitor\": nothing is rejected for BATV reasons".into());
+        }
+        if self.policy.untagged_bounce == UntaggedBounce::Accept {
+            warnings.push("policy.untagged_bounce = \"accept\": bounces to untagged addresses all pass".into());
+        }
+        if self.policy.untagged_bounce == UntaggedBounce::Inspect
+            && self.ledger.store == LedgerStore::None
+            && self.policy.message_id_patterns.is_empty()
+        {
+            warnings.push(
+                "policy.untagged_bounce = \"inspect\" with neither [ledger] nor message_id_patterns: every untagged bounce \
+                 and automatic reply will be refused; fix: [ledger] store = \"file\""
+                    .into(),
+            );
+        }
+        warnings
+    }
+
     /// Reads, validates and loads everything the file points at (keys,
     /// domain list). Errors are all collected.
     pub fn load(file: &Path) -> Result<Config, ConfigErrors> {
@@ -1597,6 +1634,21 @@ upstream = "127.0.0.1:10025"
         assert_eq!(listener.role, Role::Inbound);
         assert_eq!(listener.client_identity, ClientIdentity::Xclient);
         assert_eq!(listener.limits, Limits::default());
+    }
+
+    #[test]
+    fn risky_settings_are_warned_about() {
+        let fixture = Fixture::new();
+        let warnings = fixture.parse(MINIMAL).unwrap().warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("[ledger]"), "{warnings:?}");
+        let risky =
+            format!("{MINIMAL}client_identity = \"none\"\n[policy]\nmode = \"monitor\"\n[ledger]\nstore = \"file\"\n");
+        let warnings = fixture.parse(&risky).unwrap().warnings();
+        assert!(
+            warnings.iter().any(|w| w.contains("client_identity")) && warnings.iter().any(|w| w.contains("monitor"))
+        );
+        assert!(!warnings.iter().any(|w| w.contains("[ledger]")), "{warnings:?}");
     }
 
     #[test]
