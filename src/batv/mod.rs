@@ -260,8 +260,18 @@ impl Codec {
         let text = mailbox.canonical_text();
         match self.hash {
             HashAlgorithm::Sha1 => text,
-            HashAlgorithm::Sha256 if text.chars().any(char::is_uppercase) => Cow::Owned(text.to_lowercase()),
-            HashAlgorithm::Sha256 => text,
+            HashAlgorithm::Sha256 if text.is_ascii() => {
+                if text.bytes().any(|b| b.is_ascii_uppercase()) {
+                    Cow::Owned(text.to_ascii_lowercase())
+                } else {
+                    text
+                }
+            }
+            // Not only upper-case letters fold: title-case ones (ǋ) do too.
+            HashAlgorithm::Sha256 => {
+                let lower = text.to_lowercase();
+                if lower == *text { text } else { Cow::Owned(lower) }
+            }
         }
     }
 }
@@ -379,6 +389,17 @@ mod tests {
         for variant in [tagged.clone(), tagged.to_lowercase(), tagged.to_uppercase()] {
             let valid = codec.verify(&mailbox(&variant), today).unwrap_or_else(|e| panic!("{variant}: {e:?}"));
             assert!(valid.original.to_string().eq_ignore_ascii_case("alice.smith@example.com"));
+        }
+    }
+
+    #[test]
+    fn title_case_letters_fold_like_the_rest() {
+        // Found by fuzzing: 'ǋ' is neither upper nor lower case, yet lower-cases to 'ǌ'.
+        let codec = codec(HashAlgorithm::Sha256);
+        let today = day("2026-11-25");
+        let tagged = codec.sign(&mailbox("ǋn@n"), today).to_string();
+        for variant in [tagged.clone(), tagged.to_ascii_uppercase(), tagged.to_lowercase()] {
+            assert!(codec.verify(&mailbox(&variant), today).is_ok(), "{variant}");
         }
     }
 
