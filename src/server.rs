@@ -38,12 +38,45 @@ pub fn init_logging(format: LogFormat) {
 }
 
 pub fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = config.worker_threads {
-        builder.worker_threads(threads);
+    let count = config.worker_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let workers = Workers::start(count)?;
+    // Signals, reload, the status endpoint and the ledger writer run here.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(async { Server::start(config_path, config, workers).await?.serve().await })
+}
+
+/// Worker threads, each with a runtime of its own. A session stays on one
+/// thread from accept to close (no work stealing, no wake-ups across
+/// threads), and the kernel spreads new connections over the workers'
+/// listening sockets (SO_REUSEPORT).
+struct Workers {
+    handles: Vec<tokio::runtime::Handle>,
+}
+
+impl Workers {
+    fn start(count: usize) -> anyhow::Result<Self> {
+        let mut handles = Vec::with_capacity(count);
+        for index in 0..count {
+            let (sender, receiver) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name(format!("batv-worker-{index}"))
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                        Ok(runtime) => runtime,
+                        Err(error) => {
+                            let _ = sender.send(Err(error));
+                            return;
+                        }
+                    };
+                    let _ = sender.send(Ok(runtime.handle().clone()));
+                    // Lives as long as the process; the main thread decides when it ends.
+                    runtime.block_on(std::future::pending::<()>());
+                })
+                .context("starting a worker thread")?;
+            handles.push(receiver.recv().context("a worker thread ended at start")?.context("a worker's runtime")?);
+        }
+        Ok(Workers { handles })
     }
-    let runtime = builder.enable_all().build().context("starting the runtime")?;
-    runtime.block_on(async { Server::start(config_path, config).await?.serve().await })
 }
 
 /// Per-listener connection counts, for the total and per-client limits.
@@ -95,6 +128,7 @@ struct RunningListener {
 
 struct Server {
     config_path: PathBuf,
+    workers: Workers,
     /// Opened once: a reload keeps it (a changed [ledger] applies at restart).
     ledger: Arc<Ledger>,
     ledger_settings: LedgerSettings,
@@ -186,7 +220,7 @@ fn notify(state: &[sd_notify::NotifyState]) {
 }
 
 impl Server {
-    async fn start(config_path: PathBuf, config: Config) -> anyhow::Result<Self> {
+    async fn start(config_path: PathBuf, config: Config, workers: Workers) -> anyhow::Result<Self> {
         let metrics = Arc::new(Metrics::new());
         let (phase, _) = watch::channel(Phase::Running);
         let (sessions_done, sessions_done_wait) = mpsc::channel(1);
@@ -203,6 +237,7 @@ impl Server {
         }
         let mut server = Server {
             config_path,
+            workers,
             ledger,
             ledger_settings: config.ledger.clone(),
             drain_timeout: config.drain_timeout,
@@ -216,14 +251,15 @@ impl Server {
         };
         for context in contexts {
             let address = context.settings.listen;
-            let listener = bind(address)
+            let sockets = bind(address, server.workers.handles.len())
                 .with_context(|| format!("listener {}: cannot listen on {address}", context.settings.name))?;
-            server.spawn_listener(listener, context);
+            server.spawn_listener(sockets, context);
         }
         Ok(server)
     }
 
-    fn spawn_listener(&mut self, listener: TcpListener, context: Arc<ListenerContext>) {
+    /// One accept loop per worker, each on its own socket of the address.
+    fn spawn_listener(&mut self, sockets: Vec<std::net::TcpListener>, context: Arc<ListenerContext>) {
         let settings = &context.settings;
         warn_about_identity(settings);
         tracing::info!(listener = %settings.name, listen = %settings.listen, upstream = %settings.upstream, role = settings.role.as_str(), "listening");
@@ -231,14 +267,18 @@ impl Server {
         let limits = Arc::new(ConnectionLimits::new(settings.limits.max_connections));
         let (context_sender, context_receiver) = watch::channel(context);
         let (stop_sender, stop_receiver) = watch::channel(false);
-        tokio::spawn(accept_loop(
-            listener,
-            context_receiver,
-            stop_receiver,
-            limits,
-            self.phase.subscribe(),
-            self.sessions_done.clone(),
-        ));
+        for (socket, worker) in sockets.into_iter().zip(&self.workers.handles) {
+            let (context, stop, limits) = (context_receiver.clone(), stop_receiver.clone(), Arc::clone(&limits));
+            let (phase, done) = (self.phase.subscribe(), self.sessions_done.clone());
+            worker.spawn(async move {
+                match TcpListener::from_std(socket) {
+                    Ok(listener) => accept_loop(listener, context, stop, limits, phase, done).await,
+                    Err(error) => {
+                        tracing::error!(listen = %address, error = %error, "cannot register a listening socket")
+                    }
+                }
+            });
+        }
         self.listeners.insert(address, RunningListener { context: context_sender, stop: stop_sender });
     }
 
@@ -310,8 +350,8 @@ impl Server {
                 warn_about_identity(&context.settings);
                 let _ = running.context.send(context);
             } else {
-                match bind(address) {
-                    Ok(listener) => self.spawn_listener(listener, context),
+                match bind(address, self.workers.handles.len()) {
+                    Ok(sockets) => self.spawn_listener(sockets, context),
                     Err(error) => {
                         tracing::error!(listen = %address, error = %error, "cannot listen on the new address")
                     }
@@ -342,14 +382,27 @@ impl Server {
         tracing::info!("stopped");
     }
 }
-fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = match address {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(address)?;
-    socket.listen(1024)
+/// `count` listening sockets on one address (SO_REUSEPORT), non-blocking,
+/// ready to be registered with the workers' runtimes.
+fn bind(address: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let domain = if address.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    // First without SO_REUSEPORT: fails if anything (another batv-proxy
+    // too) already listens there, which sharing the port would hide.
+    let probe = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&address.into())?;
+    drop(probe);
+    (0..count)
+        .map(|_| {
+            let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+            socket.set_reuse_address(true)?;
+            socket.set_reuse_port(true)?;
+            socket.set_nonblocking(true)?;
+            socket.bind(&address.into())?;
+            socket.listen(1024)?;
+            Ok(socket.into())
+        })
+        .collect()
 }
 
 async fn accept_loop(

@@ -46,7 +46,14 @@ fn metrics_count_what_happens_and_healthz_checks_the_upstream() {
     assert_eq!(send_mail(inbound, "", &[&expired], "x").rcpts[0].code, 550);
     // Untagged and not about a message of ours: refused after its content.
     assert_eq!(send_mail(inbound, "", &["bob@example.com"], "Subject: b\r\n\r\nx\r\n").end.unwrap().code, 550);
-    let (status, text) = http_get(metrics, "/metrics");
+    // Sessions record their end just after the client has its last reply.
+    let completed =
+        format!("batv_proxy_sessions_total{{listener=\"inbound@127.0.0.1:{inbound}\",outcome=\"completed\"}}");
+    let (status, text) = eventually(Duration::from_secs(5), || {
+        let (status, text) = http_get(metrics, "/metrics");
+        (metric(&text, &completed) >= 3.0).then_some((status, text))
+    })
+    .unwrap_or_else(|| http_get(metrics, "/metrics"));
     assert_eq!(status, 200);
     let i = format!("listener=\"inbound@127.0.0.1:{inbound}\"");
     let o = format!("listener=\"outbound@127.0.0.1:{outbound}\"");
@@ -240,4 +247,22 @@ fn systemd_notifications_ready_reloading_stopping() {
     std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(receive().contains("STOPPING=1"));
     assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn a_second_proxy_on_the_same_address_refuses_to_start() {
+    let fake = FakeUpstream::start(Fault::None);
+    let port = free_port();
+    let config = format!("{BATV_SECTION}{}", listener("outbound", port, fake.port, "none", ""));
+    let first = Proxy::start(&config, &[port]);
+    let second = std::process::Command::new(BIN).args(["run", "--config"]).arg(&first.config).output().unwrap();
+    assert_eq!(second.status.code(), Some(1), "{second:?}");
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("cannot listen"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    // The first one still serves alone.
+    let t = send_mail(port, "alice@example.com", &["carol@remote.test"], "Subject: x\r\n\r\nx\r\n");
+    assert!(t.end.unwrap().is(250));
 }
