@@ -1,0 +1,227 @@
+use std::os::unix::fs::PermissionsExt;
+
+use super::*;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        std::fs::write(&keys, "1 c2VjcmV0\n").unwrap();
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Fixture { dir }
+    }
+
+    fn parse(&self, text: &str) -> Result<Config, ConfigErrors> {
+        Config::parse(text, &self.dir.path().join("cfg.toml"))
+    }
+}
+
+const MINIMAL: &str = r#"
+[batv]
+key_file = "keys"
+domains = ["example.com", "*.example.org"]
+
+[[listener]]
+role = "inbound"
+listen = "127.0.0.1:2525"
+upstream = "127.0.0.1:10025"
+"#;
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let fixture = Fixture::new();
+    let config = fixture.parse(MINIMAL).unwrap();
+    assert_eq!(config.batv.hash, HashAlgorithm::Sha256);
+    assert_eq!(config.batv.lifetime_days, 7);
+    assert_eq!(config.batv.key_file, fixture.dir.path().join("keys"));
+    assert_eq!(config.policy.mode, Mode::Enforce);
+    assert_eq!(config.policy.untagged_bounce, UntaggedBounce::Inspect);
+    assert_eq!(config.ledger.store, LedgerStore::None);
+    assert_eq!(config.policy.untagged_stage, UntaggedStage::Data);
+    assert_eq!(config.policy.bounce_senders, vec!["mailer-daemon"]);
+    let listener = &config.listeners[0];
+    assert_eq!(listener.role, Role::Inbound);
+    assert_eq!(listener.client_identity, ClientIdentity::Xclient);
+    assert_eq!(listener.limits, Limits::default());
+}
+
+#[test]
+fn risky_settings_are_warned_about() {
+    let fixture = Fixture::new();
+    let warnings = fixture.parse(MINIMAL).unwrap().warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("[ledger]"), "{warnings:?}");
+    let risky =
+        format!("{MINIMAL}client_identity = \"none\"\n[policy]\nmode = \"monitor\"\n[ledger]\nstore = \"file\"\n");
+    let warnings = fixture.parse(&risky).unwrap().warnings();
+    assert!(warnings.iter().any(|w| w.contains("client_identity")) && warnings.iter().any(|w| w.contains("monitor")));
+    assert!(!warnings.iter().any(|w| w.contains("[ledger]")), "{warnings:?}");
+}
+
+#[test]
+fn every_error_is_reported_together() {
+    let fixture = Fixture::new();
+    let text = r#"
+nonsense_top = 1
+[batv]
+key_file = "nokeys"
+hash = "md5"
+lifetime_days = -3
+domains = ["example.com", "bad domain"]
+[policy]
+mode = "loud"
+enforce_after = "soon"
+[[listener]]
+role = "sideways"
+listen = "localhost"
+upstream = "nowhere"
+max_message_size = "lots"
+command_timeout = "forever"
+nonsense_key = 1
+"#;
+    let errors = fixture.parse(text).unwrap_err();
+    let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
+    for expected in [
+        "nonsense_top",
+        "batv.key_file",
+        "batv.hash",
+        "batv.lifetime_days",
+        "batv.domains",
+        "policy.mode",
+        "policy.enforce_after",
+        "listener[1].role",
+        "listener[1].listen",
+        "listener[1].upstream",
+        "listener[1].max_message_size",
+        "listener[1].command_timeout",
+        "listener[1].nonsense_key",
+    ] {
+        assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
+    }
+    for error in &errors.0 {
+        assert!(!error.fix.is_empty(), "{error} has no fix");
+        assert!(error.to_string().contains("cfg.toml"), "{error}");
+    }
+    let text = errors.to_string();
+    assert!(text.contains("nokeys") && text.contains("keygen"), "{text}");
+}
+
+#[test]
+fn typos_get_a_suggestion() {
+    let fixture = Fixture::new();
+    let errors = fixture.parse(&MINIMAL.replace("domains =", "domian = [\"x.com\"]\ndomains =")).unwrap_err();
+    assert!(errors.to_string().contains("did you mean `domains`"), "{errors}");
+}
+
+#[test]
+fn syntax_errors_are_reported() {
+    let fixture = Fixture::new();
+    let errors = fixture.parse("[batv\nkey_file=").unwrap_err();
+    assert!(errors.to_string().contains("not valid TOML"), "{errors}");
+}
+
+#[test]
+fn world_readable_keys_are_a_config_error() {
+    let fixture = Fixture::new();
+    std::fs::set_permissions(fixture.dir.path().join("keys"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let errors = fixture.parse(MINIMAL).unwrap_err();
+    assert!(errors.to_string().contains("chmod 600"), "{errors}");
+}
+
+#[test]
+fn domains_match_exactly_and_by_wildcard() {
+    let mut set = DomainSet::default();
+    set.insert("Example.com");
+    set.insert("*.example.org");
+    let check = |name: &str| set.contains(&Domain::parse(name).unwrap());
+    assert!(check("example.com") && check("EXAMPLE.COM") && check("example.com."));
+    assert!(check("mail.example.org") && check("a.b.example.org"));
+    assert!(!check("example.org") && !check("sub.example.com") && !check("badexample.org") && !check("example.net"));
+}
+
+#[test]
+fn domains_file_is_read() {
+    let fixture = Fixture::new();
+    std::fs::write(fixture.dir.path().join("domains.txt"), "# ours\nexample.net\n*.example.io # all subdomains\n\n")
+        .unwrap();
+    let config = fixture.parse(&MINIMAL.replace("domains = [", "domains_file = \"domains.txt\"\ndomains = [")).unwrap();
+    assert!(config.batv.domains.contains(&Domain::parse("example.net").unwrap()));
+    assert!(config.batv.domains.contains(&Domain::parse("x.example.io").unwrap()));
+    assert!(config.batv.domains.contains(&Domain::parse("example.com").unwrap()));
+    std::fs::write(fixture.dir.path().join("domains.txt"), "not a domain\n").unwrap();
+    let errors =
+        fixture.parse(&MINIMAL.replace("domains = [", "domains_file = \"domains.txt\"\ndomains = [")).unwrap_err();
+    assert!(errors.to_string().contains("domains.txt:1"), "{errors}");
+}
+
+#[test]
+fn values_parse() {
+    let fixture = Fixture::new();
+    let text = format!(
+        "{MINIMAL}max_message_size = \"20MiB\"\ncommand_timeout = \"2m\"\ndata_timeout = 60\nclient_identity = \"proxy-v2\"\nhostname = \"mx.example.com\"\n[policy]\nenforce_after = \"2026-12-01\"\nexempt_senders = [\"*@lists.example.com\"]\n"
+    );
+    let config = fixture.parse(&format!("[server]\nworker_threads = 1\ndrain_timeout = \"10s\"\n{text}")).unwrap();
+    assert_eq!(config.worker_threads, Some(1));
+    assert_eq!(config.drain_timeout, Duration::from_secs(10));
+    let limits = &config.listeners[0].limits;
+    assert_eq!(limits.max_message_size, 20 * 1024 * 1024);
+    assert_eq!(limits.command_timeout, Duration::from_secs(120));
+    assert_eq!(limits.data_timeout, Duration::from_secs(60));
+    assert_eq!(config.listeners[0].client_identity, ClientIdentity::ProxyV2);
+    assert_eq!(config.policy.enforce_after, Some(EnforceAfter::Date(Day::parse("2026-12-01").unwrap())));
+    assert!(config.policy.exempt_senders[0].matches(&Mailbox::parse("News@Lists.Example.com").unwrap()));
+}
+
+#[test]
+fn patterns() {
+    let mailbox = |text| Mailbox::parse(text).unwrap();
+    assert!(!AddressPattern::new("owner-*").matches(&mailbox("owner-x@example.com")));
+    assert!(AddressPattern::new("owner-*@*").matches(&mailbox("owner-x@example.com")));
+    assert!(AddressPattern::new("*.example.net").matches(&mailbox("a@lists.example.net")));
+    assert!(!AddressPattern::new("*.example.net").matches(&mailbox("a@example.net")));
+    assert!(AddressPattern::new("example.net").matches(&mailbox("a@EXAMPLE.net")));
+    assert!(AddressPattern::new("*-bounces+*@*").matches(&mailbox("list-bounces+a=b.c@example.com")));
+    assert!(glob_match("a*b*c", "axxbyyc") && !glob_match("a*b*c", "axxbyy"));
+}
+
+#[test]
+fn message_id_patterns_by_domain_and_wildcard() {
+    let fixture = Fixture::new();
+    let text = format!(
+        "{MINIMAL}[policy.message_id_patterns]\n\"example.com\" = [\"*@mx.example.com\"]\n\"*.example.org\" = [\"*.javamail.*@*\"]\n"
+    );
+    let policy = fixture.parse(&text).unwrap().policy;
+    let domain = |name: &str| Domain::parse(name).unwrap();
+    assert!(policy.matches_message_id(&domain("EXAMPLE.com"), "<ABC.123@MX.example.com>"));
+    assert!(!policy.matches_message_id(&domain("example.com"), "<abc@other.test>"));
+    assert!(policy.matches_message_id(&domain("lists.example.org"), "<1.JavaMail.app@host>"));
+    assert!(!policy.matches_message_id(&domain("example.org"), "<1.JavaMail.app@host>"));
+}
+
+#[test]
+fn client_networks() {
+    let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+    let net = ClientNetwork::parse("10.0.0.0/8").unwrap();
+    assert!(net.contains(ip("10.1.2.3")) && !net.contains(ip("11.0.0.1")));
+    assert!(net.contains(ip("::ffff:10.9.9.9")), "IPv4 clients on a dual-stack socket");
+    let single = ClientNetwork::parse("192.0.2.7").unwrap();
+    assert!(single.contains(ip("192.0.2.7")) && !single.contains(ip("192.0.2.8")));
+    let v6 = ClientNetwork::parse("2001:db8::/32").unwrap();
+    assert!(v6.contains(ip("2001:db8:1::5")) && !v6.contains(ip("2001:db9::1")));
+    assert!(ClientNetwork::parse("0.0.0.0/0").unwrap().contains(ip("203.0.113.1")));
+    assert_eq!(ClientNetwork::parse("10.0.0.0/33"), None);
+    assert_eq!(ClientNetwork::parse("ten"), None);
+}
+
+#[test]
+fn sizes() {
+    assert_eq!(parse_size("10240000"), Some(10_240_000));
+    assert_eq!(parse_size("50MiB"), Some(50 * 1024 * 1024));
+    assert_eq!(parse_size("10 MB"), Some(10_000_000));
+    assert_eq!(parse_size("lots"), None);
+    assert_eq!(parse_size("5TB"), None);
+}
