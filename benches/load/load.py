@@ -197,9 +197,12 @@ class Bench:
         wait_port(port, child)
         return child, port
 
-    def write_proxy_config(self, listeners):
+    def write_proxy_config(self, listeners, worker_threads=None):
         """listeners: list of dicts with role, listen, upstream and optional keys."""
-        lines = ["[batv]", f'key_file = "{self.keys}"', 'domains = ["example.com"]', ""]
+        lines = []
+        if worker_threads:
+            lines += ["[server]", f"worker_threads = {worker_threads}", ""]
+        lines += ["[batv]", f'key_file = "{self.keys}"', 'domains = ["example.com"]', ""]
         for listener in listeners:
             lines.append("[[listener]]")
             for key, value in listener.items():
@@ -209,8 +212,8 @@ class Bench:
         path.write_text("\n".join(lines))
         return path
 
-    def start_proxy(self, listeners, env_extra=None, cpu=None):
-        config = self.write_proxy_config(listeners)
+    def start_proxy(self, listeners, env_extra=None, cpu=None, worker_threads=None):
+        config = self.write_proxy_config(listeners, worker_threads)
         env = dict(os.environ)
         env.pop("RUST_LOG", None)  # the default level (info), as deployed
         env.update(env_extra or {})
@@ -288,11 +291,9 @@ backend sink
                     "max_connections_per_ip": 20000,
                 }
                 env = {}
-                if config.get("workers"):
-                    env["TOKIO_WORKER_THREADS"] = str(config["workers"])
                 if config.get("log"):
                     env["RUST_LOG"] = config["log"]
-                relay, _ = self.start_proxy([listener], env)
+                relay, _ = self.start_proxy([listener], env, worker_threads=config.get("workers"))
                 if config["role"] == "inbound":
                     sender, recipient = "", self.tag
             # Warm-up, not measured: thread pools, allocator arenas, page cache.
