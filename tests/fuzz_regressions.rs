@@ -158,3 +158,15 @@ fn fuzz_corpus_keeps_its_properties() {
         assert_tag_properties(&input);
     }
 }
+
+/// Every raw input the fuzzers reported (before minimising; they reduce to
+/// the regressions above), replayed as found.
+#[test]
+fn raw_fuzzer_findings_stay_fixed() {
+    for line in inputs("crashers/command") {
+        assert_command_round_trips(&line);
+    }
+    for input in inputs("crashers/tag").into_iter().filter(|input| input.len() >= 7) {
+        assert_tag_properties(&input);
+    }
+}
