@@ -69,8 +69,33 @@ impl Drop for TestDir {
     }
 }
 
+/// A loopback port nothing listens on, for a server a test starts later.
+///
+/// Not a kernel-chosen port (`bind :0`): those come from the ephemeral
+/// range that outgoing connections also draw from, so between this call and
+/// the server's bind a connection of another test (Postfix relaying, a
+/// client) could take it. Ports here come from below that range, each at
+/// most once per test process, starting at a place that depends on the
+/// process id.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 12_000;
+    const COUNT: u32 = 20_000; // 12000..32000, under Linux's default ephemeral range (32768..)
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % COUNT,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..COUNT {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
+        let free = |address: &str| TcpListener::bind((address, port)).is_ok();
+        if free("127.0.0.1") && (free("::1") || TcpListener::bind("[::1]:0").is_err()) {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + COUNT);
 }
 
 pub fn wait_port(port: u16, timeout: Duration) -> bool {
