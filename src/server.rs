@@ -14,7 +14,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::batv::{Codec, Day};
 use crate::cli::LogFormat;
-use crate::config::{ClientIdentity, Config, EnforceAfter, LedgerSettings, ListenerSettings, UpstreamTlsMode};
+use crate::config::{ClientIdentity, Config, EnforceAfter, LedgerSettings, ListenerSettings, TlsMode, UpstreamTlsMode};
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
@@ -427,11 +427,16 @@ async fn accept_loop(
             _ = stop.changed() => break,
         };
         let context = context.borrow().clone();
+        let implicit_tls = context.server_tls.as_ref().is_some_and(|tls| tls.mode == TlsMode::Implicit);
         let allowed = &context.settings.allowed_clients;
         if !allowed.is_empty() && !allowed.iter().any(|network| network.contains(peer.ip())) {
             context.metrics.session_ended("not_allowed");
             tracing::info!(listener = %context.settings.name, client = %peer.ip(), "client not in allowed_clients: refused");
-            tokio::spawn(refuse(socket, format!("554 5.7.1 {} Access denied\r\n", context.settings.hostname)));
+            tokio::spawn(refuse(
+                socket,
+                format!("554 5.7.1 {} Access denied\r\n", context.settings.hostname),
+                implicit_tls,
+            ));
             continue;
         }
         let slot = match limits.admit(peer.ip(), context.settings.limits.max_connections_per_ip) {
@@ -440,7 +445,7 @@ async fn accept_loop(
                 context.metrics.session_ended(if which == "total" { "limit_total" } else { "limit_per_ip" });
                 let reply =
                     format!("421 4.7.0 {} Too many connections; try again later\r\n", context.settings.hostname);
-                tokio::spawn(refuse(socket, reply));
+                tokio::spawn(refuse(socket, reply, implicit_tls));
                 continue;
             }
         };
@@ -455,10 +460,14 @@ async fn accept_loop(
 }
 
 /// Over a connection limit or not allowed: say so and close, without an
-/// upstream session.
-async fn refuse(mut socket: TcpStream, reply: String) {
+/// upstream session. A client of an implicit-TLS listener expects a TLS
+/// handshake, not text, and a handshake only to refuse would spend the
+/// CPU the limit protects: it is just closed.
+async fn refuse(mut socket: TcpStream, reply: String, implicit_tls: bool) {
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let _ = socket.write_all(reply.as_bytes()).await;
+        if !implicit_tls {
+            let _ = socket.write_all(reply.as_bytes()).await;
+        }
         let _ = socket.shutdown().await;
     })
     .await;

@@ -241,6 +241,26 @@ fn failed_handshakes_are_logged_with_a_reason() {
     assert!(logged.is_some(), "{}", proxy.log());
 }
 
+#[test]
+fn an_implicit_tls_listener_refuses_without_plaintext() {
+    let pki = TestPki::new();
+    let sink = Sink::start();
+    let port = free_port();
+    let config = format!(
+        "{BATV_SECTION}{}{}",
+        listener("inbound", port, sink.port, "none", "allowed_clients = [\"192.0.2.0/24\"]"),
+        tls_table(&pki, "implicit", false)
+    );
+    let proxy = Proxy::start(&config, &[port]);
+    let mut refused = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    refused.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut received = Vec::new();
+    let read = std::io::Read::read_to_end(&mut refused, &mut received);
+    assert!(read.is_ok(), "the refused session was not closed: {read:?}");
+    assert!(received.is_empty(), "a TLS client got text: {:?}", String::from_utf8_lossy(&received));
+    assert!(proxy.log().contains("client not in allowed_clients"), "{}", proxy.log());
+}
+
 fn postfix_with_tls(pki: &TestPki) -> Postfix {
     Postfix::start(&format!(
         "smtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}\nsmtpd_tls_security_level = may\nsmtpd_tls_loglevel = 1\n",

@@ -478,7 +478,10 @@ impl Config {
         if self.policy.untagged_bounce == UntaggedBounce::Accept {
             warnings.push("policy.untagged_bounce = \"accept\": bounces to untagged addresses all pass".into());
         }
-        if self.policy.untagged_bounce == UntaggedBounce::Inspect
+        // Only inbound listeners judge bounces.
+        let inbound = self.listeners.iter().any(|listener| listener.role == Role::Inbound);
+        if inbound
+            && self.policy.untagged_bounce == UntaggedBounce::Inspect
             && self.ledger.store == LedgerStore::None
             && self.policy.message_id_patterns.is_empty()
         {

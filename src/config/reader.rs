@@ -624,8 +624,18 @@ impl Reader {
                 "[policy.message_id_patterns] \"example.com\" = [\"*@mx.example.com\"]",
             ),
         }
-        let inspect_max_bytes =
-            self.size(table, prefix, "inspect_max_bytes", 256 * 1024).min(16 * 1024 * 1024) as usize;
+        let mut inspect_max_bytes = self.size(table, prefix, "inspect_max_bytes", 256 * 1024);
+        let most = crate::dsn::MAX_INSPECTED_BYTES as u64;
+        if inspect_max_bytes > most {
+            // Inspection reads no further; holding more per session would buy nothing.
+            self.error(
+                &join(prefix, "inspect_max_bytes"),
+                format!("{inspect_max_bytes} bytes is more than inspection reads ({most} bytes)"),
+                "write \"1MiB\" or less; a bounce says what it is about in its first few kilobytes",
+            );
+            inspect_max_bytes = most;
+        }
+        let inspect_max_bytes = inspect_max_bytes as usize;
         PolicySettings {
             mode,
             untagged_bounce,

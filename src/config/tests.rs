@@ -63,6 +63,24 @@ fn risky_settings_are_warned_about() {
 }
 
 #[test]
+fn the_inspection_warning_needs_an_inbound_listener() {
+    let fixture = Fixture::new();
+    let outbound_only = MINIMAL.replace("role = \"inbound\"", "role = \"outbound\"");
+    let warnings = fixture.parse(&outbound_only).unwrap().warnings();
+    assert!(!warnings.iter().any(|w| w.contains("[ledger]")), "{warnings:?}");
+}
+
+#[test]
+fn inspect_max_bytes_is_at_most_what_inspection_reads() {
+    let fixture = Fixture::new();
+    let config = fixture.parse(&format!("{MINIMAL}[policy]\ninspect_max_bytes = \"1MiB\"\n")).unwrap();
+    assert_eq!(config.policy.inspect_max_bytes, crate::dsn::MAX_INSPECTED_BYTES);
+    let errors = fixture.parse(&format!("{MINIMAL}[policy]\ninspect_max_bytes = \"2MiB\"\n")).unwrap_err();
+    assert!(errors.to_string().contains("policy.inspect_max_bytes"), "{errors}");
+    assert!(errors.to_string().contains("1MiB"), "{errors}");
+}
+
+#[test]
 fn every_error_is_reported_together() {
     let fixture = Fixture::new();
     let text = r#"
