@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::postfix_snippets::*;
@@ -23,17 +22,6 @@ fn start_proxy(toml: &str, replacements: &[(&str, String)], ports: &[u16]) -> Pr
     all.extend(replacements.iter().cloned());
     let config = substitute(toml, &all);
     Proxy::start_in(dir, &config, ports)
-}
-
-fn python(script: &str) -> String {
-    let output = Command::new("python3").arg("-c").arg(script).output().unwrap();
-    assert!(
-        output.status.success(),
-        "python: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// The envelope sender smtp-sink recorded for the message with `token`.

@@ -19,17 +19,6 @@ fn tls_table(pki: &TestPki, mode: &str, require: bool) -> String {
     )
 }
 
-fn python(script: &str) -> String {
-    let output = Command::new("python3").arg("-c").arg(script).output().unwrap();
-    assert!(
-        output.status.success(),
-        "python: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[test]
 fn starttls_and_implicit_tls_with_real_clients_reach_postfix() {
     let pki = TestPki::new();
@@ -220,17 +209,23 @@ with smtplib.SMTP("127.0.0.1", {port}) as s:
     assert!(!log.contains(credentials) && !log.contains("s3cret"), "AUTH data reached the log");
 }
 
+/// An inbound listener with implicit TLS in front of `upstream`; `extra`:
+/// more listener settings.
+fn implicit_tls_inbound(pki: &TestPki, upstream: u16, extra: &str) -> (Proxy, u16) {
+    let port = free_port();
+    let config = format!(
+        "{BATV_SECTION}{}{}",
+        listener("inbound", port, upstream, "none", extra),
+        tls_table(pki, "implicit", false)
+    );
+    (Proxy::start(&config, &[port]), port)
+}
+
 #[test]
 fn failed_handshakes_are_logged_with_a_reason() {
     let pki = TestPki::new();
     let sink = Sink::start();
-    let port = free_port();
-    let config = format!(
-        "{BATV_SECTION}{}{}",
-        listener("inbound", port, sink.port, "none", ""),
-        tls_table(&pki, "implicit", false)
-    );
-    let proxy = Proxy::start(&config, &[port]);
+    let (proxy, port) = implicit_tls_inbound(&pki, sink.port, "");
     let mut garbage = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     std::io::Write::write_all(&mut garbage, b"EHLO this is not tls\r\n").unwrap();
     let _silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -245,13 +240,7 @@ fn failed_handshakes_are_logged_with_a_reason() {
 fn an_implicit_tls_listener_refuses_without_plaintext() {
     let pki = TestPki::new();
     let sink = Sink::start();
-    let port = free_port();
-    let config = format!(
-        "{BATV_SECTION}{}{}",
-        listener("inbound", port, sink.port, "none", "allowed_clients = [\"192.0.2.0/24\"]"),
-        tls_table(&pki, "implicit", false)
-    );
-    let proxy = Proxy::start(&config, &[port]);
+    let (proxy, port) = implicit_tls_inbound(&pki, sink.port, "allowed_clients = [\"192.0.2.0/24\"]");
     let mut refused = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     refused.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut received = Vec::new();

@@ -517,52 +517,18 @@ impl Postfix {
         provision();
         let dir = TestDir::new("postfix.");
         let (port, proxy_port, tls_port) = (free_port(), free_port(), free_port());
-        let root = dir.path.display().to_string();
-        for sub in ["etc", "queue", "data", "mail", "log"] {
-            std::fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        Command::new("chown").args(["postfix:postfix", &format!("{root}/data")]).status().unwrap();
-        Command::new("chmod").args(["700", &format!("{root}/data")]).status().unwrap();
-        Command::new("chown").args(["65534:65534", &format!("{root}/mail")]).status().unwrap();
-        let mut users = String::new();
-        for domain in ["example.com", "example.org"] {
-            for user in USERS {
-                users.push_str(&format!("{user}@{domain} {domain}/{user}/\n"));
-            }
-        }
-        dir.write("etc/vmailbox", &users);
+        let root = postfix_tree(&dir);
         dir.write(
             "etc/main.cf",
             &format!(
-                "compatibility_level = 3.6\n\
-                 queue_directory = {root}/queue\n\
-                 data_directory = {root}/data\n\
-                 mail_owner = postfix\n\
-                 myhostname = mx.example.net\n\
-                 mydomain = example.net\n\
-                 myorigin = example.net\n\
-                 mydestination =\n\
-                 inet_interfaces = 127.0.0.1\n\
-                 inet_protocols = ipv4\n\
-                 mynetworks = 127.0.0.1/32\n\
-                 smtpd_peername_lookup = no\n\
-                 smtp_dns_support_level = disabled\n\
-                 smtp_host_lookup = native\n\
+                "{}\
                  defer_transports = smtp\n\
-                 virtual_mailbox_domains = example.com example.org\n\
-                 virtual_mailbox_base = {root}/mail\n\
-                 virtual_mailbox_maps = texthash:{root}/etc/vmailbox\n\
-                 virtual_uid_maps = static:65534\n\
-                 virtual_gid_maps = static:65534\n\
                  smtpd_authorized_xclient_hosts = 127.0.0.1\n\
                  smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n\
                  smtputf8_enable = yes\n\
                  message_size_limit = 40000000\n\
-                 maillog_file = {root}/log/maillog\n\
-                 maillog_file_prefixes = {root}/log\n\
-                 alias_maps =\n\
-                 alias_database =\n\
-                 {extra_main}\n"
+                 {extra_main}\n",
+                postfix_base_main(&root)
             ),
         );
         let mut master = format!(
@@ -575,25 +541,7 @@ impl Postfix {
             master.push('\n');
         }
         dir.write("etc/master.cf", &master);
-        let etc = format!("{root}/etc");
-        let check = Command::new("/usr/sbin/postfix").args(["-c", &etc, "check"]).output().unwrap();
-        assert!(check.status.success(), "postfix check: {}", String::from_utf8_lossy(&check.stderr));
-        let start = Command::new("/usr/sbin/postfix").args(["-c", &etc, "start"]).output().unwrap();
-        assert!(start.status.success(), "postfix start: {}", String::from_utf8_lossy(&start.stderr));
-        // Stop this instance even if the test process dies without unwinding.
-        // The watchdog outlives this process on purpose, so it is not waited for.
-        #[allow(clippy::zombie_processes)]
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "while kill -0 {} 2>/dev/null; do sleep 1; done; /usr/sbin/postfix -c {etc} stop >/dev/null 2>&1; rm -rf {root}",
-                std::process::id()
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        postfix_check_and_start(&root);
         assert!(wait_port(port, Duration::from_secs(15)), "postfix did not listen");
         Postfix { dir, port, proxy_port, tls_port }
     }
@@ -606,12 +554,7 @@ impl Postfix {
 
     /// Messages delivered to `user@domain`, as text.
     pub fn mailbox(&self, address: &str) -> Vec<String> {
-        let (user, domain) = address.split_once('@').unwrap();
-        let new = self.dir.path.join("mail").join(domain).join(user).join("new");
-        let Ok(entries) = std::fs::read_dir(new) else {
-            return Vec::new();
-        };
-        entries.flatten().map(|e| std::fs::read_to_string(e.path()).unwrap_or_default()).collect()
+        postfix_mailbox(&self.dir, address)
     }
 
     /// Waits until a message containing `needle` reaches `address`.
@@ -622,6 +565,104 @@ impl Postfix {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("log/maillog")).unwrap_or_default()
     }
+}
+
+/// Lays out a private Postfix instance in `dir`: configuration, queue and
+/// data directories, a log directory, and a virtual mailbox for each of
+/// [`USERS`] at example.com and example.org. Returns the root path.
+fn postfix_tree(dir: &TestDir) -> String {
+    let root = dir.path.display().to_string();
+    for sub in ["etc", "queue", "data", "mail", "log"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    Command::new("chown").args(["postfix:postfix", &format!("{root}/data")]).status().unwrap();
+    Command::new("chmod").args(["700", &format!("{root}/data")]).status().unwrap();
+    Command::new("chown").args(["65534:65534", &format!("{root}/mail")]).status().unwrap();
+    let mut users = String::new();
+    for domain in ["example.com", "example.org"] {
+        for user in USERS {
+            users.push_str(&format!("{user}@{domain} {domain}/{user}/\n"));
+        }
+    }
+    dir.write("etc/vmailbox", &users);
+    root
+}
+
+/// The `main.cf` lines every private instance shares: its own paths, no
+/// DNS, loopback only, and the virtual mailboxes of [`postfix_tree`].
+fn postfix_base_main(root: &str) -> String {
+    format!(
+        "compatibility_level = 3.6\n\
+         queue_directory = {root}/queue\n\
+         data_directory = {root}/data\n\
+         mail_owner = postfix\n\
+         myhostname = mx.example.net\n\
+         mydomain = example.net\n\
+         myorigin = example.net\n\
+         mydestination =\n\
+         inet_interfaces = 127.0.0.1\n\
+         inet_protocols = ipv4\n\
+         mynetworks = 127.0.0.1/32\n\
+         smtpd_peername_lookup = no\n\
+         smtp_dns_support_level = disabled\n\
+         smtp_host_lookup = native\n\
+         virtual_mailbox_domains = example.com example.org\n\
+         virtual_mailbox_base = {root}/mail\n\
+         virtual_mailbox_maps = texthash:{root}/etc/vmailbox\n\
+         virtual_uid_maps = static:65534\n\
+         virtual_gid_maps = static:65534\n\
+         maillog_file = {root}/log/maillog\n\
+         maillog_file_prefixes = {root}/log\n\
+         alias_maps =\n\
+         alias_database =\n"
+    )
+}
+
+/// Runs `postfix check` and `postfix start` on the instance at `root`, and
+/// has it stopped and removed when this test process ends, even without
+/// unwinding.
+fn postfix_check_and_start(root: &str) {
+    let etc = format!("{root}/etc");
+    let check = Command::new("/usr/sbin/postfix").args(["-c", &etc, "check"]).output().unwrap();
+    assert!(check.status.success(), "postfix check: {}", String::from_utf8_lossy(&check.stderr));
+    let start = Command::new("/usr/sbin/postfix").args(["-c", &etc, "start"]).output().unwrap();
+    assert!(start.status.success(), "postfix start: {}", String::from_utf8_lossy(&start.stderr));
+    // The watchdog outlives this process on purpose, so it is not waited for.
+    #[allow(clippy::zombie_processes)]
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "while kill -0 {} 2>/dev/null; do sleep 1; done; /usr/sbin/postfix -c {etc} stop >/dev/null 2>&1; rm -rf {root}",
+            std::process::id()
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+}
+
+/// Messages a private instance delivered to `user@domain`, as text.
+fn postfix_mailbox(dir: &TestDir, address: &str) -> Vec<String> {
+    let (user, domain) = address.split_once('@').unwrap();
+    let new = dir.path.join("mail").join(domain).join(user).join("new");
+    let Ok(entries) = std::fs::read_dir(new) else {
+        return Vec::new();
+    };
+    entries.flatten().map(|e| std::fs::read_to_string(e.path()).unwrap_or_default()).collect()
+}
+
+/// Runs a Python 3 script and returns what it printed; fails the test,
+/// with its output, when the script fails.
+pub fn python(script: &str) -> String {
+    let output = Command::new("python3").arg("-c").arg(script).output().unwrap();
+    assert!(
+        output.status.success(),
+        "python: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 impl Drop for Postfix {

@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{POSTFIX_SERVICES, TestDir, USERS, eventually, free_port, provision, wait_port};
+use super::{
+    POSTFIX_SERVICES, TestDir, eventually, free_port, postfix_base_main, postfix_check_and_start, postfix_mailbox,
+    postfix_tree, provision, wait_port,
+};
 
 /// A file of the repository, e.g. `docs/postfix/front-main.cf`.
 pub fn repository_file(path: &str) -> String {
@@ -55,45 +58,10 @@ impl SnippetPostfix {
     pub fn start(site_main: &str, main_snippets: &[String], master_snippets: &[String]) -> SnippetPostfix {
         provision();
         let dir = TestDir::new("postfix-snippet.");
-        let root = dir.path.display().to_string();
-        for sub in ["etc", "queue", "data", "mail", "log"] {
-            std::fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        Command::new("chown").args(["postfix:postfix", &format!("{root}/data")]).status().unwrap();
-        Command::new("chmod").args(["700", &format!("{root}/data")]).status().unwrap();
-        Command::new("chown").args(["65534:65534", &format!("{root}/mail")]).status().unwrap();
-        let mut users = String::new();
-        for domain in ["example.com", "example.org"] {
-            for user in USERS {
-                users.push_str(&format!("{user}@{domain} {domain}/{user}/\n"));
-            }
-        }
-        dir.write("etc/vmailbox", &users);
+        let root = postfix_tree(&dir);
         let main = format!(
-            "compatibility_level = 3.6\n\
-             queue_directory = {root}/queue\n\
-             data_directory = {root}/data\n\
-             mail_owner = postfix\n\
-             myhostname = mx.example.net\n\
-             mydomain = example.net\n\
-             myorigin = example.net\n\
-             mydestination =\n\
-             inet_interfaces = 127.0.0.1\n\
-             inet_protocols = ipv4\n\
-             mynetworks = 127.0.0.1/32\n\
-             smtpd_peername_lookup = no\n\
-             smtp_dns_support_level = disabled\n\
-             smtp_host_lookup = native\n\
-             virtual_mailbox_domains = example.com example.org\n\
-             virtual_mailbox_base = {root}/mail\n\
-             virtual_mailbox_maps = texthash:{root}/etc/vmailbox\n\
-             virtual_uid_maps = static:65534\n\
-             virtual_gid_maps = static:65534\n\
-             smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination\n\
-             maillog_file = {root}/log/maillog\n\
-             maillog_file_prefixes = {root}/log\n\
-             alias_maps =\n\
-             alias_database =\n"
+            "{}smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination\n",
+            postfix_base_main(&root)
         );
         // A site setting replaces the default above instead of repeating it
         // (Postfix would warn about every repeated parameter).
@@ -125,25 +93,8 @@ impl SnippetPostfix {
             master.push('\n');
         }
         dir.write("etc/master.cf", &master);
+        postfix_check_and_start(&root);
         let etc = dir.join("etc");
-        let check = Command::new("/usr/sbin/postfix").arg("-c").arg(&etc).arg("check").output().unwrap();
-        assert!(check.status.success(), "postfix check: {}", String::from_utf8_lossy(&check.stderr));
-        let start = Command::new("/usr/sbin/postfix").arg("-c").arg(&etc).arg("start").output().unwrap();
-        assert!(start.status.success(), "postfix start: {}", String::from_utf8_lossy(&start.stderr));
-        // Stop this instance even if the test process dies without unwinding.
-        // The watchdog outlives this process on purpose, so it is not waited for.
-        #[allow(clippy::zombie_processes)]
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "while kill -0 {} 2>/dev/null; do sleep 1; done; /usr/sbin/postfix -c {root}/etc stop >/dev/null 2>&1; rm -rf {root}",
-                std::process::id()
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
         SnippetPostfix { dir, etc }
     }
 
@@ -158,12 +109,7 @@ impl SnippetPostfix {
 
     /// Messages delivered to `user@domain`, as text.
     pub fn mailbox(&self, address: &str) -> Vec<String> {
-        let (user, domain) = address.split_once('@').unwrap();
-        let new = self.dir.path.join("mail").join(domain).join(user).join("new");
-        let Ok(entries) = std::fs::read_dir(new) else {
-            return Vec::new();
-        };
-        entries.flatten().map(|e| std::fs::read_to_string(e.path()).unwrap_or_default()).collect()
+        postfix_mailbox(&self.dir, address)
     }
 
     /// Waits until a message containing `needle` reaches `address`.
