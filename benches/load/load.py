@@ -282,14 +282,7 @@ backend sink
                 relay, port = self.start_haproxy(sink_port, config["nbthread"])
             else:
                 port = free_port()
-                listener = {
-                    "role": config["role"],
-                    "listen": f"127.0.0.1:{port}",
-                    "upstream": f"127.0.0.1:{sink_port}",
-                    "client_identity": config["identity"],
-                    "max_connections": 20000,
-                    "max_connections_per_ip": 20000,
-                }
+                listener = proxy_listener(config["role"], port, sink_port, config["identity"])
                 env = {}
                 if config.get("log"):
                     env["RUST_LOG"] = config["log"]
@@ -347,14 +340,7 @@ backend sink
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         sink, sink_port = self.start_sink(pin=False, max_sessions=self.args.sessions + 100, backlog=4096)
         port = free_port()
-        listener = {
-            "role": "outbound",
-            "listen": f"127.0.0.1:{port}",
-            "upstream": f"127.0.0.1:{sink_port}",
-            "client_identity": "none",
-            "max_connections": 20000,
-            "max_connections_per_ip": 20000,
-        }
+        listener = proxy_listener("outbound", port, sink_port)
         proxy, _ = self.start_proxy([listener])
         try:
             # One full session first, so lazily built state is in the baseline.
@@ -392,14 +378,7 @@ backend sink
         """A small max_connections: the sessions beyond it must get 421."""
         sink, sink_port = self.start_sink(pin=False)
         port = free_port()
-        listener = {
-            "role": "outbound",
-            "listen": f"127.0.0.1:{port}",
-            "upstream": f"127.0.0.1:{sink_port}",
-            "client_identity": "none",
-            "max_connections": limit,
-            "max_connections_per_ip": 20000,
-        }
+        listener = {**proxy_listener("outbound", port, sink_port), "max_connections": limit}
         proxy, _ = self.start_proxy([listener])
         try:
             time.sleep(0.3)  # the readiness probe's session ends
@@ -487,14 +466,7 @@ backend sink
                     relay, port = self.start_haproxy(sink_port, 1)
                 else:
                     port = free_port()
-                    listener = {
-                        "role": "outbound",
-                        "listen": f"127.0.0.1:{port}",
-                        "upstream": f"127.0.0.1:{sink_port}",
-                        "client_identity": "none",
-                        "max_connections": 20000,
-                        "max_connections_per_ip": 20000,
-                    }
+                    listener = proxy_listener("outbound", port, sink_port)
                     relay, _ = self.start_proxy([listener])
                 self.smtp_source(port, 200, SENDER, RECIPIENT, False)
                 out = self.work / (self.name("strace") + ".txt")
@@ -731,6 +703,19 @@ def machine():
 
 
 # -------------------------------------------------------------------- main
+
+def proxy_listener(role, port, upstream_port, identity="none"):
+    """A [[listener]] table on 127.0.0.1:port in front of the sink, with
+    connection limits high enough for every measurement."""
+    return {
+        "role": role,
+        "listen": f"127.0.0.1:{port}",
+        "upstream": f"127.0.0.1:{upstream_port}",
+        "client_identity": identity,
+        "max_connections": 20000,
+        "max_connections_per_ip": 20000,
+    }
+
 
 def proxy_config(role, **options):
     return {"kind": "proxy", "role": role, "identity": "none", **options}
