@@ -94,25 +94,44 @@ fn help_is_written_for_admins() {
     }
 }
 
-/// The README's run command, on a copy of the shipped config/: it must start.
+/// The README's run command, on a copy of the shipped config/ whose
+/// addresses are moved to free ports (a mail host often has something on
+/// 10025 already, and a parallel test may hold 2525): it must start.
 #[test]
 fn the_shipped_config_runs() {
     let dir = TestDir::new("quickstart.");
-    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/batv-proxy.toml");
-    let config = dir.write("batv-proxy.toml", &std::fs::read_to_string(shipped).unwrap());
-    let keys = dir.join("keys").display().to_string();
-    assert_eq!(run(&["keygen", "--output", &keys, "--if-missing"]).0, 0);
-    let (code, out, err) = run(&["check-config", "--config", &config.display().to_string()]);
-    assert_eq!(code, 0, "{out}{err}");
+    let shipped =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/batv-proxy.toml"))
+            .unwrap();
     let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     assert!(readme.contains("run --config config/batv-proxy.toml"), "README lost its run command");
-    let ports_free = [2525, 2587].iter().all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok());
-    assert!(ports_free, "ports 2525/2587 are taken; the shipped config needs them");
-    let mut child = Command::new(BIN).args(["run", "--config", &config.display().to_string()]).spawn().unwrap();
-    assert!(wait_port(2525, Duration::from_secs(10)) && wait_port(2587, Duration::from_secs(10)));
-    // No MTA behind it on this machine: clients are told to come back later.
-    let smtp = Smtp::connect(2525);
+    let (inbound, outbound) = (free_port(), free_port());
+    // Upstream ports nothing listens on: taken from the same pool, never bound.
+    let (inbound_mta, outbound_mta) = (free_port(), free_port());
+    let mut moved = shipped.clone();
+    for (from, to) in [
+        ("127.0.0.1:2525", inbound),
+        ("127.0.0.1:2587", outbound),
+        ("127.0.0.1:10025", inbound_mta),
+        ("127.0.0.1:10587", outbound_mta),
+    ] {
+        assert!(
+            moved.contains(&format!("\"{from}\"")),
+            "the shipped config no longer uses {from}; README says it does"
+        );
+        moved = moved.replace(&format!("\"{from}\""), &format!("\"127.0.0.1:{to}\""));
+    }
+    let config = dir.write("batv-proxy.toml", &moved).display().to_string();
+    let keys = dir.join("keys").display().to_string();
+    assert_eq!(run(&["keygen", "--output", &keys, "--if-missing"]).0, 0);
+    let (code, out, err) = run(&["check-config", "--config", &config]);
+    assert_eq!(code, 0, "{out}{err}");
+    let mut proxy = Running::spawn(Command::new(BIN).args(["run", "--config", &config]));
+    assert!(wait_port(inbound, Duration::from_secs(10)) && wait_port(outbound, Duration::from_secs(10)));
+    // No MTA behind it: clients are told to come back later.
+    let smtp = Smtp::connect(inbound);
     assert_eq!(smtp.greeting.code, 421);
-    Command::new("kill").arg(child.id().to_string()).status().unwrap();
-    assert!(child.wait().unwrap().success(), "SIGTERM must end the proxy with status 0");
+    proxy.signal("TERM");
+    let status = proxy.wait_exit(Duration::from_secs(10)).expect("the proxy did not stop on SIGTERM");
+    assert!(status.success(), "SIGTERM must end the proxy with status 0");
 }

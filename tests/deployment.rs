@@ -85,17 +85,17 @@ fn the_units_commands_start_reload_and_stop_the_proxy_as_written() {
     assert!(state.join("keys").exists(), "ExecStartPre made no key");
     let start = unit_values(&unit, "ExecStart").remove(0);
     let mut child =
-        Command::new("sh").arg("-c").arg(format!("exec {start}")).stderr(std::process::Stdio::null()).spawn().unwrap();
+        Running::spawn(Command::new("sh").arg("-c").arg(format!("exec {start}")).stderr(std::process::Stdio::null()));
     assert!(wait_port(port, Duration::from_secs(10)));
     let t = send_mail(port, "alice@example.com", &["carol@remote.test"], "Subject: unit\r\n\r\nx\r\n");
     assert!(t.end.unwrap().is(250));
     let reload = unit_values(&unit, "ExecReload").remove(0).replace("$MAINPID", &child.id().to_string());
     assert!(shell(&reload).success());
     std::thread::sleep(Duration::from_millis(300));
-    assert!(child.try_wait().unwrap().is_none(), "reload killed the proxy");
+    assert!(child.try_wait().is_none(), "reload killed the proxy");
     assert!(send_mail(port, "alice@example.com", &["carol@remote.test"], "x").end.unwrap().is(250));
-    Command::new("kill").arg(child.id().to_string()).status().unwrap();
-    assert!(child.wait().unwrap().success(), "SIGTERM (systemd's stop) must exit 0");
+    child.signal("TERM");
+    assert!(child.wait().success(), "SIGTERM (systemd's stop) must exit 0");
 }
 
 #[test]
@@ -114,14 +114,15 @@ fn the_container_builds_with_the_ci_command_and_runs_unprivileged_with_a_health_
     let dir = TestDir::new("container.");
     let state = dir.join("state");
     std::fs::create_dir_all(&state).unwrap();
+    let (inbound, outbound, metrics) = (free_port(), free_port(), free_port());
     let config = repository_file("dist/container/batv-proxy.toml")
         .replace("/var/lib/batv-proxy", &state.display().to_string())
         .replace("postfix:10025", &format!("127.0.0.1:{}", fake.port))
         .replace("postfix:10587", &format!("127.0.0.1:{}", fake.port))
         .replace("\"proxy-v2\"", "\"none\"")
-        .replace("0.0.0.0:2525", "127.0.0.1:12525")
-        .replace("0.0.0.0:2587", "127.0.0.1:12587")
-        .replace("0.0.0.0:9325", "127.0.0.1:19325");
+        .replace("0.0.0.0:2525", &format!("127.0.0.1:{inbound}"))
+        .replace("0.0.0.0:2587", &format!("127.0.0.1:{outbound}"))
+        .replace("0.0.0.0:9325", &format!("127.0.0.1:{metrics}"));
     let config_path = dir.write("batv-proxy.toml", &config);
     let entrypoint = dockerfile
         .lines()
@@ -132,12 +133,12 @@ fn the_container_builds_with_the_ci_command_and_runs_unprivileged_with_a_health_
         .replace("/usr/local/bin/batv-proxy", BIN)
         .replace("/var/lib/batv-proxy", &state.display().to_string())
         .replace("/etc/batv-proxy/batv-proxy.toml", &config_path.display().to_string());
-    let mut child = Command::new("sh").arg("-c").arg(&command).stderr(std::process::Stdio::null()).spawn().unwrap();
-    assert!(wait_port(12525, Duration::from_secs(10)) && wait_port(19325, Duration::from_secs(10)));
+    let mut child = Running::spawn(Command::new("sh").arg("-c").arg(&command).stderr(std::process::Stdio::null()));
+    assert!(wait_port(inbound, Duration::from_secs(10)) && wait_port(metrics, Duration::from_secs(10)));
     let health = Command::new(BIN).args(["health", "--config"]).arg(&config_path).output().unwrap();
     assert!(health.status.success(), "health: {}", String::from_utf8_lossy(&health.stderr));
-    Command::new("kill").arg(child.id().to_string()).status().unwrap();
-    assert!(child.wait().unwrap().success());
+    child.signal("TERM");
+    assert!(child.wait().success());
     let health = Command::new(BIN).args(["health", "--config"]).arg(&config_path).output().unwrap();
     assert_eq!(health.status.code(), Some(1), "health must fail when the proxy is down");
 }

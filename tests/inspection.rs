@@ -245,8 +245,7 @@ fn the_ledger_file_survives_kill_minus_9() {
     );
     let config_path = dir.write("batv-proxy.toml", &config);
     let start = || {
-        let child =
-            Command::new(BIN).args(["run", "--config"]).arg(&config_path).stderr(Stdio::null()).spawn().unwrap();
+        let child = Running::spawn(Command::new(BIN).args(["run", "--config"]).arg(&config_path).stderr(Stdio::null()));
         assert!(wait_port(outbound, Duration::from_secs(10)));
         child
     };
@@ -268,15 +267,15 @@ fn the_ledger_file_survives_kill_minus_9() {
         }
     });
     std::thread::sleep(Duration::from_millis(300));
-    Command::new("kill").args(["-9", &proxy.id().to_string()]).status().unwrap();
+    proxy.signal("KILL");
     let _ = proxy.wait();
     let _ = writer.join();
     // Restarted on the same file: it opens, and what was committed is there.
     let mut proxy = start();
     let t = send_mail(inbound, "", &["judy@example.com"], &dsn(&first, "judy@example.com"));
     assert!(t.end.unwrap().is(250), "the ledger lost a committed id or did not reopen");
-    Command::new("kill").arg(proxy.id().to_string()).status().unwrap();
-    assert!(proxy.wait().unwrap().success());
+    proxy.signal("TERM");
+    assert!(proxy.wait().success());
 }
 
 #[test]

@@ -227,13 +227,13 @@ fn systemd_notifications_ready_reloading_stopping() {
     let keys = dir.join("keys");
     write_keys(&keys, 1, b"notify-secret");
     let config = dir.write("cfg.toml", &format!("{BATV_SECTION}{}", listener("outbound", port, fake.port, "none", "")));
-    let mut child = std::process::Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("NOTIFY_SOCKET", &socket_path)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Running::spawn(
+        std::process::Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("NOTIFY_SOCKET", &socket_path)
+            .stderr(std::process::Stdio::null()),
+    );
     let receive = || {
         let mut buffer = [0u8; 256];
         let count = socket.recv(&mut buffer).expect("a notification");
@@ -246,7 +246,7 @@ fn systemd_notifications_ready_reloading_stopping() {
     assert!(receive().contains("READY=1"));
     std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(receive().contains("STOPPING=1"));
-    assert!(child.wait().unwrap().success());
+    assert!(child.wait().success());
 }
 
 #[test]

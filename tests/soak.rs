@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -65,16 +65,16 @@ fn reply_first(step: &mut impl FnMut(&str, u16) -> bool) -> bool {
         && step("DATA\r\n", 354)
 }
 
-fn start_sink(port: u16, dir: &std::path::Path) -> Child {
-    let child = Command::new("/usr/sbin/smtp-sink")
-        .args(["-u", "root", "-d"])
-        .arg(format!("{}/%M%S.", dir.display()))
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("1000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+fn start_sink(port: u16, dir: &std::path::Path) -> Running {
+    let child = Running::spawn(
+        Command::new("/usr/sbin/smtp-sink")
+            .args(["-u", "root", "-d"])
+            .arg(format!("{}/%M%S.", dir.display()))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("1000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     assert!(wait_port(port, Duration::from_secs(5)));
     child
 }
@@ -113,8 +113,8 @@ fn mail_survives_upstream_restarts_reloads_and_shutdown() {
     for round in 0..3 {
         std::thread::sleep(Duration::from_millis(700));
         // The MTA dies without warning, and comes back.
-        let _ = sink.kill();
-        let _ = sink.wait();
+        sink.signal("KILL");
+        sink.wait();
         std::thread::sleep(Duration::from_millis(300));
         sink = start_sink(sink_port, &dumps.path);
         std::thread::sleep(Duration::from_millis(500));
@@ -129,8 +129,8 @@ fn mail_survives_upstream_restarts_reloads_and_shutdown() {
     stop.store(true, Ordering::Relaxed);
     let outcomes = client.join().unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let _ = sink.kill();
-    let _ = sink.wait();
+    sink.signal("KILL");
+    sink.wait();
 
     let mut copies: HashMap<String, usize> = HashMap::new();
     for entry in std::fs::read_dir(&dumps.path).unwrap().flatten() {

@@ -367,14 +367,14 @@ print("sent")
 "#,
         ca = pki.path("ca.pem")
     );
-    let mut client = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = std::io::BufReader::new(client.stdout.take().unwrap());
+    let mut client = Running::spawn(
+        Command::new("python3")
+            .arg("-c")
+            .arg(&script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped()),
+    );
+    let mut stdout = std::io::BufReader::new(client.child().stdout.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
     assert_eq!(line.trim(), "open");
@@ -383,9 +383,9 @@ print("sent")
     proxy.signal("HUP");
     assert!(eventually(Duration::from_secs(5), || proxy.log().contains("reload applied").then_some(())).is_some());
     assert!(subject("x.test").contains("mail.example.org"), "new connections get the new certificate");
-    std::io::Write::write_all(client.stdin.as_mut().unwrap(), b"go\n").unwrap();
+    std::io::Write::write_all(client.child().stdin.as_mut().unwrap(), b"go\n").unwrap();
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-    assert!(client.wait().unwrap().success() && rest.contains("sent"), "the session open across the reload broke");
+    assert!(client.wait().success() && rest.contains("sent"), "the session open across the reload broke");
     assert!(sink.find("across-reload").is_some());
 }

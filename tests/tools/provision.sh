@@ -1,30 +1,23 @@
 #!/usr/bin/env bash
 # Installs what the integration tests need on Debian, when it is missing:
-# Postfix (with smtp-source/smtp-sink), swaks, Python 3, and Exim's binary
-# unpacked beside the build (Exim and Postfix packages conflict, so Exim is
-# not installed). The binary is exim4-daemon-heavy's: exim4-daemon-light is
-# built without PROXY protocol support (hosts_proxy), which the Exim guide
-# tests. Idempotent; needs root only when something is missing.
+# every package of .ci/packages (the one list CI installs too), and Exim's
+# binary unpacked beside the build (Exim and Postfix packages conflict, so
+# Exim is not installed). The binary is exim4-daemon-heavy's:
+# exim4-daemon-light is built without PROXY protocol support (hosts_proxy),
+# which the Exim guide tests. Idempotent; needs root only when something is
+# missing.
 # Usage: provision.sh [EXIM_DIR]   (default: target/tmp/exim)
 set -euo pipefail
-exim_dir=${1:-"$(cd "$(dirname "$0")/../.." && pwd)/target/tmp/exim"}
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+exim_dir=${1:-"$root/target/tmp/exim"}
+read -r -a wanted <<<"$(sed 's/#.*//' "$root/.ci/packages" | tr -s ' \n\t' ' ')"
 need=()
-[ -x /usr/sbin/postfix ] && [ -x /usr/sbin/smtp-sink ] || need+=(postfix)
-command -v swaks >/dev/null || need+=(swaks)
-command -v python3 >/dev/null || need+=(python3)
-command -v openssl >/dev/null || need+=(openssl)
-command -v haproxy >/dev/null || need+=(haproxy)
-command -v faketime >/dev/null || need+=(faketime)
-command -v systemd-analyze >/dev/null || need+=(systemd)
-command -v redis-server >/dev/null || need+=(redis-server)
-[ -e /usr/lib/x86_64-linux-gnu/libidn.so.12 ] || [ -e /usr/lib/aarch64-linux-gnu/libidn.so.12 ] || need+=(libidn12)
-# Libraries exim4-daemon-heavy links that a Postfix host lacks.
-for lib in libmariadb3 libspf2-2; do
-  dpkg-query -W -f='${Status}' "$lib" 2>/dev/null | grep -q "ok installed" || need+=("$lib")
+for package in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || need+=("$package")
 done
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
-    echo "provision: missing ${need[*]}; run as root or: apt-get install ${need[*]}" >&2
+    echo "provision: missing ${need[*]}; run as root or: apt-get install --no-install-recommends ${need[*]}" >&2
     exit 1
   fi
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
