@@ -168,6 +168,9 @@ fn run(config_path: PathBuf, log_format: LogFormat) -> ExitCode {
         Err(code) => return code,
     };
     crate::server::init_logging(log_format);
+    for warning in config.warnings() {
+        tracing::warn!(warning, "check the configuration");
+    }
     match crate::server::run(config_path, config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

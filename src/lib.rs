@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod dsn;
+pub mod health;
 pub mod ledger;
 pub mod metrics;
 pub mod policy;

@@ -156,7 +156,13 @@ fn contexts(
         _ => None,
     };
     let codec = Codec::new(&config.keys, config.batv.hash, config.batv.lifetime_days, config.batv.sign_form);
-    let policy = Policy::new(config.policy.clone(), config.batv.domains.clone(), codec, first_start);
+    let policy = Policy::new(
+        config.policy.clone(),
+        config.batv.domains.clone(),
+        config.batv.mta_names.clone(),
+        codec,
+        first_start,
+    );
     let mut contexts = Vec::new();
     for (index, settings) in config.listeners.iter().enumerate() {
         let (server_tls, upstream_tls) = crate::tls::for_listener(settings, index + 1, &config.file)
@@ -439,7 +445,8 @@ async fn accept_loop(
             ));
             continue;
         }
-        let slot = match limits.admit(peer.ip(), context.settings.limits.max_connections_per_ip) {
+        let client = client_network(peer.ip(), context.settings.ipv6_client_prefix);
+        let slot = match limits.admit(client, context.settings.limits.max_connections_per_ip) {
             Ok(slot) => slot,
             Err(which) => {
                 context.metrics.session_ended(if which == "total" { "limit_total" } else { "limit_per_ip" });
@@ -459,6 +466,21 @@ async fn accept_loop(
     }
 }
 
+/// The address a client is counted under for `max_connections_per_ip`:
+/// an IPv4 address, or an IPv6 address cut to its network (a host is
+/// handed a /64, so counting per /128 would let one host take every slot).
+fn client_network(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let bits = u32::from(ipv6_prefix.min(128));
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            IpAddr::V6((u128::from(v6) & mask).into())
+        }
+        IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)),
+        v4 => v4,
+    }
+}
+
 /// Over a connection limit or not allowed: say so and close, without an
 /// upstream session. A client of an implicit-TLS listener expects a TLS
 /// handshake, not text, and a handshake only to refuse would spend the
@@ -471,4 +493,20 @@ async fn refuse(mut socket: TcpStream, reply: String, implicit_tls: bool) {
         let _ = socket.shutdown().await;
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_count_per_network() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert_eq!(client_network(ip("2001:db8:1:2:aaaa::1"), 64), ip("2001:db8:1:2::"));
+        assert_eq!(client_network(ip("2001:db8:1:2:ffff::9"), 64), client_network(ip("2001:db8:1:2::7"), 64));
+        assert_ne!(client_network(ip("2001:db8:1:3::7"), 64), client_network(ip("2001:db8:1:2::7"), 64));
+        assert_eq!(client_network(ip("2001:db8::1"), 128), ip("2001:db8::1"));
+        assert_eq!(client_network(ip("192.0.2.7"), 64), ip("192.0.2.7"));
+        assert_eq!(client_network(ip("::ffff:192.0.2.7"), 64), ip("192.0.2.7"));
+    }
 }

@@ -669,7 +669,7 @@ fn every_label_value_and_rule_of_the_program_is_documented() {
     for line in source_text().lines().filter(|l| l.trim_start().starts_with("Verdict::") && l.contains("=> (")) {
         values.extend(line.split('"').skip(1).step_by(2).map(str::to_owned));
     }
-    let policy = repository_file("src/policy.rs");
+    let policy = repository_file("src/policy/mod.rs");
     let body = &policy[policy.find("pub fn inbound_recipient").unwrap()..];
     let body = &body[..body.find("\n    pub fn ").unwrap()];
     let body: String = body.lines().map(|line| line.split("//").next().unwrap()).collect::<Vec<_>>().join("\n");

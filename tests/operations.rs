@@ -3,21 +3,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::fake_upstream::{FakeUpstream, Fault};
 use common::*;
-
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(socket, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    socket.read_to_string(&mut response).unwrap();
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, response)
-}
 
 fn metric(text: &str, line_start: &str) -> f64 {
     text.lines()
@@ -89,7 +78,12 @@ fn metrics_count_what_happens_and_healthz_checks_the_upstream() {
     let (status, body) = http_get(metrics, "/healthz");
     assert_eq!(status, 200, "{body}");
     drop(sink);
-    let (status, body) = http_get(metrics, "/healthz");
+    // A health answer is kept for 5 seconds: the down upstream shows after it.
+    let (status, body) = eventually(Duration::from_secs(10), || {
+        let (status, body) = http_get(metrics, "/healthz");
+        (status != 200).then_some((status, body))
+    })
+    .expect("/healthz still says ok 10 s after the upstream went away");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("cannot connect"), "{body}");
 }

@@ -86,6 +86,10 @@ pub struct BatvSettings {
     pub lifetime_days: u16,
     pub domains: DomainSet,
     pub sign_form: TagForm,
+    /// Names the MTA takes as its own (its host names, `localhost`): a
+    /// recipient there may route to our domains through the MTA's aliases
+    /// or rewriting, so bounces to it are judged as ours.
+    pub mta_names: DomainSet,
 }
 
 /// Our domains: exact names and `*.parent` wildcards. A lookup costs one
@@ -445,11 +449,20 @@ pub struct ListenerSettings {
     pub client_name_lookup: bool,
     /// When not empty, only these clients are served; others get 554.
     pub allowed_clients: Vec<ClientNetwork>,
+    /// Refuse MAIL until the client has authenticated (a submission port).
+    pub require_auth: bool,
+    /// IPv6 clients count against `max_connections_per_ip` per network of
+    /// this prefix length: one host holds a whole /64.
+    pub ipv6_client_prefix: u8,
     pub hostname: String,
     pub limits: Limits,
     pub tls: Option<TlsSettings>,
     pub upstream_tls: UpstreamTlsSettings,
 }
+
+/// Key length below which check-config warns. Exim takes short keys, so
+/// this is a warning, not a refusal.
+pub const MIN_KEY_BYTES: usize = 16;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/batv-proxy/batv-proxy.toml";
 
@@ -465,10 +478,36 @@ impl Config {
                     listener.name
                 ));
             }
+            if listener.role == Role::Outbound
+                && !listener.listen.ip().is_loopback()
+                && listener.allowed_clients.is_empty()
+                && !listener.require_auth
+            {
+                warnings.push(format!(
+                    "listener {}: an outbound listener on {} with neither allowed_clients nor require_auth signs the \
+                     sender of any client that reaches it, so anyone can have mail sent with a valid tag for any of \
+                     your addresses; fix: allowed_clients = [\"your networks\"] or require_auth = true",
+                    listener.name,
+                    listener.listen.ip()
+                ));
+            }
             if listener.tls.is_none() && listener.listen.port() == 587 {
                 warnings.push(format!(
                     "listener {}: a submission port without [listener.tls]: AUTH would travel in clear text",
                     listener.name
+                ));
+            }
+        }
+        for (id, secret) in self.keys.iter() {
+            let length = secret.expose().len();
+            if length < MIN_KEY_BYTES {
+                warnings.push(format!(
+                    "batv.key_file: key {id} in {} is only {length} byte{}: a short key can be guessed from a few \
+                     valid tags, and then anyone can forge them; fix: batv-proxy keygen --output {} (32 random bytes), \
+                     or at least {MIN_KEY_BYTES} bytes",
+                    self.batv.key_file.display(),
+                    if length == 1 { "" } else { "s" },
+                    self.batv.key_file.display()
                 ));
             }
         }

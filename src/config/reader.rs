@@ -174,6 +174,17 @@ impl Reader {
         }
     }
 
+    fn boolean(&mut self, table: &Table, prefix: &str, key: &str, default: bool) -> bool {
+        match table.get(key) {
+            None => default,
+            Some(Value::Boolean(value)) => *value,
+            Some(other) => {
+                self.wrong_type(&join(prefix, key), other, "true or false", &format!("{key} = {default}"));
+                default
+            }
+        }
+    }
+
     fn count(&mut self, table: &Table, prefix: &str, key: &str, default: usize) -> usize {
         self.integer(table, prefix, key, (1, 10_000_000)).map_or(default, |n| n as usize)
     }
@@ -372,7 +383,7 @@ impl Reader {
         self.unknown_keys(
             table,
             prefix,
-            &["key_file", "hash", "lifetime_days", "domains", "domains_file", "sign_form"],
+            &["key_file", "hash", "lifetime_days", "domains", "domains_file", "sign_form", "mta_names"],
         );
         let hash = self.choice(
             table,
@@ -429,6 +440,24 @@ impl Reader {
                 ),
             }
         }
+        let mta_names = match self.strings(table, prefix, "mta_names") {
+            Some(names) => {
+                let mut set = DomainSet::default();
+                for name in names {
+                    if Domain::parse(&name).is_err() || name.contains('*') || name.starts_with('[') || name.is_empty() {
+                        self.error(
+                            "batv.mta_names",
+                            format!("\"{name}\" is not a host name"),
+                            "list the names the MTA takes as its own (Postfix: mydestination's host names, Exim: primary_hostname), like mta_names = [\"mx.example.net\", \"localhost\"]",
+                        );
+                    } else {
+                        set.insert(&name);
+                    }
+                }
+                set
+            }
+            None => default_mta_names(),
+        };
         if domains.is_empty() && !table.contains_key("domains_file") {
             self.error(
                 "batv.domains",
@@ -481,7 +510,7 @@ impl Reader {
                 }
             }
         }
-        (Some(BatvSettings { key_file, hash, lifetime_days, domains, sign_form }), keys)
+        (Some(BatvSettings { key_file, hash, lifetime_days, domains, sign_form, mta_names }), keys)
     }
 
     fn policy(&mut self, table: &Table) -> PolicySettings {
@@ -809,6 +838,8 @@ impl Reader {
             "upstream_tls_name",
             "client_name_lookup",
             "allowed_clients",
+            "require_auth",
+            "ipv6_client_prefix",
         ];
         self.unknown_keys(table, prefix, KNOWN);
         let role = match self.string(table, prefix, "role", "role = \"inbound\"") {
@@ -938,19 +969,9 @@ impl Reader {
                 ),
             }
         }
-        let client_name_lookup = match table.get("client_name_lookup") {
-            None => true,
-            Some(Value::Boolean(value)) => *value,
-            Some(other) => {
-                self.wrong_type(
-                    &join(prefix, "client_name_lookup"),
-                    other,
-                    "true or false",
-                    "client_name_lookup = true",
-                );
-                true
-            }
-        };
+        let client_name_lookup = self.boolean(table, prefix, "client_name_lookup", true);
+        let require_auth = self.boolean(table, prefix, "require_auth", false);
+        let ipv6_client_prefix = self.integer(table, prefix, "ipv6_client_prefix", (32, 128)).unwrap_or(64) as u8;
         let upstream_tls = self.upstream_tls(table, prefix, base);
         let (role, listen, upstream) = (role?, listen?, upstream?);
         Some(ListenerSettings {
@@ -961,6 +982,8 @@ impl Reader {
             client_identity,
             client_name_lookup,
             allowed_clients,
+            require_auth,
+            ipv6_client_prefix,
             hostname,
             limits,
             tls,
@@ -1031,6 +1054,20 @@ pub fn parse_size(text: &str) -> Option<u64> {
         _ => return None,
     };
     number.checked_mul(factor)
+}
+
+/// The names a default Postfix takes as its own (`mydestination =
+/// $myhostname, localhost.$mydomain, localhost`), from this host's name.
+fn default_mta_names() -> DomainSet {
+    let mut names = DomainSet::default();
+    let host = system_hostname();
+    names.insert(&host);
+    names.insert("localhost");
+    names.insert("localhost.localdomain");
+    if let Some((_, parent)) = host.split_once('.') {
+        names.insert(&format!("localhost.{parent}"));
+    }
+    names
 }
 
 fn system_hostname() -> String {

@@ -10,7 +10,7 @@ impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let keys = dir.path().join("keys");
-        std::fs::write(&keys, "1 c2VjcmV0\n").unwrap();
+        std::fs::write(&keys, "1 MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n").unwrap();
         std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
         Fixture { dir }
     }
@@ -60,6 +60,38 @@ fn risky_settings_are_warned_about() {
     let warnings = fixture.parse(&risky).unwrap().warnings();
     assert!(warnings.iter().any(|w| w.contains("client_identity")) && warnings.iter().any(|w| w.contains("monitor")));
     assert!(!warnings.iter().any(|w| w.contains("[ledger]")), "{warnings:?}");
+}
+
+#[test]
+fn short_keys_and_open_outbound_listeners_are_warned_about() {
+    let fixture = Fixture::new();
+    std::fs::write(fixture.dir.path().join("keys"), "1 MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n4 c2VjcmV0\n")
+        .unwrap();
+    let warnings = fixture.parse(MINIMAL).unwrap().warnings();
+    let short: Vec<&String> = warnings.iter().filter(|w| w.contains("byte")).collect();
+    assert_eq!(short.len(), 1, "{warnings:?}");
+    assert!(short[0].contains("key 4") && short[0].contains("6 bytes"), "{short:?}");
+    assert!(!short[0].contains("c2VjcmV0") && !short[0].contains("secret"), "the key is never printed: {short:?}");
+    let open = MINIMAL.replace("role = \"inbound\"", "role = \"outbound\"").replace("127.0.0.1:2525", "0.0.0.0:587");
+    let warnings = fixture.parse(&open).unwrap().warnings();
+    assert!(warnings.iter().any(|w| w.contains("require_auth")), "{warnings:?}");
+    let guarded = format!("{open}require_auth = true\n");
+    assert!(!fixture.parse(&guarded).unwrap().warnings().iter().any(|w| w.contains("require_auth")));
+}
+
+#[test]
+fn mta_names_default_to_this_hosts_names() {
+    let fixture = Fixture::new();
+    let config = fixture.parse(MINIMAL).unwrap();
+    let localhost = crate::smtp::address::Domain::parse("LOCALHOST").unwrap();
+    assert!(config.batv.mta_names.contains(&localhost));
+    let listed = MINIMAL.replace("domains = [", "mta_names = [\"mx1\", \"mx.example.net\"]\ndomains = [");
+    let config = fixture.parse(&listed).unwrap();
+    assert!(config.batv.mta_names.contains(&crate::smtp::address::Domain::parse("mx1").unwrap()));
+    assert!(!config.batv.mta_names.contains(&localhost), "a list replaces the default");
+    let bad = MINIMAL.replace("domains = [", "mta_names = [\"*.x\", \"[127.0.0.1]\"]\ndomains = [");
+    let errors = fixture.parse(&bad).unwrap_err();
+    assert_eq!(errors.0.iter().filter(|e| e.key == "batv.mta_names").count(), 2, "{errors}");
 }
 
 #[test]

@@ -56,6 +56,11 @@ impl Session {
             self.reply(Reply::new(530, "5.7.0 Must issue a STARTTLS command first"))?;
             return Ok(Default::default());
         }
+        if self.settings().require_auth && !self.authenticated {
+            self.context.metrics.rejection("mail", "auth_required");
+            self.reply(Reply::new(530, "5.7.0 Authentication required"))?;
+            return Ok(Default::default());
+        }
         if let Some(size) = parameters.get("SIZE").and_then(Parameter::value).and_then(|v| v.parse::<u64>().ok())
             && size > self.settings().limits.max_message_size
         {
@@ -77,7 +82,13 @@ impl Session {
         };
         let mut forwarded = line.to_vec();
         if self.settings().role == Role::Outbound {
-            match self.policy().outbound_sender(&path, today()) {
+            let decision = self.policy().outbound_sender(&path, today());
+            if let (SenderDecision::Sign(signed) | SenderDecision::SignUnlessExempt(signed), Some(original)) =
+                (&decision, path.mailbox())
+            {
+                self.issued(original, signed);
+            }
+            match decision {
                 SenderDecision::Sign(signed) => {
                     forwarded = command::mail_line(&ReversePath::Mailbox(signed.clone()), &parameters);
                     transaction.signed = Some(signed);
@@ -240,18 +251,8 @@ impl Session {
         {
             transaction.class = Some(class);
             transaction.recipients.push(Recipient { verdict: Some(decision.verdict) });
-            let unverified =
-                path.mailbox().is_some_and(|mailbox| self.context.policy.settings().is_unverified(mailbox));
-            let judged_by_content = match decision.verdict {
-                _ if matches!(class, Class::Deferred(Deferred::Inspect)) => true,
-                // Automatic replies come from regular senders.
-                Verdict::NotBounce => !unverified,
-                // Monitor mode reads untagged bounces too, to log what enforcing would do.
-                Verdict::Missing => decision.rule == "monitor",
-                _ => false,
-            };
-            if judged_by_content && let Some(mailbox) = path.mailbox() {
-                transaction.inspect_domains.push(mailbox.domain().clone());
+            if let ContentCheck::Judge { patterns } = decision.content {
+                transaction.inspect_domains.push(patterns);
             }
         }
         self.reply(reply)?;
@@ -271,7 +272,8 @@ impl Session {
         let started = Instant::now();
         let mut reply = self.exchange(line).await?;
         while reply.code() == 334 {
-            self.client.queue_reply(&reply);
+            let challenge = self.without_issued_tags(reply.clone());
+            self.client.queue_reply(&challenge);
             if self.client.flush().await.is_err() {
                 return Err(End { outcome: Outcome::ClientClosed, reply: None });
             }

@@ -5,6 +5,9 @@
 
 use super::*;
 
+/// The field that carries the proxy's verdict; only the proxy writes it.
+const STATUS_FIELD: &str = "X-Batv-Status";
+
 /// Longest header section kept to find an outbound message's Message-ID.
 const HEADER_CAPTURE_LIMIT: usize = 64 * 1024;
 
@@ -60,21 +63,23 @@ impl Session {
             self.reply(reply)?;
             return Ok(spent);
         }
+        let reply = self.without_issued_tags(reply);
         self.client.queue_reply(&reply);
         let flushed = self.client.flush().await;
         if flushed.is_err() {
             return Err(End { outcome: Outcome::ClientClosed, reply: None });
         }
         let received = (self.settings().client_identity == ClientIdentity::None).then(|| self.received_header());
+        let guard = HeaderGuard::new(&[STATUS_FIELD], received.is_some() || header.is_some());
         let upstream = self.upstream.as_mut().expect("relay leaves an upstream");
         if let Some(received) = received {
             // The MTA sees only the proxy: this trace field names the client.
             upstream.connection.queue(received.as_bytes());
         }
         if let Some(value) = header {
-            upstream.connection.queue(format!("X-Batv-Status: {value}\r\n").as_bytes());
+            upstream.connection.queue(format!("{STATUS_FIELD}: {value}\r\n").as_bytes());
         }
-        self.stream_message(plan).await?;
+        self.stream_message(plan, guard).await?;
         Ok(spent)
     }
 
@@ -111,9 +116,10 @@ impl Session {
     /// forwarded further and the upstream connection is dropped, so the
     /// MTA discards the partial message. When the content decides, the
     /// final dot is held back until the verdict.
-    async fn stream_message(&mut self, plan: Capture) -> Step {
+    async fn stream_message(&mut self, plan: Capture, mut guard: HeaderGuard) -> Step {
         let limits = self.settings().limits.clone();
         let mut scanner = DataScanner::new();
+        let mut guarded: Vec<u8> = Vec::new();
         let mut problem: Option<&'static str> = None;
         let mut captured: Vec<u8> = Vec::new();
         let mut capture_open = plan.limit > 0;
@@ -171,6 +177,11 @@ impl Session {
             if problem.is_none() {
                 let upstream = self.upstream.as_mut().expect("DATA runs with an upstream");
                 let mut chunk = &self.client.input()[..length];
+                if !guard.done() {
+                    guarded.clear();
+                    guard.filter(chunk, &mut guarded);
+                    chunk = &guarded;
+                }
                 if ended && plan.judge {
                     // The terminator's bytes in this chunk wait for the verdict.
                     let keep = chunk.len().min(3);
@@ -208,6 +219,7 @@ impl Session {
                         "4.4.2 Upstream mail server closed the connection; try again later",
                     ));
                 }
+                "nul" => Reply::new(550, "5.6.0 Message refused: NUL byte in message content (RFC 5321 section 2.3.8)"),
                 _ => {
                     Reply::new(550, "5.5.2 Message refused: bare CR or LF in message content (RFC 5321 section 2.3.8)")
                 }
@@ -251,6 +263,7 @@ impl Session {
                     queue_id = queue_id(&reply).unwrap_or_default(),
                     message_id = message_id.as_deref().unwrap_or(""),
                     signed = transaction.signed.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    guarded_lines_removed = guard.removed(),
                     reply = %reply,
                     "message relayed"
                 );

@@ -26,12 +26,14 @@ use crate::dsn;
 use crate::ledger::Ledger;
 use crate::metrics::ListenerMetrics;
 use crate::policy::{
-    self, ContentPrecheck, ContentVerdict, Deferred, Policy, RecipientAction, SenderDecision, SenderKind, Verdict,
+    self, ContentCheck, ContentPrecheck, ContentVerdict, Deferred, Policy, RecipientAction, SenderDecision, SenderKind,
+    Verdict,
 };
 use crate::smtp::address::{Domain, ForwardPath, Mailbox, ReversePath};
 use crate::smtp::capabilities::{Capabilities, Offer, client_ehlo_reply};
 use crate::smtp::command::{self, Command, Parameter, Parameters, Verb, xtext_encode};
 use crate::smtp::data::{DataScanner, Scan, Violation};
+use crate::smtp::header::HeaderGuard;
 use crate::smtp::line::LineError;
 use crate::smtp::reply::Reply;
 use crate::tls::{ServerTls, UpstreamTls};
@@ -180,9 +182,25 @@ struct Transaction {
     held_failure: Option<Reply>,
     class: Option<Class>,
     recipients: Vec<Recipient>,
-    /// Domains of our untagged recipients whose mail the content decides.
-    inspect_domains: Vec<Domain>,
+    /// One entry per recipient whose mail the content decides: the domain
+    /// whose Message-ID patterns apply, if any.
+    inspect_domains: Vec<Option<Domain>>,
 }
+
+/// A tag this session put on a sender. Replies relayed to the client are
+/// cleaned of it: a refusal that quotes the signed sender would hand the
+/// client a valid tag for an address it may not own.
+struct IssuedTag {
+    /// The signed local part, and the client's own in its place.
+    signed_local: String,
+    original_local: String,
+    /// What signing added (`prvs=TAG=` or `+prvs=TAG`), removed wherever it stands.
+    decoration: String,
+}
+
+/// Tags remembered per session; a session that signs more senders than
+/// this forgets the oldest.
+const MAX_ISSUED_TAGS: usize = 32;
 
 pub struct Session {
     context: Arc<ListenerContext>,
@@ -194,6 +212,7 @@ pub struct Session {
     transaction: Option<Transaction>,
     errors: usize,
     authenticated: bool,
+    issued_tags: Vec<IssuedTag>,
     shutdown: watch::Receiver<Phase>,
 }
 
@@ -231,6 +250,7 @@ pub async fn serve(
         transaction: None,
         errors: 0,
         authenticated: false,
+        issued_tags: Vec::new(),
         shutdown,
         context,
     };
@@ -292,6 +312,7 @@ impl Session {
                         LineError::TooLong => "5.5.2 Line too long",
                         LineError::BareLf => "5.5.2 Bare LF in command; lines must end with CRLF",
                         LineError::BareCr => "5.5.2 Bare CR in command; lines must end with CRLF",
+                        LineError::Nul => "5.5.2 NUL byte in command",
                     };
                     self.context.metrics.rejection("command", line_error_label(error));
                     self.reply(Reply::new(500, text))?;
@@ -320,6 +341,7 @@ impl Session {
     /// Queues a reply to the client and counts errors.
     fn reply(&mut self, reply: Reply) -> Step {
         let is_error = reply.is_error() && reply.code() != 452;
+        let reply = self.without_issued_tags(reply);
         self.client.queue_reply(&reply);
         if is_error {
             self.errors += 1;
@@ -328,6 +350,40 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Remembers a tag put on the client's sender, to keep it out of replies.
+    fn issued(&mut self, original: &Mailbox, signed: &Mailbox) {
+        let (original_local, signed_local) = (original.local_part(), signed.local_part());
+        let decoration = signed_local
+            .strip_suffix(original_local)
+            .or_else(|| signed_local.strip_prefix(original_local))
+            .unwrap_or(signed_local);
+        if self.issued_tags.iter().any(|tag| tag.signed_local == signed_local) {
+            return;
+        }
+        if self.issued_tags.len() == MAX_ISSUED_TAGS {
+            self.issued_tags.remove(0);
+        }
+        self.issued_tags.push(IssuedTag {
+            signed_local: signed_local.to_owned(),
+            original_local: original_local.to_owned(),
+            decoration: decoration.to_owned(),
+        });
+    }
+
+    /// The reply with every tag this session made replaced by the address
+    /// the client gave.
+    fn without_issued_tags(&self, mut reply: Reply) -> Reply {
+        for tag in &self.issued_tags {
+            if let Some(clean) = reply.replaced(&tag.signed_local, &tag.original_local) {
+                reply = clean;
+            }
+            if let Some(clean) = reply.replaced(&tag.decoration, "") {
+                reply = clean;
+            }
+        }
+        reply
     }
 
     /// Waits for the next command line; flushes replies first when the
@@ -433,5 +489,6 @@ fn line_error_label(error: LineError) -> &'static str {
         LineError::TooLong => "line_too_long",
         LineError::BareLf => Violation::BareLf.as_str(),
         LineError::BareCr => Violation::BareCr.as_str(),
+        LineError::Nul => Violation::Nul.as_str(),
     }
 }

@@ -39,6 +39,20 @@ impl Session {
             // A fresh upstream session whose PROXY header says the client uses TLS.
             upstream.connection.queue(b"QUIT\r\n");
             let _ = upstream.connection.flush().await;
+        } else if self.upstream.is_some() {
+            // The upstream session goes on: nothing the client began in
+            // clear text (a MAIL, recipients) may survive into TLS there.
+            let started = Instant::now();
+            let reply = self.exchange(b"RSET\r\n").await?;
+            if !reply.is_positive() {
+                tracing::warn!(session = %self.id, reply = %reply, "the upstream refused RSET after STARTTLS");
+                return Err(End::with(
+                    Outcome::UpstreamLost,
+                    421,
+                    "4.3.0 Mail service temporarily unavailable; try again later",
+                ));
+            }
+            return Ok(started.elapsed());
         }
         Ok(Default::default())
     }

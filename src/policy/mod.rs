@@ -2,12 +2,15 @@
 //! recipient? What reply, and why? The session asks; the policy answers
 //! with a typed verdict that also names the rule, for logs and metrics.
 
+pub mod route;
+
 use crate::batv::{Codec, Day, Failure, KeyId, Parsed, tag};
 use crate::config::DomainSet;
 use crate::config::{EnforceAfter, Mode, NonBounceInvalidTag, PolicySettings, UntaggedBounce, UntaggedStage};
 use crate::dsn::{self, Inspection};
 use crate::smtp::address::{Domain, ForwardPath, Mailbox, ReversePath};
 use crate::smtp::reply::Reply;
+use route::Route;
 
 /// Whether a transaction is a bounce, by its envelope sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +102,18 @@ pub enum RecipientAction {
     Defer(Deferred),
 }
 
+/// Whether a recipient's message is judged by its content after DATA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentCheck {
+    /// The envelope decided.
+    No,
+    /// The content decides: an untagged bounce under inspection, or mail
+    /// from a regular sender that may be an automatic reply. `patterns`
+    /// names the domain whose Message-ID patterns apply (none for the
+    /// MTA's own names, where only the ledger can accept).
+    Judge { patterns: Option<Domain> },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecipientDecision {
     pub action: RecipientAction,
@@ -106,12 +121,15 @@ pub struct RecipientDecision {
     pub key_id: Option<KeyId>,
     /// The rule that decided, for the log line.
     pub rule: &'static str,
+    pub content: ContentCheck,
 }
 
 #[derive(Debug, Clone)]
 pub struct Policy {
     settings: PolicySettings,
     domains: DomainSet,
+    /// Names the MTA takes as its own (`batv.mta_names`).
+    mta_names: DomainSet,
     codec: Codec,
     /// Untagged bounces are refused from this day on.
     enforce_from: Option<Day>,
@@ -121,6 +139,8 @@ pub const REPLY_TAG_EXPIRED: &str = "5.7.1 Bounce address tag has expired";
 pub const REPLY_TAG_INVALID: &str = "5.7.1 Bounce address tag is invalid";
 pub const REPLY_UNTAGGED: &str = "5.7.1 Bounce to an untagged address: we did not send the message it refers to";
 pub const REPLY_BOUNCE_NOT_OURS: &str = "5.7.1 Bounce refused: it does not refer to a message we sent";
+pub const REPLY_UNRESOLVABLE: &str =
+    "5.7.1 Bounce refused: the recipient address routes through too many hops to be verified";
 pub const REPLY_AUTOREPLY_NOT_OURS: &str = "5.7.1 Automatic reply refused: it does not refer to a message we sent";
 
 /// The verdict on a message judged by its content, with the rule that decided.
@@ -153,13 +173,19 @@ pub enum ContentPrecheck {
 
 impl Policy {
     /// `first_start` is the day the proxy first ran (for `enforce_after = N`).
-    pub fn new(settings: PolicySettings, domains: DomainSet, codec: Codec, first_start: Option<Day>) -> Self {
+    pub fn new(
+        settings: PolicySettings,
+        domains: DomainSet,
+        mta_names: DomainSet,
+        codec: Codec,
+        first_start: Option<Day>,
+    ) -> Self {
         let enforce_from = match &settings.enforce_after {
             Some(EnforceAfter::Date(day)) => Some(*day),
             Some(EnforceAfter::DaysAfterFirstStart(days)) => first_start.map(|start| start.plus(*days)),
             None => None,
         };
-        Policy { settings, domains, codec, enforce_from }
+        Policy { settings, domains, mta_names, codec, enforce_from }
     }
 
     pub fn codec(&self) -> &Codec {
@@ -217,74 +243,140 @@ impl Policy {
     }
 
     /// Inbound: the verdict for one recipient of a transaction from `sender`.
+    ///
+    /// The recipient is judged where it really goes (see [`route`]): a
+    /// spelling that an MTA routes to one of our domains is judged as that
+    /// address, and one at the MTA's own names as ours. A recipient whose
+    /// tag fails is judged like an untagged one: the content of a regular
+    /// sender's message still decides whether it is an automatic reply.
     pub fn inbound_recipient(&self, sender: SenderKind, path: &ForwardPath, today: Day) -> RecipientDecision {
-        let decide = |action, verdict, key_id, rule| RecipientDecision { action, verdict, key_id, rule };
-        let ForwardPath::Mailbox(mailbox) = path else {
-            return decide(RecipientAction::Forward, Verdict::Exempt, None, "postmaster");
+        let decide =
+            |action, verdict, key_id, rule, content| RecipientDecision { action, verdict, key_id, rule, content };
+        let ForwardPath::Mailbox(written) = path else {
+            return decide(RecipientAction::Forward, Verdict::Exempt, None, "postmaster", ContentCheck::No);
         };
-        if !self.is_ours(mailbox) {
-            return decide(RecipientAction::Forward, Verdict::Foreign, None, "foreign_domain");
-        }
+        let routed = route::follow(written);
+        let target = match &routed {
+            Route::AsWritten => written,
+            Route::Rewritten(target) => target,
+            Route::Unresolvable => return self.unresolvable_recipient(sender),
+        };
+        // The domain whose Message-ID patterns apply: none at the MTA's own names.
+        let patterns = if self.is_ours(target) {
+            Some(target.domain().clone())
+        } else if route::is_address_literal(target.domain()) || self.mta_names.contains(target.domain()) {
+            None
+        } else {
+            return decide(RecipientAction::Forward, Verdict::Foreign, None, "foreign_domain", ContentCheck::No);
+        };
+        let judge = ContentCheck::Judge { patterns };
         let monitor = self.settings.mode == Mode::Monitor;
-        match tag::parse(mailbox) {
-            Parsed::Tagged(_) | Parsed::Malformed => match self.codec.verify(mailbox, today) {
-                Ok(valid) => {
-                    decide(RecipientAction::Rewrite(valid.original), Verdict::Valid, Some(valid.key_id), "valid_tag")
-                }
+        let unverified = self.settings.is_unverified(target) || self.settings.is_unverified(written);
+        match tag::parse(target) {
+            Parsed::Tagged(_) | Parsed::Malformed => match self.codec.verify(target, today) {
+                Ok(valid) => decide(
+                    RecipientAction::Rewrite(valid.original),
+                    Verdict::Valid,
+                    Some(valid.key_id),
+                    "valid_tag",
+                    ContentCheck::No,
+                ),
                 Err(invalid) => {
                     let verdict = Verdict::Invalid(invalid.reason);
                     let refuse = match sender {
                         SenderKind::Bounce => true,
                         SenderKind::Regular => self.settings.non_bounce_invalid_tag == NonBounceInvalidTag::Reject,
                     };
-                    let reply = || {
+                    if refuse && !monitor {
                         let text =
                             if invalid.reason == Failure::Expired { REPLY_TAG_EXPIRED } else { REPLY_TAG_INVALID };
-                        Reply::new(550, text)
-                    };
-                    match (refuse && !monitor, invalid.original) {
-                        (true, _) => decide(RecipientAction::Reject(reply()), verdict, invalid.key_id, "invalid_tag"),
-                        (false, Some(original)) => {
-                            let rule = if monitor { "monitor" } else { "non_bounce_strip" };
-                            decide(RecipientAction::Rewrite(original), verdict, invalid.key_id, rule)
+                        return decide(
+                            RecipientAction::Reject(Reply::new(550, text)),
+                            verdict,
+                            invalid.key_id,
+                            "invalid_tag",
+                            ContentCheck::No,
+                        );
+                    }
+                    // Passed on: judged from here on as if it had no tag.
+                    let rule = if monitor { "monitor" } else { "non_bounce_strip" };
+                    let unverified = unverified
+                        || invalid.original.as_ref().is_some_and(|original| self.settings.is_unverified(original));
+                    let content = if unverified { ContentCheck::No } else { judge };
+                    match invalid.original {
+                        Some(original) => {
+                            decide(RecipientAction::Rewrite(original), verdict, invalid.key_id, rule, content)
                         }
-                        (false, None) => decide(
+                        None => decide(
                             RecipientAction::Forward,
                             verdict,
                             None,
                             if monitor { "monitor" } else { "non_bounce" },
+                            content,
                         ),
                     }
                 }
             },
             Parsed::Untagged => {
                 if sender == SenderKind::Regular {
-                    return decide(RecipientAction::Forward, Verdict::NotBounce, None, "not_bounce");
+                    let content = if unverified { ContentCheck::No } else { judge };
+                    return decide(RecipientAction::Forward, Verdict::NotBounce, None, "not_bounce", content);
                 }
-                if self.settings.is_unverified(mailbox) {
-                    return decide(RecipientAction::Forward, Verdict::Exempt, None, "unverified_recipient");
+                if unverified {
+                    return decide(
+                        RecipientAction::Forward,
+                        Verdict::Exempt,
+                        None,
+                        "unverified_recipient",
+                        ContentCheck::No,
+                    );
                 }
-                let (action, rule) = if monitor {
-                    (RecipientAction::Forward, "monitor")
+                if target.local_part().eq_ignore_ascii_case("postmaster") {
+                    // RFC 5321 §4.5.1: postmaster takes every report, at every domain.
+                    return decide(RecipientAction::Forward, Verdict::Exempt, None, "postmaster", ContentCheck::No);
+                }
+                let (action, rule, content) = if monitor {
+                    (RecipientAction::Forward, "monitor", judge)
                 } else if !self.enforcing_untagged(today) {
-                    (RecipientAction::Forward, "grace_period")
+                    (RecipientAction::Forward, "grace_period", ContentCheck::No)
                 } else {
                     // "rcpt" refuses before any content exists, so it overrides "inspect".
                     match (self.settings.untagged_bounce, self.settings.untagged_stage) {
-                        (UntaggedBounce::Accept, _) => (RecipientAction::Forward, "untagged_accept"),
-                        (_, UntaggedStage::Rcpt) => {
-                            (RecipientAction::Reject(Reply::new(550, REPLY_UNTAGGED)), "untagged_reject_rcpt")
-                        }
+                        (UntaggedBounce::Accept, _) => (RecipientAction::Forward, "untagged_accept", ContentCheck::No),
+                        (_, UntaggedStage::Rcpt) => (
+                            RecipientAction::Reject(Reply::new(550, REPLY_UNTAGGED)),
+                            "untagged_reject_rcpt",
+                            ContentCheck::No,
+                        ),
                         (UntaggedBounce::Inspect, UntaggedStage::Data) => {
-                            (RecipientAction::Defer(Deferred::Inspect), "untagged_inspect")
+                            (RecipientAction::Defer(Deferred::Inspect), "untagged_inspect", judge)
                         }
                         (UntaggedBounce::Reject, UntaggedStage::Data) => {
-                            (RecipientAction::Defer(Deferred::Reject), "untagged_reject_data")
+                            (RecipientAction::Defer(Deferred::Reject), "untagged_reject_data", ContentCheck::No)
                         }
                     }
                 };
-                decide(action, Verdict::Missing, None, rule)
+                decide(action, Verdict::Missing, None, rule, content)
             }
+        }
+    }
+
+    /// A spelling that holds an address the proxy cannot follow: a bounce
+    /// to it is refused (it cannot be shown to be for a message we sent);
+    /// other mail passes to the MTA, and its content still decides whether
+    /// it is an automatic reply, which only the ledger can then accept.
+    fn unresolvable_recipient(&self, sender: SenderKind) -> RecipientDecision {
+        let (action, verdict) = match sender {
+            SenderKind::Bounce if self.settings.mode == Mode::Monitor => (RecipientAction::Forward, Verdict::Missing),
+            SenderKind::Bounce => (RecipientAction::Reject(Reply::new(550, REPLY_UNRESOLVABLE)), Verdict::Missing),
+            SenderKind::Regular => (RecipientAction::Forward, Verdict::NotBounce),
+        };
+        RecipientDecision {
+            action,
+            verdict,
+            key_id: None,
+            rule: "unresolvable_route",
+            content: ContentCheck::Judge { patterns: None },
         }
     }
 
@@ -295,7 +387,12 @@ impl Policy {
     /// Judges a message to untagged recipients in `domains` by what it
     /// says it answers. A bounce (by its envelope) is judged whatever its
     /// form; a message from a regular sender only if it is automatic.
-    pub fn precheck_content(&self, bounce: bool, inspection: &Inspection, domains: &[Domain]) -> ContentPrecheck {
+    pub fn precheck_content(
+        &self,
+        bounce: bool,
+        inspection: &Inspection,
+        domains: &[Option<Domain>],
+    ) -> ContentPrecheck {
         if !bounce && inspection.kind == dsn::Kind::None {
             return ContentPrecheck::Decided(ContentVerdict::Accept("not_automatic"));
         }
@@ -305,7 +402,7 @@ impl Policy {
         let ours = inspection
             .referenced_ids
             .iter()
-            .any(|id| domains.iter().any(|domain| self.settings.matches_message_id(domain, id)));
+            .any(|id| domains.iter().flatten().any(|domain| self.settings.matches_message_id(domain, id)));
         if ours {
             ContentPrecheck::Decided(ContentVerdict::Accept("message_id_pattern"))
         } else {
@@ -379,7 +476,11 @@ mod tests {
         let codec = Codec::new(&keys, HashAlgorithm::Sha256, 7, TagForm::Standard);
         let mut domains = DomainSet::default();
         domains.insert("example.com");
-        Policy::new(settings, domains, codec, Some(today()))
+        let mut mta_names = DomainSet::default();
+        for name in ["mx.example.net", "localhost"] {
+            mta_names.insert(name);
+        }
+        Policy::new(settings, domains, mta_names, codec, Some(today()))
     }
 
     fn today() -> Day {
@@ -534,6 +635,76 @@ mod tests {
         assert_eq!(status_header(&[Verdict::Valid, Verdict::Missing]).unwrap(), "missing");
         assert_eq!(status_header(&[Verdict::Valid]).unwrap(), "valid");
         assert_eq!(status_header(&[Verdict::Foreign]), None);
+    }
+
+    #[test]
+    fn spellings_that_route_to_our_domains_are_judged_as_ours() {
+        let policy = policy_with(PolicySettings { untagged_bounce: UntaggedBounce::Inspect, ..settings() });
+        let ours = Some(Domain::parse("example.com").unwrap());
+        for spelling in [
+            "alice%example.com@localhost",
+            "alice%example.com@[127.0.0.1]",
+            "alice%example.com@mx.example.net",
+            "alice%example.com@remote.test",
+            "example.com!alice@localhost",
+            "\"alice@example.com\"@localhost",
+            "alice%example.com%localhost@localhost",
+        ] {
+            let bounce = policy.inbound_recipient(SenderKind::Bounce, &rcpt(spelling), today());
+            assert_eq!(bounce.verdict, Verdict::Missing, "{spelling}");
+            assert_eq!(bounce.action, RecipientAction::Defer(Deferred::Inspect), "{spelling}");
+            assert_eq!(bounce.content, ContentCheck::Judge { patterns: ours.clone() }, "{spelling}");
+            let regular = policy.inbound_recipient(SenderKind::Regular, &rcpt(spelling), today());
+            assert_eq!(
+                regular.content,
+                ContentCheck::Judge { patterns: ours.clone() },
+                "automatic replies: {spelling}"
+            );
+        }
+        // The MTA's own names and literals: judged, with no domain's patterns.
+        for local in ["alice@localhost", "alice@MX.example.net", "alice@[127.0.0.1]", "alice@[IPv6:::1]"] {
+            let bounce = policy.inbound_recipient(SenderKind::Bounce, &rcpt(local), today());
+            assert_eq!(bounce.verdict, Verdict::Missing, "{local}");
+            assert_eq!(bounce.content, ContentCheck::Judge { patterns: None }, "{local}");
+        }
+        // A tag inside a spelling is verified where the spelling leads.
+        let tagged = policy.codec().sign(&mailbox("alice@example.com"), today()).to_string();
+        let spelled = tagged.replace("@example.com", "%example.com@localhost");
+        let decision = policy.inbound_recipient(SenderKind::Bounce, &rcpt(&spelled), today());
+        assert_eq!(decision.action, RecipientAction::Rewrite(mailbox("alice@example.com")));
+        // Elsewhere, and where it cannot be followed.
+        let foreign = policy.inbound_recipient(SenderKind::Bounce, &rcpt("alice%remote.test@localhost"), today());
+        assert_eq!(foreign.verdict, Verdict::Foreign);
+        let deep = format!("alice{}@localhost", "%localhost".repeat(route::MAX_HOPS + 1));
+        let refused = policy.inbound_recipient(SenderKind::Bounce, &rcpt(&deep), today());
+        assert_eq!(refused.action, RecipientAction::Reject(Reply::new(550, REPLY_UNRESOLVABLE)));
+        // Postmaster takes reports at every domain of ours.
+        let postmaster = policy.inbound_recipient(SenderKind::Bounce, &rcpt("PostMaster@example.com"), today());
+        assert_eq!((postmaster.action, postmaster.verdict), (RecipientAction::Forward, Verdict::Exempt));
+    }
+
+    #[test]
+    fn a_failing_tag_is_judged_like_no_tag() {
+        let policy = policy_with(settings());
+        let ours = ContentCheck::Judge { patterns: Some(Domain::parse("example.com").unwrap()) };
+        for forged in [
+            "prvs=0999abcdef=alice@example.com",
+            "alice+prvs=0999abcdef@example.com",
+            "prvs=9123abcdef=alice@example.com",
+        ] {
+            let decision = policy.inbound_recipient(SenderKind::Regular, &rcpt(forged), today());
+            assert!(matches!(decision.verdict, Verdict::Invalid(_)), "{forged}");
+            assert_eq!(decision.content, ours, "{forged}: a failing tag must not switch inspection off");
+            let untagged = policy.inbound_recipient(SenderKind::Regular, &rcpt("alice@example.com"), today());
+            assert_eq!(untagged.content, decision.content);
+        }
+        let unverified = policy_with(PolicySettings {
+            unverified_recipients: vec![AddressPattern::new("alice@example.com")],
+            ..settings()
+        });
+        let decision =
+            unverified.inbound_recipient(SenderKind::Regular, &rcpt("prvs=0999abcdef=alice@example.com"), today());
+        assert_eq!(decision.content, ContentCheck::No, "unverified recipients stay unjudged, tagged or not");
     }
 
     #[test]
