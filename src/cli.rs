@@ -207,7 +207,7 @@ fn codec(config: &Config) -> Codec {
 
 fn day(date: Option<String>) -> Result<Day, ExitCode> {
     match date {
-        None => Ok(crate::session::today()),
+        None => Ok(crate::listener::today()),
         Some(text) => Day::parse(&text).ok_or_else(|| {
             eprintln!("--date {text}: not a date; write YYYY-MM-DD");
             ExitCode::from(EXIT_CONFIG)

@@ -72,9 +72,7 @@ async fn probe(probe: &Probe) -> Result<(), String> {
         }
         if probe.proxy_v2 {
             // A LOCAL command: a health check, not a relayed client.
-            const LOCAL: [u8; 16] =
-                [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x20, 0x00, 0, 0];
-            socket.write_all(&LOCAL).await.map_err(|e| format!("cannot write: {e}"))?;
+            socket.write_all(&crate::proxy_protocol::local_header()).await.map_err(|e| format!("cannot write: {e}"))?;
         }
         let mut greeting = [0u8; 512];
         let count = socket.read(&mut greeting).await.map_err(|e| format!("no greeting: {e}"))?;

@@ -14,6 +14,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+pub use crate::labels::{CommandLabel, MessageOutcome, ReloadOutcome, SessionOutcome, TlsHandshake, UpstreamError};
+use crate::policy::{ContentResult, ContentRule, RejectReason, Stage, Unsigned, VerdictReason, VerdictResult};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabel {
     listener: String,
@@ -154,19 +157,19 @@ impl Metrics {
         out
     }
 
-    pub fn reload(&self, outcome: &str) {
-        self.reloads.get_or_create(&OutcomeLabels { listener: String::new(), outcome: outcome.into() }).inc();
+    pub fn reload(&self, outcome: ReloadOutcome) {
+        self.reloads.get_or_create(&OutcomeLabels { listener: String::new(), outcome: outcome.as_str().into() }).inc();
     }
 
     pub fn for_listener(self: &Arc<Self>, listener: &str) -> ListenerMetrics {
         let label = ListenerLabel { listener: listener.to_owned() };
-        let latency = |command: &str| {
+        let latency = |command: CommandLabel| {
             self.added_latency
-                .get_or_create_owned(&CommandLabels { listener: listener.to_owned(), command: command.into() })
+                .get_or_create_owned(&CommandLabels { listener: listener.to_owned(), command: command.as_str().into() })
         };
         ListenerMetrics {
             cache: Arc::default(),
-            latency_by_verb: LATENCY_VERBS.map(latency),
+            latency_by_command: std::array::from_fn(|index| latency(CommandLabel::ALL[index])),
             metrics: Arc::clone(self),
             listener: listener.to_owned(),
             sessions_active: self.sessions_active.get_or_create_owned(&label),
@@ -178,9 +181,6 @@ impl Metrics {
         }
     }
 }
-
-/// Commands with a resolved latency histogram; others share "other".
-const LATENCY_VERBS: [&str; 8] = ["EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "other"];
 
 /// The counter families whose label sets are cached per listener.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -201,7 +201,8 @@ type CounterCache = std::sync::RwLock<std::collections::HashMap<(CachedFamily, [
 #[derive(Clone)]
 pub struct ListenerMetrics {
     cache: Arc<CounterCache>,
-    latency_by_verb: [Histogram; 8],
+    /// Indexed like [`CommandLabel::ALL`].
+    latency_by_command: [Histogram; CommandLabel::ALL.len()],
     metrics: Arc<Metrics>,
     listener: String,
     pub sessions_active: Gauge,
@@ -227,17 +228,19 @@ impl ListenerMetrics {
         OutcomeLabels { listener: self.listener.clone(), outcome: outcome.to_owned() }
     }
 
-    pub fn session_ended(&self, outcome: &'static str) {
+    pub fn session_ended(&self, outcome: SessionOutcome) {
+        let outcome = outcome.as_str();
         self.counter(CachedFamily::Sessions, [outcome, "", ""], || {
             self.metrics.sessions.get_or_create_owned(&self.outcome(outcome))
         })
         .inc();
     }
 
-    pub fn message(&self, result: &'static str) {
-        if result == "accepted" {
+    pub fn message(&self, outcome: MessageOutcome) {
+        if outcome == MessageOutcome::Accepted {
             self.messages_accepted.inc();
         } else {
+            let result = outcome.as_str();
             self.counter(CachedFamily::Messages, [result, "", ""], || {
                 self.metrics.messages.get_or_create_owned(&self.outcome(result))
             })
@@ -245,14 +248,16 @@ impl ListenerMetrics {
         }
     }
 
-    pub fn sender_unsigned(&self, reason: &'static str) {
+    pub fn sender_unsigned(&self, reason: Unsigned) {
+        let reason = reason.as_str();
         self.counter(CachedFamily::SendersUnsigned, [reason, "", ""], || {
             self.metrics.senders_unsigned.get_or_create_owned(&self.outcome(reason))
         })
         .inc();
     }
 
-    pub fn verification(&self, result: &'static str, reason: &'static str) {
+    pub fn verification(&self, result: VerdictResult, reason: VerdictReason) {
+        let (result, reason) = (result.as_str(), reason.as_str());
         self.counter(CachedFamily::Verifications, [result, reason, ""], || {
             let labels =
                 VerificationLabels { listener: self.listener.clone(), result: result.into(), reason: reason.into() };
@@ -261,7 +266,8 @@ impl ListenerMetrics {
         .inc();
     }
 
-    pub fn rejection(&self, stage: &'static str, reason: &'static str) {
+    pub fn rejection(&self, stage: Stage, reason: RejectReason) {
+        let (stage, reason) = (stage.as_str(), reason.as_str());
         self.counter(CachedFamily::Rejections, [stage, reason, ""], || {
             let labels =
                 RejectionLabels { listener: self.listener.clone(), stage: stage.into(), reason: reason.into() };
@@ -270,21 +276,24 @@ impl ListenerMetrics {
         .inc();
     }
 
-    pub fn upstream_error(&self, kind: &'static str) {
+    pub fn upstream_error(&self, kind: UpstreamError) {
+        let kind = kind.as_str();
         self.counter(CachedFamily::UpstreamErrors, [kind, "", ""], || {
             self.metrics.upstream_errors.get_or_create_owned(&self.outcome(kind))
         })
         .inc();
     }
 
-    pub fn tls_handshake(&self, result: &'static str) {
+    pub fn tls_handshake(&self, result: TlsHandshake) {
+        let result = result.as_str();
         self.counter(CachedFamily::TlsHandshakes, [result, "", ""], || {
             self.metrics.tls_handshakes.get_or_create_owned(&self.outcome(result))
         })
         .inc();
     }
 
-    pub fn inspection(&self, kind: &'static str, result: &'static str, rule: &'static str) {
+    pub fn inspection(&self, kind: crate::dsn::Kind, result: ContentResult, rule: ContentRule) {
+        let (kind, result, rule) = (kind.as_str(), result.as_str(), rule.as_str());
         self.counter(CachedFamily::Inspections, [kind, result, rule], || {
             let labels = InspectionLabels {
                 listener: self.listener.clone(),
@@ -297,9 +306,9 @@ impl ListenerMetrics {
         .inc();
     }
 
-    pub fn added_latency(&self, command: &'static str, seconds: f64) {
-        let index = LATENCY_VERBS.iter().position(|verb| *verb == command).unwrap_or(LATENCY_VERBS.len() - 1);
-        self.latency_by_verb[index].observe(seconds);
+    pub fn added_latency(&self, command: CommandLabel, seconds: f64) {
+        let index = CommandLabel::ALL.iter().position(|known| *known == command).unwrap_or(CommandLabel::ALL.len() - 1);
+        self.latency_by_command[index].observe(seconds);
     }
 }
 
@@ -311,10 +320,10 @@ mod tests {
     fn exposes_prefixed_names_with_labels() {
         let metrics = Arc::new(Metrics::new());
         let listener = metrics.for_listener("inbound@127.0.0.1:25");
-        listener.verification("invalid", "expired");
-        listener.message("accepted");
+        listener.verification(VerdictResult::Invalid, VerdictReason::Expired);
+        listener.message(MessageOutcome::Accepted);
         listener.tags_signed.inc();
-        listener.session_ended("completed");
+        listener.session_ended(SessionOutcome::Completed);
         let text = metrics.encode();
         for needle in [
             "batv_proxy_verifications_total{listener=\"inbound@127.0.0.1:25\",result=\"invalid\",reason=\"expired\"} 1",

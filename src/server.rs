@@ -15,10 +15,12 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use crate::batv::{Codec, Day};
 use crate::cli::LogFormat;
 use crate::config::{ClientIdentity, Config, EnforceAfter, LedgerSettings, ListenerSettings, TlsMode, UpstreamTlsMode};
+use crate::labels::{ReloadOutcome, SessionOutcome};
 use crate::ledger::Ledger;
+use crate::listener::{ListenerContext, SystemClock, TcpDialler};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
-use crate::session::{self, ListenerContext, Phase};
+use crate::session::{self, Endpoints, Phase};
 use crate::status::{self, Probe};
 
 pub fn init_logging(format: LogFormat) {
@@ -109,12 +111,13 @@ impl ConnectionLimits {
         ConnectionLimits { total: Arc::new(Semaphore::new(total)), per_ip: Mutex::new(HashMap::new()) }
     }
 
-    fn admit(self: &Arc<Self>, ip: IpAddr, per_ip_limit: usize) -> Result<Slot, &'static str> {
-        let permit = Arc::clone(&self.total).try_acquire_owned().map_err(|_| "total")?;
+    /// A slot for a client, or the limit it is over.
+    fn admit(self: &Arc<Self>, ip: IpAddr, per_ip_limit: usize) -> Result<Slot, SessionOutcome> {
+        let permit = Arc::clone(&self.total).try_acquire_owned().map_err(|_| SessionOutcome::LimitTotal)?;
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
         let count = per_ip.entry(ip).or_insert(0);
         if *count >= per_ip_limit {
-            return Err("per_ip");
+            return Err(SessionOutcome::LimitPerIp);
         }
         *count += 1;
         Ok(Slot { limits: Arc::clone(self), ip, _permit: permit })
@@ -122,7 +125,7 @@ impl ConnectionLimits {
 }
 
 struct RunningListener {
-    context: watch::Sender<Arc<ListenerContext>>,
+    context: watch::Sender<Arc<ListenerContext<TcpStream>>>,
     stop: watch::Sender<bool>,
 }
 
@@ -150,7 +153,7 @@ fn contexts(
     config: &Config,
     metrics: &Arc<Metrics>,
     ledger: &Arc<Ledger>,
-) -> anyhow::Result<Vec<Arc<ListenerContext>>> {
+) -> anyhow::Result<Vec<Arc<ListenerContext<TcpStream>>>> {
     let first_start = match config.policy.enforce_after {
         Some(EnforceAfter::DaysAfterFirstStart(_)) => Some(first_start(&config.state_dir)?),
         _ => None,
@@ -175,6 +178,8 @@ fn contexts(
             upstream_tls,
             ledger: Arc::clone(ledger),
             xclient_attributes: Default::default(),
+            dialler: Arc::new(TcpDialler),
+            clock: Arc::new(SystemClock),
         }));
     }
     Ok(contexts)
@@ -188,7 +193,7 @@ fn first_start(state_dir: &Path) -> anyhow::Result<Day> {
     {
         return Ok(day);
     }
-    let today = session::today();
+    let today = crate::listener::today();
     std::fs::create_dir_all(state_dir).with_context(|| format!("creating state_dir {}", state_dir.display()))?;
     std::fs::write(&file, format!("{today}\n")).with_context(|| format!("writing {}", file.display()))?;
     Ok(today)
@@ -207,7 +212,7 @@ fn warn_about_identity(settings: &ListenerSettings) {
     }
 }
 
-fn probes(contexts: &[Arc<ListenerContext>]) -> Vec<Probe> {
+fn probes(contexts: &[Arc<ListenerContext<TcpStream>>]) -> Vec<Probe> {
     let mut probes: Vec<Probe> = contexts
         .iter()
         .map(|context| Probe {
@@ -265,7 +270,7 @@ impl Server {
     }
 
     /// One accept loop per worker, each on its own socket of the address.
-    fn spawn_listener(&mut self, sockets: Vec<std::net::TcpListener>, context: Arc<ListenerContext>) {
+    fn spawn_listener(&mut self, sockets: Vec<std::net::TcpListener>, context: Arc<ListenerContext<TcpStream>>) {
         let settings = &context.settings;
         warn_about_identity(settings);
         tracing::info!(listener = %settings.name, listen = %settings.listen, upstream = %settings.upstream, role = settings.role.as_str(), "listening");
@@ -325,7 +330,7 @@ impl Server {
                 for error in &errors.0 {
                     tracing::error!(error = %error, "reload refused: configuration error; the running configuration stays");
                 }
-                self.metrics.reload("refused");
+                self.metrics.reload(ReloadOutcome::Refused);
                 return;
             }
         };
@@ -336,7 +341,7 @@ impl Server {
             Ok(contexts) => contexts,
             Err(error) => {
                 tracing::error!(error = format!("{error:#}"), "reload refused; the running configuration stays");
-                self.metrics.reload("refused");
+                self.metrics.reload(ReloadOutcome::Refused);
                 return;
             }
         };
@@ -364,7 +369,7 @@ impl Server {
                 }
             }
         }
-        self.metrics.reload("applied");
+        self.metrics.reload(ReloadOutcome::Applied);
         tracing::info!("reload applied");
     }
 
@@ -413,7 +418,7 @@ fn bind(address: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpL
 
 async fn accept_loop(
     listener: TcpListener,
-    context: watch::Receiver<Arc<ListenerContext>>,
+    context: watch::Receiver<Arc<ListenerContext<TcpStream>>>,
     mut stop: watch::Receiver<bool>,
     limits: Arc<ConnectionLimits>,
     phase: watch::Receiver<Phase>,
@@ -436,7 +441,7 @@ async fn accept_loop(
         let implicit_tls = context.server_tls.as_ref().is_some_and(|tls| tls.mode == TlsMode::Implicit);
         let allowed = &context.settings.allowed_clients;
         if !allowed.is_empty() && !allowed.iter().any(|network| network.contains(peer.ip())) {
-            context.metrics.session_ended("not_allowed");
+            context.metrics.session_ended(SessionOutcome::NotAllowed);
             tracing::info!(listener = %context.settings.name, client = %peer.ip(), "client not in allowed_clients: refused");
             tokio::spawn(refuse(
                 socket,
@@ -448,18 +453,25 @@ async fn accept_loop(
         let client = client_network(peer.ip(), context.settings.ipv6_client_prefix);
         let slot = match limits.admit(client, context.settings.limits.max_connections_per_ip) {
             Ok(slot) => slot,
-            Err(which) => {
-                context.metrics.session_ended(if which == "total" { "limit_total" } else { "limit_per_ip" });
+            Err(limit) => {
+                context.metrics.session_ended(limit);
                 let reply =
                     format!("421 4.7.0 {} Too many connections; try again later\r\n", context.settings.hostname);
                 tokio::spawn(refuse(socket, reply, implicit_tls));
                 continue;
             }
         };
+        let _ = socket.set_nodelay(true);
+        // The local address matters only for a PROXY header; asking costs a system call.
+        let local = match context.settings.client_identity {
+            ClientIdentity::ProxyV2 => socket.local_addr().unwrap_or(context.settings.listen),
+            _ => context.settings.listen,
+        };
+        let endpoints = Endpoints { peer, local };
         let phase = phase.clone();
         let done = sessions_done.clone();
         tokio::spawn(async move {
-            session::serve(socket, peer, context, phase).await;
+            session::serve(socket, endpoints, context, phase).await;
             drop(slot);
             drop(done);
         });

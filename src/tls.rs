@@ -286,36 +286,3 @@ pub fn validate(config: &crate::config::Config) -> Result<(), crate::config::Con
         .collect();
     if errors.is_empty() { Ok(()) } else { Err(crate::config::ConfigErrors(errors)) }
 }
-
-/// The PROXY v2 TLV that tells the MTA the client used TLS (PP2_TYPE_SSL
-/// with the protocol version), appended to the header.
-pub fn proxy_v2_ssl_tlv(version: &str) -> Vec<u8> {
-    const PP2_TYPE_SSL: u8 = 0x20;
-    const PP2_SUBTYPE_SSL_VERSION: u8 = 0x21;
-    const PP2_CLIENT_SSL: u8 = 0x01;
-    let mut value = vec![PP2_CLIENT_SSL];
-    // verify = 1: the client presented no certificate that was verified.
-    value.extend_from_slice(&1u32.to_be_bytes());
-    value.push(PP2_SUBTYPE_SSL_VERSION);
-    value.extend_from_slice(&(version.len() as u16).to_be_bytes());
-    value.extend_from_slice(version.as_bytes());
-    let mut tlv = vec![PP2_TYPE_SSL];
-    tlv.extend_from_slice(&(value.len() as u16).to_be_bytes());
-    tlv.extend_from_slice(&value);
-    tlv
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ssl_tlv_layout() {
-        let tlv = proxy_v2_ssl_tlv("TLSv1.3");
-        assert_eq!(tlv[0], 0x20);
-        assert_eq!(u16::from_be_bytes([tlv[1], tlv[2]]) as usize, tlv.len() - 3);
-        assert_eq!(tlv[3], 0x01);
-        assert_eq!(&tlv[8..11], &[0x21, 0, 7]);
-        assert_eq!(&tlv[11..], b"TLSv1.3");
-    }
-}
