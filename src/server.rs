@@ -386,9 +386,11 @@ impl Server {
         let _ = self.phase.send(Phase::Draining);
         drop(self.sessions_done);
         if tokio::time::timeout(self.drain_timeout, self.sessions_done_wait.recv()).await.is_err() {
+            // Sessions waiting on their client end now with 421; one whose
+            // message the MTA has waits for its reply (upstream_data_timeout).
             tracing::info!("drain time over: closing the remaining sessions with 421");
             let _ = self.phase.send(Phase::Stopping);
-            let _ = tokio::time::timeout(Duration::from_secs(10), self.sessions_done_wait.recv()).await;
+            let _ = self.sessions_done_wait.recv().await;
         }
         tracing::info!("stopped");
     }

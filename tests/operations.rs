@@ -179,6 +179,49 @@ fn sigterm_lets_transactions_finish_then_answers_421_and_exits_0() {
     assert_eq!(fake.record().messages.len(), 1);
 }
 
+/// The drain keeps its promise at the end of the drain time: a client
+/// stalled in the middle of its message gets `421 4.3.2` at once and the
+/// MTA never finishes that message; a client whose message the MTA already
+/// has gets the MTA's `250`, however slow, before the process exits.
+#[test]
+fn sigterm_cuts_a_stalled_message_and_relays_the_reply_to_a_delivered_one() {
+    let normal = FakeUpstream::start(Fault::None);
+    let slow = FakeUpstream::start(Fault::SlowFinalReply(Duration::from_secs(4)));
+    let (stalling, waiting) = (free_port(), free_port());
+    let config = format!(
+        "[server]\ndrain_timeout = \"2s\"\n{BATV_SECTION}{}{}",
+        listener("outbound", stalling, normal.port, "none", ""),
+        listener("outbound", waiting, slow.port, "none", "")
+    );
+    let mut proxy = Proxy::start(&config, &[stalling, waiting]);
+    let mut stalled = Smtp::connect(stalling);
+    stalled.command("EHLO stalled.test");
+    assert!(stalled.command("MAIL FROM:<alice@example.com>").is(250));
+    assert!(stalled.command("RCPT TO:<carol@remote.test>").is(250));
+    assert!(stalled.command("DATA").is(354));
+    stalled.send("Subject: half a message\r\n\r\nthe first half\r\n");
+    let mut delivered = Smtp::connect(waiting);
+    delivered.command("EHLO waiting.test");
+    assert!(delivered.command("MAIL FROM:<alice@example.com>").is(250));
+    assert!(delivered.command("RCPT TO:<carol@remote.test>").is(250));
+    assert!(delivered.command("DATA").is(354));
+    delivered.send("Subject: whole\r\n\r\nthe whole message\r\n.\r\n");
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = std::time::Instant::now();
+    proxy.signal("TERM");
+    let cut = stalled.reply();
+    assert_eq!((cut.code, cut.text.contains("4.3.2")), (421, true), "{cut:?}");
+    assert!(stopped.elapsed() < Duration::from_secs(4), "the stalled client waited {:?}", stopped.elapsed());
+    let queued = delivered.reply();
+    assert!(queued.is(250) && queued.text.contains("SLOW123"), "the delivered message's reply: {queued:?}");
+    let closing = delivered.reply();
+    assert_eq!(closing.code, 421, "{closing:?}");
+    let status = proxy.wait_exit(Duration::from_secs(10)).expect("the proxy did not exit");
+    assert!(status.success(), "{status:?}");
+    assert!(normal.record().messages.is_empty(), "the cut message was finished upstream");
+    assert_eq!(slow.record().messages.len(), 1);
+}
+
 #[test]
 fn logs_are_json_with_decisions_and_queue_ids_and_never_hold_secrets() {
     let postfix = Postfix::shared();

@@ -3,9 +3,9 @@
 //! proceeds with what the policy decided.
 
 use super::transaction::{HeldMail, Inbound, Outbound, SenderForm, Transaction};
-use super::{End, Hello, MAX_SASL_LINE, Session, Step};
+use super::{End, Hello, MAX_SASL_LINE, ReadOutcome, Session, Step, read_client};
 use crate::config::{Role, TlsMode};
-use crate::connection::{Incoming, ReadError, Transport};
+use crate::connection::{Incoming, Transport};
 use crate::labels::SessionOutcome;
 use crate::policy::{
     ContentCheck, OutboundRecipient, RecipientAction, RejectReason, SenderDecision, SenderKind, Stage, Unsigned,
@@ -302,12 +302,8 @@ impl<S: Transport> Session<S> {
             if let Some(incoming) = self.client.take_line(MAX_SASL_LINE) {
                 return Ok(incoming);
             }
-            match self.client.fill_within(timeout).await {
-                Ok(_) => {}
-                Err(ReadError::Timeout) => {
-                    return Err(End::with(SessionOutcome::ClientTimeout, 421, "4.4.2 Timeout during authentication"));
-                }
-                Err(_) => return Err(End::client_closed()),
+            if read_client(&mut self.client, &mut self.shutdown, timeout).await? == ReadOutcome::TimedOut {
+                return Err(End::with(SessionOutcome::ClientTimeout, 421, "4.4.2 Timeout during authentication"));
             }
         }
     }

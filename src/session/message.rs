@@ -5,7 +5,7 @@
 
 use super::transaction::{Inbound, Transaction};
 use super::upstream_slot::DropReason;
-use super::{End, Phase, Session, Step};
+use super::{End, ReadOutcome, Session, Step, read_client};
 use crate::config::ClientIdentity;
 use crate::connection::{ReadError, Transport};
 use crate::dsn;
@@ -136,21 +136,14 @@ impl<S: Transport> Session<S> {
         let mut capturer = Capturer::new(plan);
         let (mut problem, mut held_back, mut guarded) = (None, Vec::new(), Vec::new());
         loop {
-            if client.input().is_empty() {
-                if *shutdown.borrow() == Phase::Stopping {
-                    return Err(End::shutdown());
-                }
-                match client.fill_within(limits.data_timeout).await {
-                    Ok(_) => {}
-                    Err(ReadError::Timeout) => {
-                        return Err(End::with(
-                            SessionOutcome::ClientTimeout,
-                            421,
-                            "4.4.2 Timeout reading message data; closing the connection",
-                        ));
-                    }
-                    Err(_) => return Err(End::client_closed()),
-                }
+            if client.input().is_empty()
+                && read_client(client, shutdown, limits.data_timeout).await? == ReadOutcome::TimedOut
+            {
+                return Err(End::with(
+                    SessionOutcome::ClientTimeout,
+                    421,
+                    "4.4.2 Timeout reading message data; closing the connection",
+                ));
             }
             let input = client.input();
             let (length, ended) = match scanner.scan(input) {

@@ -221,6 +221,46 @@ fn normalize(address: SocketAddr) -> SocketAddr {
     }
 }
 
+/// Reads more of what the client sends, for at most `timeout`; a stop
+/// of the process ends the wait at once (`421 4.3.2`), so a drain never
+/// waits on a stalled client.
+async fn read_client<S: Transport>(
+    client: &mut Connection<Stream<S>>,
+    shutdown: &mut watch::Receiver<Phase>,
+    timeout: std::time::Duration,
+) -> Result<ReadOutcome, End> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if *shutdown.borrow_and_update() == Phase::Stopping {
+            return Err(End::shutdown());
+        }
+        tokio::select! {
+            read = client.fill() => return match read {
+                Ok(0) | Err(_) => Err(End::client_closed()),
+                Ok(_) => Ok(ReadOutcome::Read),
+            },
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    // No one can stop the process any more: just read.
+                    return match tokio::time::timeout_at(deadline, client.fill()).await {
+                        Ok(Ok(0) | Err(_)) => Err(End::client_closed()),
+                        Ok(Ok(_)) => Ok(ReadOutcome::Read),
+                        Err(_) => Ok(ReadOutcome::TimedOut),
+                    };
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => return Ok(ReadOutcome::TimedOut),
+        }
+    }
+}
+
+/// What a bounded read of the client came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadOutcome {
+    Read,
+    TimedOut,
+}
+
 /// Who the client is, as the upstream must learn it.
 fn identity<'a, S: Transport>(
     endpoints: &Endpoints,

@@ -19,6 +19,8 @@ pub enum Fault {
     ResetMidData(usize),
     /// Reads the whole message, then never answers.
     NoFinalReply,
+    /// Takes the whole message, and answers only after this delay.
+    SlowFinalReply(Duration),
     /// Reads the whole message, then closes without answering.
     CloseAfterData,
     /// Answers every command after this delay.
@@ -170,6 +172,11 @@ fn serve(stream: TcpStream, fault: Fault, record: Arc<Mutex<Record>>) -> std::io
                         return Ok(());
                     }
                     Fault::CloseAfterData => return Ok(()),
+                    Fault::SlowFinalReply(delay) => {
+                        std::thread::sleep(delay);
+                        record.lock().unwrap().messages.push(message);
+                        say(&mut writer, "250 2.0.0 Ok: queued as SLOW123\r\n")?;
+                    }
                     Fault::RefuseData(code) => {
                         say(&mut writer, &format!("{code} {}.7.1 Refused by policy\r\n", code / 100))?;
                     }

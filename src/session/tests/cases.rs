@@ -1006,7 +1006,7 @@ const CASES: &[Case] = &[
         check: |record| ensure(record.messages.len() == 1, "the message made it", record),
     },
     Case {
-        name: "stopping_cuts_a_message_short",
+        name: "stopping_cuts_a_stalled_message_short",
         role: "outbound",
         sections: "",
         listener: "",
@@ -1016,15 +1016,35 @@ const CASES: &[Case] = &[
                 envelope("bob@remote.test", "carol@remote.test"),
                 [
                     Send("Subject: x\r\n"),
-                    Wait(Duration::from_millis(10)),
+                    Wait(Duration::from_secs(5)),
                     Drain(Phase::Stopping),
-                    Send("more\r\n"),
                     ExpectText(421, "4.3.2"),
                     Closed,
                 ],
             )
         },
         check: |record| ensure(record.messages.is_empty(), "never finished upstream", record),
+    },
+    Case {
+        name: "stopping_waits_for_the_reply_to_a_message_the_upstream_has",
+        role: "outbound",
+        sections: "",
+        listener: "",
+        mta: Mta::SlowFinalReply(20),
+        script: |_| {
+            with(
+                envelope("bob@remote.test", "carol@remote.test"),
+                [
+                    Send(ORDINARY),
+                    Wait(Duration::from_secs(5)),
+                    Drain(Phase::Stopping),
+                    ExpectText(250, "queued as SLOW1"),
+                    ExpectText(421, "4.3.2"),
+                    Closed,
+                ],
+            )
+        },
+        check: |record| ensure(record.messages.len() == 1, "delivered once", record),
     },
 ];
 

@@ -28,6 +28,8 @@ pub(crate) enum Mta {
     RefuseData,
     /// Reads the message and never answers.
     NoFinalReply,
+    /// Takes the message, and answers after this many seconds.
+    SlowFinalReply(u64),
     /// After its EHLO reply, times the session out as an idle MTA does.
     IdleTimeout,
     /// Quotes the sender in every reply after MAIL.
@@ -147,6 +149,11 @@ async fn serve(stream: DuplexStream, mta: Mta, record: Arc<Mutex<Record>>) -> io
                         return Ok(());
                     }
                     Mta::RefuseData => "554 5.7.1 Refused by policy\r\n".into(),
+                    Mta::SlowFinalReply(seconds) => {
+                        tokio::time::sleep(Duration::from_secs(seconds)).await;
+                        record.lock().unwrap().messages.push(String::from_utf8_lossy(&message).into_owned());
+                        "250 2.0.0 Ok: queued as SLOW1\r\n".into()
+                    }
                     Mta::EchoSender => format!("250 2.0.0 Ok: queued as ECHO1 for {sender}\r\n"),
                     _ => {
                         record.lock().unwrap().messages.push(String::from_utf8_lossy(&message).into_owned());
