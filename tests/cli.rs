@@ -67,6 +67,38 @@ fn check_config_exit_codes_and_messages() {
     assert_eq!(code, 2);
 }
 
+/// The problems only the build step finds (a ledger file that cannot be
+/// made) stop `run` with the same status as `check-config`, so systemd does
+/// not restart into the same failure.
+#[test]
+fn a_broken_ledger_is_a_configuration_error_at_check_and_at_start() {
+    let (dir, _) = config_dir();
+    std::fs::write(dir.join("a-file"), "").unwrap();
+    let config = dir.write(
+        "ledger.toml",
+        &format!(
+            "state_dir = \".\"\n{BATV_SECTION}[ledger]\nstore = \"file\"\npath = \"a-file/ledger.redb\"\n{}",
+            listener("inbound", free_port(), free_port(), "none", "")
+        ),
+    );
+    let config = config.display().to_string();
+    for command in ["check-config", "run"] {
+        let (code, _, err) = run(&[command, "--config", &config]);
+        assert_eq!(code, 2, "{command}: {err}");
+        assert!(err.contains("ledger.path") && err.contains("a-file is not a directory"), "{command}: {err}");
+    }
+}
+
+#[test]
+fn toml_syntax_errors_show_the_line_and_column() {
+    let dir = TestDir::new("cli.");
+    let config = dir.write("cfg.toml", "[batv]\ndomains = [\"example.com\"\n").display().to_string();
+    let (code, _, err) = run(&["check-config", "--config", &config]);
+    assert_eq!(code, 2);
+    assert!(err.starts_with(&format!("{config}: not valid TOML")), "{err}");
+    assert!(err.lines().any(|line| line.trim_end().ends_with('^') && line.starts_with("    ")), "{err}");
+}
+
 #[test]
 fn keygen_creates_rotates_and_respects_if_missing() {
     let dir = TestDir::new("cli.");
@@ -76,7 +108,9 @@ fn keygen_creates_rotates_and_respects_if_missing() {
     assert_eq!(std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(run(&["keygen", "--output", &keys, "--if-missing"]).0, 0);
     assert_eq!(std::fs::read_to_string(&keys).unwrap(), first, "--if-missing changed the file");
-    assert_eq!(run(&["keygen", "--output", &keys, "--key-id", "7"]).0, 0);
+    let (code, _, said) = run(&["keygen", "--output", &keys, "--key-id", "7"]);
+    assert_eq!(code, 0);
+    assert!(said.contains("systemctl reload batv-proxy") && !said.contains("from now on"), "{said}");
     let rotated = std::fs::read_to_string(&keys).unwrap();
     let numbers: Vec<&str> = rotated.lines().filter(|l| !l.starts_with('#')).map(|l| &l[..1]).collect();
     assert_eq!(numbers, ["7", "0"]);
