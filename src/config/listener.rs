@@ -4,10 +4,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
+use toml::Value;
+
 use super::batv::system_hostname;
 use super::section::Section;
 use super::tls::{TlsSettings, UpstreamTlsSettings, read_tls, read_upstream_tls};
-use super::values::{Problem, choice, duration, flag, host_port, is_host_name, number, size, socket_address, text};
+use super::values::{
+    Parsed, Problem, choice, duration, flag, host_port, invalid, is_host_name, number, size, socket_address, text,
+};
 
 // Limits: RFC 5321 §4.5.3 and Postfix's defaults.
 /// A session costs a few KiB, so a thousand fit any host.
@@ -224,12 +228,12 @@ fn read_limits(listener: &mut Section) -> Limits {
     }
 }
 
-fn host_name(key: &str, value: &toml::Value) -> super::values::Parsed<String> {
+fn host_name(key: &str, value: &Value) -> Parsed<String> {
     let name = text("hostname = \"mx.example.com\"")(key, value)?;
     if is_host_name(&name) {
         Ok(name)
     } else {
-        Err(vec![Problem::new(format!("\"{name}\" is not a host name"), "write hostname = \"mx.example.com\"")])
+        invalid(format!("\"{name}\" is not a host name"), "write hostname = \"mx.example.com\"")
     }
 }
 

@@ -219,11 +219,11 @@ impl Config {
     /// Parses configuration text; relative paths are relative to `file`'s directory.
     pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
         let table: Table = text.parse().map_err(|error: toml::de::Error| {
-            let mut error_here =
+            let mut syntax =
                 ConfigError::new(file, "", "not valid TOML", "correct the syntax at the position shown below");
-            // The parser's own layout: a line, then a caret under the column.
-            error_here.detail = error.to_string();
-            ConfigErrors(vec![error_here])
+            // The parser's own layout: the line, then a caret under the column.
+            syntax.detail = error.to_string();
+            ConfigErrors(vec![syntax])
         })?;
         let base = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
         let report = Report::new(file.to_owned());
@@ -237,7 +237,8 @@ impl Config {
 
 /// The file's sections, and the checks that involve more than one.
 fn read_config(root: &mut Section, file: &Path, base: &Path) -> Option<Config> {
-    let state_dir_set = root.get("state_dir", path(base, "state_dir = \"/var/lib/batv-proxy\""));
+    let state_dir =
+        root.get_or("state_dir", PathBuf::from(DEFAULT_STATE_DIR), path(base, "state_dir = \"/var/lib/batv-proxy\""));
     let metrics_listen = root.table("metrics", "[metrics]", Presence::Optional, server::read_metrics);
     let server = root.table("server", "[server]", Presence::Optional, server::read_server);
     let required_batv = Presence::Required("the [batv] table is missing", "add [batv] with key_file and domains");
@@ -252,8 +253,6 @@ fn read_config(root: &mut Section, file: &Path, base: &Path) -> Option<Config> {
         .into_iter()
         .flatten()
         .collect();
-    let explicit_state_dir = root.is_set("state_dir");
-    let state_dir = state_dir_set.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
     let ledger = root.table("ledger", "[ledger]", Presence::Optional, |ledger| ledger::read_ledger(ledger, &state_dir));
 
     let mut addresses = HashSet::new();
@@ -267,7 +266,7 @@ fn read_config(root: &mut Section, file: &Path, base: &Path) -> Option<Config> {
         }
     }
     if let Some(EnforceAfter::DaysAfterFirstStart(_)) = policy.enforce_after
-        && !explicit_state_dir
+        && !root.is_set("state_dir")
         && !Path::new(DEFAULT_STATE_DIR).exists()
     {
         root.report(
