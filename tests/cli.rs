@@ -99,6 +99,26 @@ fn toml_syntax_errors_show_the_line_and_column() {
     assert!(err.lines().any(|line| line.trim_end().ends_with('^') && line.starts_with("    ")), "{err}");
 }
 
+/// The usual slip on a first install: root made the key file, and the
+/// service user cannot read it. The fix names the owner to give it.
+#[test]
+fn a_key_file_the_service_user_cannot_read_says_whom_to_give_it() {
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata("/proc/self").is_ok_and(|process| process.uid() == 0);
+    if !root || !std::path::Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: acting as another user needs root and setpriv");
+        return;
+    }
+    let (_dir, config) = config_dir();
+    let output = Command::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, "check-config", "--config", &config])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{said}");
+    assert!(said.contains("Permission denied") && said.contains("chown batv-proxy"), "{said}");
+}
+
 #[test]
 fn keygen_creates_rotates_and_respects_if_missing() {
     let dir = TestDir::new("cli.");
