@@ -1,9 +1,8 @@
 //! Listeners, connection limits, reload and graceful shutdown.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,9 +11,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use crate::batv::{Codec, Day};
-use crate::cli::LogFormat;
-use crate::config::{ClientIdentity, Config, EnforceAfter, LedgerSettings, ListenerSettings, TlsMode, UpstreamTlsMode};
+use crate::assemble::{Assembly, ListenerParts, StartError, assemble};
+use crate::config::{ClientIdentity, Config, LedgerSettings, ListenerSettings, TlsMode};
 use crate::labels::{ReloadOutcome, SessionOutcome};
 use crate::ledger::Ledger;
 use crate::listener::{ListenerContext, SystemClock, TcpDialler};
@@ -23,28 +21,15 @@ use crate::policy::Policy;
 use crate::session::{self, Endpoints, Phase};
 use crate::status::{self, Probe};
 
-pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let json = match format {
-        LogFormat::Json => true,
-        LogFormat::Human => false,
-        LogFormat::Auto => !std::io::stderr().is_terminal(),
-    };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().flatten_event(true).with_current_span(false).init();
-    } else {
-        builder.init();
-    }
-}
-
-pub fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
-    let count = config.worker_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+/// Runs what `assembly` describes until SIGTERM; SIGHUP reloads
+/// `config_path` through the same build step.
+pub fn run(config_path: PathBuf, assembly: Assembly) -> Result<(), StartError> {
+    let count =
+        assembly.config.worker_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let workers = Workers::start(count)?;
     // Signals, reload, the status endpoint and the ledger writer run here.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
-    runtime.block_on(async { Server::start(config_path, config, workers).await?.serve().await })
+    runtime.block_on(async { Ok(Server::start(config_path, assembly, workers).await?.serve().await?) })
 }
 
 /// Worker threads, each with a runtime of its own. A session stays on one
@@ -148,55 +133,30 @@ struct Server {
     sessions_done_wait: mpsc::Receiver<()>,
 }
 
-/// Builds each listener's context: the policy with its codec, and metrics.
+/// Each listener's context: its part of the assembly, with the metrics
+/// and the ledger, which live as long as the process.
 fn contexts(
-    config: &Config,
+    policy: &Policy,
+    listeners: Vec<ListenerParts>,
     metrics: &Arc<Metrics>,
     ledger: &Arc<Ledger>,
-) -> anyhow::Result<Vec<Arc<ListenerContext<TcpStream>>>> {
-    let first_start = match config.policy.enforce_after {
-        Some(EnforceAfter::DaysAfterFirstStart(_)) => Some(first_start(&config.state_dir)?),
-        _ => None,
-    };
-    let codec = Codec::new(&config.keys, config.batv.hash, config.batv.lifetime_days, config.batv.sign_form);
-    let policy = Policy::new(
-        config.policy.clone(),
-        config.batv.domains.clone(),
-        config.batv.mta_names.clone(),
-        codec,
-        first_start,
-    );
-    let mut contexts = Vec::new();
-    for (index, settings) in config.listeners.iter().enumerate() {
-        let (server_tls, upstream_tls) = crate::tls::for_listener(settings, index + 1, &config.file)
-            .map_err(|errors| anyhow::anyhow!("{}", crate::config::ConfigErrors(errors)))?;
-        contexts.push(Arc::new(ListenerContext {
-            settings: settings.clone(),
-            policy: policy.clone(),
-            metrics: metrics.for_listener(&settings.name),
-            server_tls,
-            upstream_tls,
-            ledger: Arc::clone(ledger),
-            xclient_attributes: Default::default(),
-            dialler: Arc::new(TcpDialler),
-            clock: Arc::new(SystemClock),
-        }));
-    }
-    Ok(contexts)
-}
-
-/// The day the proxy first ran, remembered in `state_dir/first-start`.
-fn first_start(state_dir: &Path) -> anyhow::Result<Day> {
-    let file = state_dir.join("first-start");
-    if let Ok(text) = std::fs::read_to_string(&file)
-        && let Some(day) = Day::parse(text.trim())
-    {
-        return Ok(day);
-    }
-    let today = crate::listener::today();
-    std::fs::create_dir_all(state_dir).with_context(|| format!("creating state_dir {}", state_dir.display()))?;
-    std::fs::write(&file, format!("{today}\n")).with_context(|| format!("writing {}", file.display()))?;
-    Ok(today)
+) -> Vec<Arc<ListenerContext<TcpStream>>> {
+    listeners
+        .into_iter()
+        .map(|parts| {
+            Arc::new(ListenerContext {
+                metrics: metrics.for_listener(&parts.settings.name),
+                settings: parts.settings,
+                policy: policy.clone(),
+                server_tls: parts.server_tls,
+                upstream_tls: parts.upstream_tls,
+                ledger: Arc::clone(ledger),
+                xclient_attributes: Default::default(),
+                dialler: Arc::new(TcpDialler),
+                clock: Arc::new(SystemClock),
+            })
+        })
+        .collect()
 }
 
 fn warn_about_identity(settings: &ListenerSettings) {
@@ -212,33 +172,21 @@ fn warn_about_identity(settings: &ListenerSettings) {
     }
 }
 
-fn probes(contexts: &[Arc<ListenerContext<TcpStream>>]) -> Vec<Probe> {
-    let mut probes: Vec<Probe> = contexts
-        .iter()
-        .map(|context| Probe {
-            target: context.settings.upstream.clone(),
-            proxy_v2: context.settings.client_identity == ClientIdentity::ProxyV2,
-            implicit_tls: context.settings.upstream_tls.mode == UpstreamTlsMode::Implicit,
-        })
-        .collect();
-    probes.dedup();
-    probes
-}
-
 /// Tells systemd (Type=notify) where the service is; a no-op elsewhere.
 fn notify(state: &[sd_notify::NotifyState]) {
     let _ = sd_notify::notify(state);
 }
 
 impl Server {
-    async fn start(config_path: PathBuf, config: Config, workers: Workers) -> anyhow::Result<Self> {
+    async fn start(config_path: PathBuf, assembly: Assembly, workers: Workers) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new());
         let (phase, _) = watch::channel(Phase::Running);
         let (sessions_done, sessions_done_wait) = mpsc::channel(1);
-        let retention = Duration::from_secs(u64::from(config.batv.lifetime_days) * 86_400);
-        let ledger = Ledger::open(&config.ledger.store, retention, config.ledger.max_entries).await?;
-        let contexts = contexts(&config, &metrics, &ledger)?;
-        let (probes, probes_receiver) = watch::channel(probes(&contexts));
+        let ledger = assembly.open_ledger().await?;
+        assembly.remember_first_start().map_err(StartError::Configuration)?;
+        let Assembly { config, policy, listeners, probes, .. } = assembly;
+        let contexts = contexts(&policy, listeners, &metrics, &ledger);
+        let (probes, probes_receiver) = watch::channel(probes);
         let (status_stop, status_stop_receiver) = watch::channel(false);
         if let Some(address) = config.metrics_listen {
             let listener =
@@ -324,8 +272,11 @@ impl Server {
     }
 
     fn apply_reload(&mut self) {
-        let config = match Config::load(&self.config_path) {
-            Ok(config) => config,
+        let built = Config::load(&self.config_path)
+            .and_then(assemble)
+            .and_then(|assembly| assembly.remember_first_start().map(|()| assembly));
+        let assembly = match built {
+            Ok(assembly) => assembly,
             Err(errors) => {
                 for error in &errors.0 {
                     tracing::error!(error = %error, "reload refused: configuration error; the running configuration stays");
@@ -334,19 +285,13 @@ impl Server {
                 return;
             }
         };
+        let Assembly { config, policy, listeners, probes, .. } = assembly;
         if config.ledger != self.ledger_settings {
             tracing::warn!("the [ledger] settings changed; they take effect at the next restart");
         }
-        let contexts = match contexts(&config, &self.metrics, &self.ledger) {
-            Ok(contexts) => contexts,
-            Err(error) => {
-                tracing::error!(error = format!("{error:#}"), "reload refused; the running configuration stays");
-                self.metrics.reload(ReloadOutcome::Refused);
-                return;
-            }
-        };
+        let contexts = contexts(&policy, listeners, &self.metrics, &self.ledger);
         self.drain_timeout = config.drain_timeout;
-        let _ = self.probes.send(probes(&contexts));
+        let _ = self.probes.send(probes);
         let wanted: Vec<SocketAddr> = contexts.iter().map(|c| c.settings.listen).collect();
         let removed: Vec<SocketAddr> = self.listeners.keys().filter(|a| !wanted.contains(a)).copied().collect();
         for address in removed {

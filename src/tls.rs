@@ -1,8 +1,9 @@
 //! rustls configurations: the server side (STARTTLS or implicit TLS, one
 //! certificate per name chosen by SNI) and the client side towards the
 //! upstream MTA (CA file or system roots, fingerprint pinning, or no
-//! verification for a loopback MTA). Built from files at startup and on
-//! every reload, so new certificates apply to new sessions only.
+//! verification for a loopback MTA). Built from files by the build step
+//! (`crate::assemble`) once at startup and once on every reload, so new
+//! certificates apply to new sessions only.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -244,11 +245,8 @@ pub fn for_listener(
     file: &Path,
 ) -> Result<(Option<ServerTls>, Option<UpstreamTls>), Vec<ConfigError>> {
     let mut errors = Vec::new();
-    let error = |key: &str, problem: String, fix: &str| ConfigError {
-        file: file.to_owned(),
-        key: format!("listener[{index}].{key}"),
-        problem,
-        fix: fix.into(),
+    let error = |key: &str, problem: String, fix: &str| {
+        ConfigError::new(file, &format!("listener[{index}].{key}"), problem, fix)
     };
     let server = match &settings.tls {
         None => None,
@@ -272,17 +270,4 @@ pub fn for_listener(
         }
     };
     if errors.is_empty() { Ok((server, upstream)) } else { Err(errors) }
-}
-
-/// Loads every listener's certificates and trust settings, so
-/// `check-config` and startup report TLS problems like any other.
-pub fn validate(config: &crate::config::Config) -> Result<(), crate::config::ConfigErrors> {
-    let errors: Vec<ConfigError> = config
-        .listeners
-        .iter()
-        .enumerate()
-        .filter_map(|(index, settings)| for_listener(settings, index + 1, &config.file).err())
-        .flatten()
-        .collect();
-    if errors.is_empty() { Ok(()) } else { Err(crate::config::ConfigErrors(errors)) }
 }

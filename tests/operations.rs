@@ -303,3 +303,26 @@ fn a_second_proxy_on_the_same_address_refuses_to_start() {
     let t = send_mail(port, "alice@example.com", &["carol@remote.test"], "Subject: x\r\n\r\nx\r\n");
     assert!(t.end.unwrap().is(250));
 }
+
+#[test]
+fn a_second_proxy_on_the_same_ledger_file_says_who_holds_it() {
+    let (first_port, second_port, upstream) = (free_port(), free_port(), free_port());
+    let config = |port| {
+        format!(
+            "state_dir = \"state\"\n{BATV_SECTION}[ledger]\nstore = \"file\"\n{}",
+            listener("outbound", port, upstream, "none", "")
+        )
+    };
+    let first = Proxy::start(&config(first_port), &[first_port]);
+    let second_config = first.dir.write("second.toml", &config(second_port));
+    let second = std::process::Command::new(BIN)
+        .args(["run", "--log-format", "human", "--config"])
+        .arg(&second_config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "in use is not a configuration error: {said}");
+    let ledger = first.dir.join("state/ledger.redb").display().to_string();
+    assert!(said.contains("held by another batv-proxy") && said.contains(&ledger), "{said}");
+    assert!(!said.contains('\u{1b}'), "colour codes written into a pipe: {said:?}");
+}

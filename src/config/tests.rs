@@ -1,6 +1,9 @@
 use std::os::unix::fs::PermissionsExt;
 
+use super::policy::glob_match;
 use super::*;
+use crate::batv::{Day, HashAlgorithm};
+use crate::smtp::address::{Domain, Mailbox};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -168,10 +171,128 @@ fn typos_get_a_suggestion() {
 }
 
 #[test]
-fn syntax_errors_are_reported() {
+fn syntax_errors_keep_the_parsers_diagram_on_lines_of_their_own() {
     let fixture = Fixture::new();
-    let errors = fixture.parse("[batv\nkey_file=").unwrap_err();
-    assert!(errors.to_string().contains("not valid TOML"), "{errors}");
+    let errors = fixture.parse("[batv]\nkey_file = keys\n").unwrap_err();
+    let text = errors.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].contains("cfg.toml: not valid TOML; fix: correct the syntax"), "{text}");
+    let quoted = lines.iter().position(|line| line.contains("2 | key_file = keys")).expect(&text);
+    assert!(lines[quoted + 1].trim_end().ends_with('^'), "the caret is under the column:\n{text}");
+    assert!(lines[1..].iter().all(|line| line.starts_with("    ")), "indented under the file name:\n{text}");
+}
+
+/// Every key the README documents, each set, so none has gone missing
+/// from its section's reader.
+#[test]
+fn every_documented_key_is_read() {
+    let fixture = Fixture::new();
+    for name in ["cert.pem", "key.pem", "ca.pem", "domains.txt"] {
+        std::fs::write(fixture.dir.path().join(name), "example.net\n").unwrap();
+    }
+    let text = r#"
+state_dir = "state"
+[metrics]
+listen = "127.0.0.1:9325"
+[server]
+drain_timeout = "10s"
+worker_threads = 2
+[batv]
+key_file = "keys"
+hash = "sha1"
+lifetime_days = 9
+domains = ["example.com"]
+domains_file = "domains.txt"
+sign_form = "subaddress"
+mta_names = ["mx.example.com"]
+[policy]
+mode = "monitor"
+untagged_bounce = "reject"
+untagged_stage = "rcpt"
+enforce_after = 3
+bounce_senders = ["Postmaster"]
+non_bounce_invalid_tag = "reject"
+exempt_senders = ["*@lists.example.com"]
+exempt_recipients = ["*@example.net"]
+unverified_recipients = ["noreply@example.com"]
+inspect_max_bytes = "64KiB"
+[policy.message_id_patterns]
+"example.com" = ["*@mx.example.com"]
+[ledger]
+store = "redis"
+path = "other.redb"
+redis_url = "redis://127.0.0.1:6379/1"
+max_entries = 5000
+[[listener]]
+role = "outbound"
+listen = "127.0.0.1:2587"
+upstream = "mta.example.com:10587"
+client_identity = "proxy-v2"
+client_name_lookup = false
+allowed_clients = ["10.0.0.0/8"]
+require_auth = true
+ipv6_client_prefix = 56
+hostname = "mx.example.com"
+max_connections = 10
+max_connections_per_ip = 2
+max_command_line = 1024
+max_recipients = 5
+max_message_size = "1MiB"
+max_errors = 3
+command_timeout = "1m"
+data_timeout = "2m"
+upstream_connect_timeout = "3s"
+upstream_timeout = "4m"
+upstream_data_timeout = "5m"
+upstream_tls = "implicit"
+upstream_tls_ca = "ca.pem"
+upstream_tls_verify = false
+upstream_tls_pin = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+upstream_tls_name = "mta.example.com"
+[listener.tls]
+mode = "implicit"
+cert = "cert.pem"
+key = "key.pem"
+require = true
+handshake_timeout = "5s"
+[[listener.tls.sni]]
+cert = "cert.pem"
+key = "key.pem"
+"#;
+    let config = fixture.parse(text).unwrap_or_else(|errors| panic!("{errors}"));
+    let listener = &config.listeners[0];
+    assert_eq!((config.worker_threads, config.batv.lifetime_days, config.ledger.max_entries), (Some(2), 9, 5000));
+    assert_eq!(config.ledger.store, LedgerStore::Redis("redis://127.0.0.1:6379/1".into()));
+    assert_eq!(config.policy.bounce_senders, ["postmaster"]);
+    assert_eq!((listener.ipv6_client_prefix, listener.limits.max_command_line), (56, 1024));
+    assert_eq!(listener.upstream_tls.verify, UpstreamVerify::Pin(vec![[0; 32]]));
+    let tls = listener.tls.as_ref().unwrap();
+    assert_eq!(
+        (tls.mode, tls.certificates.len(), tls.handshake_timeout),
+        (TlsMode::Implicit, 2, Duration::from_secs(5))
+    );
+}
+
+#[test]
+fn defaults_are_the_named_constants() {
+    let fixture = Fixture::new();
+    let config = fixture.parse(MINIMAL).unwrap();
+    assert_eq!(config.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
+    assert_eq!(config.state_dir, Path::new(DEFAULT_STATE_DIR));
+    assert_eq!(config.batv.lifetime_days, DEFAULT_LIFETIME_DAYS);
+    assert_eq!(config.policy.inspect_max_bytes as u64, DEFAULT_INSPECT_MAX_BYTES);
+    assert_eq!(config.ledger, LedgerSettings::default());
+    let listener = &config.listeners[0];
+    assert_eq!(listener.limits.max_message_size, 50 * 1024 * 1024, "Limits::default() is unchanged");
+    assert_eq!(
+        (listener.limits.command_timeout, listener.limits.data_timeout),
+        (DEFAULT_COMMAND_TIMEOUT, DEFAULT_DATA_TIMEOUT)
+    );
+    assert_eq!(listener.ipv6_client_prefix, DEFAULT_IPV6_CLIENT_PREFIX);
+    assert!(listener.client_name_lookup && !listener.require_auth && listener.tls.is_none());
+    let with_file_ledger =
+        fixture.parse(&format!("state_dir = \"/srv\"\n{MINIMAL}[ledger]\nstore = \"file\"\n")).unwrap();
+    assert_eq!(with_file_ledger.ledger.store, LedgerStore::File(Path::new("/srv").join(DEFAULT_LEDGER_FILE)));
 }
 
 #[test]
