@@ -163,7 +163,7 @@ fn run(config_path: PathBuf, log_format: LogFormat) -> ExitCode {
         Err(code) => return code,
     };
     logging::init(log_format);
-    for warning in assembly.config.warnings() {
+    for warning in assembly.warnings() {
         tracing::warn!(warning, "check the configuration");
     }
     match crate::server::run(config_path.clone(), assembly) {
@@ -178,7 +178,8 @@ fn run(config_path: PathBuf, log_format: LogFormat) -> ExitCode {
 
 fn check_config(config_path: PathBuf) -> ExitCode {
     match load_and_assemble(&config_path) {
-        Ok(Assembly { config, .. }) => {
+        Ok(assembly) => {
+            let config = &assembly.config;
             println!(
                 "{}: ok ({} listener{}, {} domain entr{}, signing key {})",
                 config_path.display(),
@@ -188,7 +189,7 @@ fn check_config(config_path: PathBuf) -> ExitCode {
                 if config.batv.domains.len() == 1 { "y" } else { "ies" },
                 config.keys.signing_key()
             );
-            for warning in config.warnings() {
+            for warning in assembly.warnings() {
                 eprintln!("warning: {warning}");
             }
             ExitCode::SUCCESS

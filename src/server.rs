@@ -208,10 +208,8 @@ impl Server {
             sessions_done,
             sessions_done_wait,
         };
-        for context in contexts {
-            let address = context.settings.listen;
-            let sockets = bind(address, server.workers.handles.len())
-                .with_context(|| format!("listener {}: cannot listen on {address}", context.settings.name))?;
+        let bound = bind_all(&contexts, server.workers.handles.len(), &config)?;
+        for (context, sockets) in contexts.into_iter().zip(bound) {
             server.spawn_listener(sockets, context);
         }
         Ok(server)
@@ -285,11 +283,37 @@ impl Server {
                 return;
             }
         };
+        for warning in assembly.warnings() {
+            tracing::warn!(warning, "check the configuration");
+        }
         let Assembly { config, policy, listeners, probes, .. } = assembly;
         if config.ledger != self.ledger_settings {
             tracing::warn!("the [ledger] settings changed; they take effect at the next restart");
         }
         let contexts = contexts(&policy, listeners, &self.metrics, &self.ledger);
+        // Every new address is bound before anything changes: a reload
+        // that cannot take them all changes nothing.
+        let new: Vec<&Arc<ListenerContext<TcpStream>>> =
+            contexts.iter().filter(|context| !self.listeners.contains_key(&context.settings.listen)).collect();
+        let mut bound = HashMap::new();
+        for context in new {
+            let address = context.settings.listen;
+            match bind(address, self.workers.handles.len()) {
+                Ok(sockets) => {
+                    bound.insert(address, sockets);
+                }
+                Err(error) => {
+                    tracing::error!(
+                        listener = %context.settings.name,
+                        listen = %address,
+                        error = %error,
+                        "reload refused: cannot listen on the new address; every running listener stays"
+                    );
+                    self.metrics.reload(ReloadOutcome::Refused);
+                    return;
+                }
+            }
+        }
         self.drain_timeout = config.drain_timeout;
         let _ = self.probes.send(probes);
         let wanted: Vec<SocketAddr> = contexts.iter().map(|c| c.settings.listen).collect();
@@ -302,16 +326,11 @@ impl Server {
         }
         for context in contexts {
             let address = context.settings.listen;
-            if let Some(running) = self.listeners.get(&address) {
+            if let Some(sockets) = bound.remove(&address) {
+                self.spawn_listener(sockets, context);
+            } else if let Some(running) = self.listeners.get(&address) {
                 warn_about_identity(&context.settings);
                 let _ = running.context.send(context);
-            } else {
-                match bind(address, self.workers.handles.len()) {
-                    Ok(sockets) => self.spawn_listener(sockets, context),
-                    Err(error) => {
-                        tracing::error!(listen = %address, error = %error, "cannot listen on the new address")
-                    }
-                }
             }
         }
         self.metrics.reload(ReloadOutcome::Applied);
@@ -340,6 +359,41 @@ impl Server {
         tracing::info!("stopped");
     }
 }
+/// Binds every listener's address at start. An address this host does not
+/// have, or a port the service may not bind, is a configuration problem
+/// (exit 2); one in use may be free at the next try (exit 1).
+fn bind_all(
+    contexts: &[Arc<ListenerContext<TcpStream>>],
+    count: usize,
+    config: &Config,
+) -> Result<Vec<Vec<std::net::TcpListener>>, StartError> {
+    let mut bound = Vec::new();
+    let mut problems = Vec::new();
+    for (index, context) in contexts.iter().enumerate() {
+        let address = context.settings.listen;
+        match bind(address, count) {
+            Ok(sockets) => bound.push(sockets),
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(StartError::Runtime(anyhow::anyhow!(
+                    "listener {}: cannot listen on {address}: {error}; another process (the MTA, or another batv-proxy) holds it",
+                    context.settings.name
+                )));
+            }
+            Err(error) => problems.push(crate::config::ConfigError::new(
+                &config.file,
+                &format!("listener[{}].listen", index + 1),
+                format!("cannot listen on {address}: {error}"),
+                if error.kind() == std::io::ErrorKind::PermissionDenied {
+                    "ports below 1024 need CAP_NET_BIND_SERVICE (the unit grants it) or root"
+                } else {
+                    "use an address of this host, or 0.0.0.0 / [::] for all of them"
+                },
+            )),
+        }
+    }
+    if problems.is_empty() { Ok(bound) } else { Err(StartError::Configuration(crate::config::ConfigErrors(problems))) }
+}
+
 /// `count` listening sockets on one address (SO_REUSEPORT), non-blocking,
 /// ready to be registered with the workers' runtimes.
 fn bind(address: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {

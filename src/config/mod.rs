@@ -18,7 +18,6 @@ mod tests;
 mod tls;
 mod values;
 
-use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -236,6 +235,27 @@ impl Config {
 }
 
 /// The file's sections, and the checks that involve more than one.
+/// Whether two listening addresses cannot both be bound: the same port
+/// and either the same address or a wildcard of the other's family (or,
+/// where the system maps IPv4 onto IPv6 sockets, the IPv6 wildcard and
+/// any IPv4 address).
+pub fn overlap(a: SocketAddr, b: SocketAddr, v6_wildcard_takes_v4: bool) -> bool {
+    if a.port() != b.port() {
+        return false;
+    }
+    let covers = |wide: SocketAddr, narrow: SocketAddr| {
+        wide.ip().is_unspecified()
+            && (wide.is_ipv4() == narrow.is_ipv4() || (wide.is_ipv6() && narrow.is_ipv4() && v6_wildcard_takes_v4))
+    };
+    a.ip() == b.ip() || covers(a, b) || covers(b, a)
+}
+
+/// Whether an IPv6 wildcard socket takes IPv4 connections too (Linux's
+/// `net.ipv6.bindv6only = 0`, the default).
+fn ipv6_wildcard_takes_ipv4() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only").map_or(true, |value| value.trim() == "0")
+}
+
 fn read_config(root: &mut Section, file: &Path, base: &Path) -> Option<Config> {
     let state_dir =
         root.get_or("state_dir", PathBuf::from(DEFAULT_STATE_DIR), path(base, "state_dir = \"/var/lib/batv-proxy\""));
@@ -255,13 +275,20 @@ fn read_config(root: &mut Section, file: &Path, base: &Path) -> Option<Config> {
         .collect();
     let ledger = root.table("ledger", "[ledger]", Presence::Optional, |ledger| ledger::read_ledger(ledger, &state_dir));
 
-    let mut addresses = HashSet::new();
-    for listener in &listeners {
-        if !addresses.insert(listener.listen) {
+    let v6_covers_v4 = ipv6_wildcard_takes_ipv4();
+    for (index, listener) in listeners.iter().enumerate() {
+        if let Some(other) =
+            listeners[..index].iter().find(|other| overlap(other.listen, listener.listen, v6_covers_v4))
+        {
+            let problem = if other.listen == listener.listen {
+                format!("two listeners use {}", listener.listen)
+            } else {
+                format!("{} and {} overlap: one address takes the other's connections", other.listen, listener.listen)
+            };
             root.report(
-                "listener",
-                format!("two listeners use {}", listener.listen),
-                "give each listener its own listen address",
+                &format!("listener[{}].listen", index + 1),
+                problem,
+                "give each listener an address and port of its own (a wildcard address takes every address of its port)",
             );
         }
     }
@@ -278,7 +305,7 @@ fn read_config(root: &mut Section, file: &Path, base: &Path) -> Option<Config> {
         );
     }
     if let Some(address) = metrics_listen
-        && listeners.iter().any(|listener| listener.listen == address)
+        && listeners.iter().any(|listener| overlap(listener.listen, address, v6_covers_v4))
     {
         root.report(
             "metrics.listen",
