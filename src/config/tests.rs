@@ -1,8 +1,8 @@
 use std::os::unix::fs::PermissionsExt;
 
-use super::policy::glob_match;
 use super::*;
 use crate::batv::{Day, HashAlgorithm};
+use crate::policy::glob_match;
 use crate::smtp::address::{Domain, Mailbox};
 
 struct Fixture {

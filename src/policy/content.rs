@@ -1,8 +1,8 @@
 //! DATA: whether a message is relayed, what of it the proxy keeps while it
 //! streams, and the verdict on a message judged by its content.
 
+use super::settings::UntaggedBounce;
 use crate::batv::Day;
-use crate::config::UntaggedBounce;
 use crate::dsn::{self, Inspection};
 use crate::smtp::address::Domain;
 use crate::smtp::reply::Reply;

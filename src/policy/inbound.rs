@@ -1,9 +1,9 @@
 //! Inbound recipients: the verdict on each, where it really routes, and
 //! which recipients may share a transaction.
 
+use super::settings::{Mode, NonBounceInvalidTag, UntaggedBounce, UntaggedStage};
 use crate::batv::tag::{self, Parsed};
 use crate::batv::{Day, Failure, KeyId};
-use crate::config::{Mode, NonBounceInvalidTag, UntaggedBounce, UntaggedStage};
 use crate::smtp::address::{Domain, ForwardPath, Mailbox};
 use crate::smtp::reply::Reply;
 

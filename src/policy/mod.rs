@@ -6,14 +6,17 @@
 mod content;
 mod inbound;
 mod outbound;
+mod pattern;
 pub mod route;
 pub mod rules;
+mod settings;
 #[cfg(test)]
 mod tests;
 
 use crate::batv::{Codec, Day};
-use crate::config::{DomainSet, EnforceAfter, Mode, PolicySettings};
 use crate::smtp::address::{Mailbox, ReversePath};
+pub use pattern::{AddressPattern, ClientNetwork, DomainSet, glob_match};
+pub use settings::{EnforceAfter, Mode, NonBounceInvalidTag, PolicySettings, UntaggedBounce, UntaggedStage};
 
 pub use content::{
     Capture, ContentOutcome, ContentPrecheck, ContentVerdict, DataDecision, LedgerAnswer, status_header,

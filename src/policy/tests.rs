@@ -1,10 +1,9 @@
 use std::path::Path;
 
 use super::*;
+use super::{AddressPattern, Mode, NonBounceInvalidTag, PolicySettings, UntaggedBounce, UntaggedStage};
 use crate::batv::{Day, Failure};
 use crate::batv::{HashAlgorithm, KeyRing, TagForm};
-use crate::config::AddressPattern;
-use crate::config::{Mode, NonBounceInvalidTag, PolicySettings, UntaggedBounce, UntaggedStage};
 use crate::smtp::address::{Domain, ForwardPath, Mailbox, ReversePath};
 use crate::smtp::reply::Reply;
 use inbound::{REPLY_TAG_EXPIRED, REPLY_TAG_INVALID, REPLY_UNRESOLVABLE, REPLY_UNTAGGED};
