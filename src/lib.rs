@@ -20,6 +20,7 @@ pub mod logging;
 pub mod metrics;
 pub mod policy;
 pub mod proxy_protocol;
+pub mod resolve;
 pub mod server;
 pub mod session;
 pub mod smtp;

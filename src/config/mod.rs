@@ -179,6 +179,16 @@ impl Config {
                 ));
             }
         }
+        let mut keys: Vec<&String> = self.policy.message_id_patterns.keys().collect();
+        keys.sort();
+        for key in keys {
+            if !self.batv.domains.may_hold(key) {
+                warnings.push(format!(
+                    "policy.message_id_patterns: \"{key}\" is none of batv.domains, so its patterns are never used \
+                     (they apply to bounces to the domain they are listed under); fix: list them under one of your domains"
+                ));
+            }
+        }
         if self.policy.mode == Mode::Monitor {
             warnings.push("policy.mode = \"monitor\": nothing is rejected for BATV reasons".into());
         }
@@ -303,6 +313,18 @@ fn read_config(root: &mut Section, file: &Path, base: &Path) -> Option<Config> {
             ),
             "set state_dir to a writable directory, or give enforce_after as a date",
         );
+    }
+    for (index, exemption) in policy.exemptions.0.iter().enumerate() {
+        for name in &exemption.listeners {
+            if !listeners.iter().any(|listener| &listener.name == name) {
+                let known: Vec<&str> = listeners.iter().map(|listener| listener.name.as_str()).collect();
+                root.report(
+                    &format!("policy.exemption[{}].listeners", index + 1),
+                    format!("\"{name}\" names no listener"),
+                    format!("use listener names as role@address: {}", known.join(", ")),
+                );
+            }
+        }
     }
     if let Some(address) = metrics_listen
         && listeners.iter().any(|listener| overlap(listener.listen, address, v6_covers_v4))

@@ -82,6 +82,20 @@ impl DomainSet {
         self.len() == 0
     }
 
+    /// Whether `entry` (a domain or `*.parent`) names domains of this set:
+    /// for Message-ID pattern keys, which apply only to our domains.
+    pub fn may_hold(&self, entry: &str) -> bool {
+        let entry = entry.trim().trim_end_matches('.').to_lowercase();
+        match entry.strip_prefix("*.") {
+            Some(parent) => {
+                let under = |name: &String| name.ends_with(&format!(".{parent}"));
+                self.wildcard_parents.iter().any(|wildcard| wildcard == parent || under(wildcard))
+                    || self.exact.iter().any(under)
+            }
+            None => Domain::parse(&entry).is_ok_and(|domain| self.contains(&domain)),
+        }
+    }
+
     /// `*.example.com` matches `a.example.com` and `a.b.example.com`, not
     /// `example.com` itself (list it too if it is ours).
     pub fn contains(&self, domain: &Domain) -> bool {

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use crate::batv::Day;
 use crate::smtp::address::{Domain, Mailbox};
 
+use super::actions::Actions;
+use super::exemptions::Exemptions;
 use super::pattern::{AddressPattern, glob_match};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +65,10 @@ pub struct PolicySettings {
     pub message_id_patterns: HashMap<String, Vec<String>>,
     /// How much of a message `inspect` reads.
     pub inspect_max_bytes: usize,
+    /// What each refusing verdict does.
+    pub actions: Actions,
+    /// Exemptions by source, in file order.
+    pub exemptions: Exemptions,
 }
 
 impl PolicySettings {

@@ -76,12 +76,20 @@ impl<S: Transport> Session<S> {
             }
             return self.reply(reply);
         }
+        self.learn_client_name().await;
         match self.settings().role {
             Role::Inbound => {
                 let kind = self.policy().sender_kind(&path);
                 let reply = self.exchange(line).await?;
                 if reply.is_positive() {
-                    let inbound = Inbound { sender: path, kind, class: None, verdicts: Vec::new(), judged: Vec::new() };
+                    let inbound = Inbound {
+                        sender: path,
+                        kind,
+                        class: None,
+                        verdicts: Vec::new(),
+                        judged: Vec::new(),
+                        marked: false,
+                    };
                     self.transaction = Some(Transaction::Inbound(inbound));
                 }
                 self.reply(reply)
@@ -91,7 +99,7 @@ impl<S: Transport> Session<S> {
     }
 
     async fn outbound_mail(&mut self, path: ReversePath, parameters: &Parameters, line: &[u8]) -> Step {
-        let decision = self.policy().outbound_sender(&path, self.today());
+        let decision = self.policy().outbound_sender(&path, &self.source(Some(&path)), self.today());
         if let (SenderDecision::Sign(signed) | SenderDecision::SignUnlessExempt(signed), Some(original)) =
             (&decision, path.mailbox())
         {
@@ -110,9 +118,16 @@ impl<S: Transport> Session<S> {
                 // Answered for real after the first RCPT shows whether to sign.
                 return self.reply(Reply::new(250, "2.1.0 Ok"));
             }
-            SenderDecision::Keep(reason) => {
+            SenderDecision::Keep(reason, exemption) => {
                 self.context.metrics.sender_unsigned(reason);
-                tracing::debug!(session = %self.id, sender = %path, reason = reason.as_str(), "sender not signed");
+                match exemption {
+                    Some(exemption) => {
+                        tracing::info!(session = %self.id, client = %self.endpoints.peer.ip(), sender = %path, exemption, "sender not signed: exempt source")
+                    }
+                    None => {
+                        tracing::debug!(session = %self.id, sender = %path, reason = reason.as_str(), "sender not signed")
+                    }
+                }
                 (SenderForm::Plain, line.to_vec())
             }
         };
@@ -162,7 +177,8 @@ impl<S: Transport> Session<S> {
             Ok(stage) => stage,
             Err(refusal) => return self.reply(refusal),
         };
-        match self.context.policy.outbound_recipient(stage, path) {
+        let decision = self.context.policy.outbound_recipient(stage, path, &self.source(Some(&outbound.sender)));
+        match decision {
             OutboundRecipient::SeparateTransaction => {
                 return self.refuse(
                     Stage::Rcpt,
@@ -219,7 +235,8 @@ impl<S: Transport> Session<S> {
         mut parameters: Parameters,
         line: &[u8],
     ) -> Step {
-        let decision = self.policy().inbound_recipient(inbound.kind, &path, self.today());
+        let decision =
+            self.policy().inbound_recipient(inbound.kind, &path, &self.source(Some(&inbound.sender)), self.today());
         let (result, reason) = decision.verdict.labels();
         if inbound.kind == SenderKind::Bounce || decision.verdict != Verdict::NotBounce {
             tracing::info!(
@@ -231,8 +248,12 @@ impl<S: Transport> Session<S> {
                 reason = reason.as_str(),
                 key_id = decision.key_id.map(|k| k.number()),
                 rule = decision.rule.as_str(),
+                action = if decision.mark { "mark" } else { "" },
+                exemption = decision.exemption.as_deref().unwrap_or(""),
                 "recipient verdict"
             );
+        } else if let Some(exemption) = &decision.exemption {
+            tracing::info!(session = %self.id, client = %self.endpoints.peer.ip(), sender = %inbound.sender, recipient = %path, exemption, "automatic replies not judged: exempt source");
         }
         self.context.metrics.verification(result, reason);
         let class = decision.action.class();
@@ -260,6 +281,7 @@ impl<S: Transport> Session<S> {
         if reply.is_positive() {
             inbound.class = Some(class);
             inbound.verdicts.push(decision.verdict);
+            inbound.marked |= decision.mark;
             if let ContentCheck::Judge { patterns } = decision.content {
                 inbound.judged.push(patterns);
             }

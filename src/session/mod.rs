@@ -27,8 +27,8 @@ use crate::config::{ListenerSettings, TlsMode};
 use crate::connection::{Connection, Incoming, ReadError, Stream, Transport};
 use crate::labels::{CommandLabel, SessionOutcome, UpstreamError};
 use crate::listener::ListenerContext;
-use crate::policy::{Policy, RejectReason, Stage};
-use crate::smtp::address::Mailbox;
+use crate::policy::{Policy, RejectReason, Source, Stage};
+use crate::smtp::address::{Mailbox, ReversePath};
 use crate::smtp::command::{Command, Verb};
 use crate::smtp::line::LineError;
 use crate::smtp::reply::Reply;
@@ -161,6 +161,9 @@ pub struct Session<S: Transport> {
     errors: usize,
     authenticated: bool,
     issued_tags: Vec<IssuedTag>,
+    /// The client's forward-confirmed name, once looked up (only when an
+    /// exemption names clients by name).
+    client_name: Option<Option<String>>,
     shutdown: watch::Receiver<Phase>,
 }
 
@@ -200,6 +203,7 @@ pub async fn serve<S: Transport>(
         errors: 0,
         authenticated: false,
         issued_tags: Vec::new(),
+        client_name: None,
         shutdown,
         context,
     };
@@ -446,6 +450,26 @@ impl<S: Transport> Session<S> {
             }
         }
         reply
+    }
+
+    /// Where mail in this session comes from, for exemptions.
+    fn source<'a>(&'a self, sender: Option<&'a ReversePath>) -> Source<'a> {
+        Source {
+            listener: &self.settings().name,
+            client: Some(self.endpoints.peer.ip()),
+            client_name: self.client_name.as_ref().and_then(Option::as_deref),
+            sender,
+            reporting_mta: None,
+            recipient: None,
+        }
+    }
+
+    /// Looks the client's name up once, when an exemption needs it.
+    async fn learn_client_name(&mut self) {
+        if self.client_name.is_none() && self.policy().settings().exemptions.need_client_names() {
+            let name = crate::resolve::client_name(self.endpoints.peer.ip()).await;
+            self.client_name = Some(name.confirmed().map(str::to_owned));
+        }
     }
 
     /// Who the client is, for the upstream.
