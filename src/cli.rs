@@ -22,8 +22,9 @@ pub const EXIT_FAILURE: u8 = 1;
 
 const EXAMPLES: &str = "\
 Examples:
-  Create a key file (mode 0600), then check the configuration:
-    batv-proxy keygen --output /etc/batv-proxy/keys
+  Create a key file (mode 0600, in the state directory the unit gives the
+  service user), then check the configuration:
+    runuser -u batv-proxy -- batv-proxy keygen --printable --output /var/lib/batv-proxy/keys
     batv-proxy check-config --config /etc/batv-proxy/batv-proxy.toml
 
   Run the proxy in the foreground:
@@ -37,7 +38,7 @@ Examples:
     batv-proxy inspect bounce.eml
 
   Rotate keys: after the reload the new key signs, old tags keep verifying:
-    batv-proxy keygen --output /etc/batv-proxy/keys --key-id 4
+    runuser -u batv-proxy -- batv-proxy keygen --printable --output /var/lib/batv-proxy/keys --key-id 4
     systemctl reload batv-proxy
 
 Exit status: 0 success; 1 invalid tag or runtime failure; 2 configuration error.";

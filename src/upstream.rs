@@ -241,7 +241,7 @@ impl<S: Transport> UpstreamClient<S> {
                     let Some(attributes) =
                         Capabilities::from_ehlo(&ehlo).arguments("XCLIENT").filter(|_| ehlo.code() == 250)
                     else {
-                        warn_once_identity();
+                        warn_once_identity(client.session);
                         tracing::error!(
                             session = client.session,
                             "the upstream MTA does not offer XCLIENT to the proxy, so it cannot learn the real client; \
@@ -360,10 +360,11 @@ async fn starttls<S: Transport>(
     Ok(Connection::new(stream).with_write_timeout(timeout))
 }
 
-fn warn_once_identity() {
+/// A one-time summary beside the per-session error lines.
+fn warn_once_identity(session: &str) {
     static WARNED: AtomicBool = AtomicBool::new(false);
     if !WARNED.swap(true, Ordering::Relaxed) {
-        tracing::error!("client identity: XCLIENT is configured but the upstream does not offer it");
+        tracing::error!(session, "client identity: XCLIENT is configured but the upstream does not offer it");
     }
 }
 

@@ -806,3 +806,24 @@ fn links_between_the_guides_resolve() {
     }
     assert!(links >= 5, "only {links} links");
 }
+
+/// Keys the guides tell admins to make are printable, like the unit's
+/// first key, so Exim's configuration can hold them and rotations do not
+/// change the kind of key.
+#[test]
+fn every_keygen_into_the_state_directory_is_printable() {
+    let mut checked = 0;
+    for guide in guides() {
+        let text = std::fs::read_to_string(&guide).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (index, line) in lines.iter().enumerate() {
+            if line.contains("keygen") && line.contains("/var/lib/batv-proxy/keys") {
+                // A command wrapped in prose may go on on the next line.
+                let command = format!("{line} {}", lines.get(index + 1).unwrap_or(&""));
+                assert!(command.contains("--printable"), "{}: {line}", guide.display());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 2, "{checked}");
+}
