@@ -119,6 +119,8 @@ pub struct Config {
     pub listeners: Vec<ListenerSettings>,
     /// Where `/metrics` and `/healthz` are served, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Recent verdicts kept for `/verdicts` and `batv-proxy explain`.
+    pub verdicts: usize,
     /// How long transactions in progress may run after SIGTERM.
     pub drain_timeout: Duration,
     /// Runtime worker threads; `None`: one per CPU.
@@ -269,7 +271,7 @@ fn ipv6_wildcard_takes_ipv4() -> bool {
 fn read_config(root: &mut Section, file: &Path, base: &Path) -> Option<Config> {
     let state_dir =
         root.get_or("state_dir", PathBuf::from(DEFAULT_STATE_DIR), path(base, "state_dir = \"/var/lib/batv-proxy\""));
-    let metrics_listen = root.table("metrics", "[metrics]", Presence::Optional, server::read_metrics);
+    let (metrics_listen, verdicts) = root.table("metrics", "[metrics]", Presence::Optional, server::read_metrics);
     let server = root.table("server", "[server]", Presence::Optional, server::read_server);
     let required_batv = Presence::Required("the [batv] table is missing", "add [batv] with key_file and domains");
     let (batv, keys) = root.table("batv", "[batv]", required_batv, |batv| batv::read_batv(batv, base));
@@ -343,6 +345,7 @@ fn read_config(root: &mut Section, file: &Path, base: &Path) -> Option<Config> {
         policy,
         listeners,
         metrics_listen,
+        verdicts,
         drain_timeout: server.drain_timeout,
         worker_threads: server.worker_threads,
         ledger,

@@ -17,6 +17,7 @@ use crate::policy::{
 use crate::smtp::data::{DataScanner, Scan, Violation};
 use crate::smtp::header::HeaderGuard;
 use crate::smtp::reply::Reply;
+use crate::verdicts::MessageRecord;
 
 /// Why a message is not finished upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,16 @@ impl Streaming {
             discarding: false,
         }
     }
+}
+
+/// A content judgement and what it rested on, for the verdict log.
+struct Judged {
+    outcome: ContentOutcome,
+    kind: dsn::Kind,
+    recognizer: &'static str,
+    original_message_id: Option<String>,
+    /// The Message-ID the ledger knew.
+    ledger_match: Option<String>,
 }
 
 /// Keeps what a [`Capture`] plan asks for of a streaming message.
@@ -118,6 +129,8 @@ impl<S: Transport> Session<S> {
                 tracing::info!(session = %self.id, client = %self.endpoints.peer.ip(), sender = %transaction.sender(), verdict = "missing", rule = "untagged_reject_data", "bounce refused at DATA");
                 self.context.metrics.rejection(Stage::Data, reason);
                 self.context.metrics.message(MessageOutcome::Rejected);
+                self.note_message(MessageRecord { reply: reply.to_string(), ..MessageRecord::default() });
+                self.end_transaction();
                 self.exchange(b"RSET\r\n").await?;
                 return self.reply(reply);
             }
@@ -125,6 +138,8 @@ impl<S: Transport> Session<S> {
         };
         let reply = self.exchange(b"DATA\r\n").await?;
         if reply.code() != 354 {
+            self.note_message(MessageRecord { reply: reply.to_string(), ..MessageRecord::default() });
+            self.end_transaction();
             return self.reply(reply);
         }
         let reply = self.without_issued_tags(reply);
@@ -147,11 +162,25 @@ impl<S: Transport> Session<S> {
         }
         self.pump(&mut message).await?;
         let mut refusal = None;
+        let mut judged_record = MessageRecord::default();
         if let Transaction::Inbound(inbound) = &transaction
             && capture.judge
             && message.problem.is_none()
         {
-            let outcome = self.judge_content(inbound, &message.capturer.kept, marks).await;
+            let judged = self.judge_content(inbound, &message.capturer.kept, marks).await;
+            let (result, rule) = judged.outcome.verdict.labels();
+            judged_record = MessageRecord {
+                kind: Some(judged.kind.as_str()),
+                recognizer: Some(judged.recognizer),
+                verdict: Some(result.as_str()),
+                rule: Some(rule.as_str()),
+                action: judged.outcome.action.map(Action::as_str),
+                exemption: judged.outcome.exemption.clone(),
+                original_message_id: judged.original_message_id,
+                ledger_match: judged.ledger_match,
+                ..MessageRecord::default()
+            };
+            let outcome = judged.outcome;
             match outcome.refusal {
                 Some(reply) => {
                     // The upstream never sees a byte of it.
@@ -175,9 +204,20 @@ impl<S: Transport> Session<S> {
         }
         if let Some(refusal) = refusal {
             self.context.metrics.message(MessageOutcome::Rejected);
+            self.note_message(MessageRecord { reply: refusal.to_string(), ..judged_record });
+            self.end_transaction();
             return self.reply(refusal);
         }
-        self.finish(transaction, capture, message).await
+        let step = self.finish(transaction, capture, message, judged_record).await;
+        self.end_transaction();
+        step
+    }
+
+    /// The message's fate in the transaction's record.
+    fn note_message(&mut self, message: MessageRecord) {
+        if let Some(record) = &mut self.record {
+            record.message = Some(message);
+        }
     }
 
     /// Reads the client's message data and passes it on, until the end of
@@ -234,9 +274,15 @@ impl<S: Transport> Session<S> {
 
     /// After the client's final dot: refuse a broken message, and relay the
     /// upstream's final reply to one that went through.
-    async fn finish(&mut self, transaction: Transaction, plan: Capture, message: Streaming) -> Step {
+    async fn finish(
+        &mut self,
+        transaction: Transaction,
+        plan: Capture,
+        message: Streaming,
+        record: MessageRecord,
+    ) -> Step {
         if let Some(problem) = message.problem {
-            return self.refuse_broken(&transaction, problem);
+            return self.refuse_broken(&transaction, problem, record);
         }
         let sender = transaction.sender().to_string();
         let reply = match self.upstream.client()?.final_reply().await {
@@ -273,6 +319,13 @@ impl<S: Transport> Session<S> {
             reply = %reply,
             "message relayed"
         );
+        let queue_id = queue_id(&reply);
+        self.note_message(MessageRecord {
+            reply: self.without_issued_tags(reply.clone()).to_string(),
+            queue_id,
+            message_id: message_id.clone(),
+            ..record
+        });
         if let Some(message_id) = message_id {
             self.context.ledger.record(&message_id);
         }
@@ -284,7 +337,7 @@ impl<S: Transport> Session<S> {
 
     /// A message that broke a rule while streaming: the upstream never
     /// finishes it.
-    fn refuse_broken(&mut self, transaction: &Transaction, problem: Problem) -> Step {
+    fn refuse_broken(&mut self, transaction: &Transaction, problem: Problem, record: MessageRecord) -> Step {
         self.drop_upstream(DropReason::BrokenMessage);
         let (reason, reply) = match problem {
             Problem::UpstreamLost => {
@@ -304,15 +357,17 @@ impl<S: Transport> Session<S> {
         };
         self.context.metrics.message(MessageOutcome::Rejected);
         self.context.metrics.rejection(Stage::Data, reason);
+        self.note_message(MessageRecord { reply: reply.to_string(), ..record });
         tracing::warn!(session = %self.id, client = %self.endpoints.peer.ip(), sender = %transaction.sender(), reason = reason.as_str(), "message refused");
         self.reply(reply)
     }
 
     /// The content verdict on a message to untagged recipients, asking the
     /// ledger when the message alone cannot decide.
-    async fn judge_content(&self, inbound: &Inbound, captured: &[u8], marks: Marks) -> ContentOutcome {
+    async fn judge_content(&self, inbound: &Inbound, captured: &[u8], marks: Marks) -> Judged {
         let inspection = dsn::inspect(captured);
         let bounce = inbound.kind == SenderKind::Bounce;
+        let mut ledger_match = None;
         let verdict = match self.policy().precheck_content(bounce, &inspection, &inbound.judged) {
             ContentPrecheck::Decided(verdict) => verdict,
             ContentPrecheck::AskLedger => {
@@ -320,7 +375,10 @@ impl<S: Transport> Session<S> {
                     LedgerAnswer::Off
                 } else {
                     match self.context.ledger.find(&inspection.referenced_ids).await {
-                        Ok(Some(_)) => LedgerAnswer::Found,
+                        Ok(Some(found)) => {
+                            ledger_match = Some(found);
+                            LedgerAnswer::Found
+                        }
                         Ok(None) => LedgerAnswer::NotFound,
                         Err(error) => {
                             tracing::warn!(session = %self.id, error = %error, "the Message-ID ledger cannot answer");
@@ -359,7 +417,13 @@ impl<S: Transport> Session<S> {
         {
             self.context.metrics.rejection(Stage::Data, reason);
         }
-        outcome
+        Judged {
+            outcome,
+            kind: inspection.kind,
+            recognizer: inspection.rule,
+            original_message_id: inspection.original_message_id,
+            ledger_match,
+        }
     }
 
     /// A Received field (RFC 5321 §4.4) for MTAs that cannot learn the

@@ -33,6 +33,7 @@ use crate::smtp::command::{Command, Verb};
 use crate::smtp::line::LineError;
 use crate::smtp::reply::Reply;
 use crate::upstream::{Client, UpstreamClient, UpstreamFailure};
+use crate::verdicts::VerdictRecord;
 
 pub use message::queue_id;
 use starttls::{client_tls_version, handshake};
@@ -164,6 +165,8 @@ pub struct Session<S: Transport> {
     /// The client's forward-confirmed name, once looked up (only when an
     /// exemption names clients by name).
     client_name: Option<Option<String>>,
+    /// What the current transaction came to so far, for the verdict log.
+    record: Option<VerdictRecord>,
     shutdown: watch::Receiver<Phase>,
 }
 
@@ -204,6 +207,7 @@ pub async fn serve<S: Transport>(
         authenticated: false,
         issued_tags: Vec::new(),
         client_name: None,
+        record: None,
         shutdown,
         context,
     };
@@ -322,6 +326,7 @@ impl<S: Transport> Session<S> {
         // Closing the upstream makes the MTA discard a transaction that
         // never saw its final dot.
         self.upstream.close();
+        self.end_transaction();
         outcome
     }
 
@@ -367,7 +372,7 @@ impl<S: Transport> Session<S> {
             Command::Rcpt { path, parameters } => self.rcpt(path, parameters, line).await,
             Command::Data => self.data().await,
             Command::Rset => {
-                self.transaction = None;
+                self.end_transaction();
                 self.relay(line).await
             }
             Command::Relayed(_) => self.relay(line).await,
@@ -450,6 +455,28 @@ impl<S: Transport> Session<S> {
             }
         }
         reply
+    }
+
+    /// Forgets the transaction, and files what it came to.
+    fn end_transaction(&mut self) {
+        self.transaction = None;
+        if let Some(record) = self.record.take() {
+            self.context.verdicts.push(record);
+        }
+    }
+
+    /// Starts the record of a transaction from `sender`.
+    fn start_record(&mut self, sender: &ReversePath) {
+        self.end_transaction();
+        let listener = &self.context.settings.name;
+        let record = VerdictRecord::new(
+            self.context.clock.now(),
+            &self.id,
+            listener,
+            self.endpoints.peer.ip(),
+            sender.to_string(),
+        );
+        self.record = Some(record);
     }
 
     /// Where mail in this session comes from, for exemptions.

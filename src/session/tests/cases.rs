@@ -1284,3 +1284,64 @@ async fn metrics_count_under_closed_labels() {
     }
     let _ = harness.path("keys");
 }
+
+/// Every transaction is filed in the verdict log: its recipients' verdicts
+/// and rules, the content's verdict with the Message-ID it named, the
+/// reply the client got; outbound, whether the sender was signed (never
+/// the tag).
+#[tokio::test(start_paused = true)]
+async fn transactions_are_filed_in_the_verdict_log() {
+    let harness = harness("inbound", "", "", Mta::Normal).await;
+    let mut client = harness.connect().await;
+    let tag = harness.sign("alice@example.com");
+    let forged = format!("{}000000{}", &tag[..9], &tag[15..]);
+    let script = vec![
+        Expect(220),
+        line("MAIL FROM:<>"),
+        Expect(250),
+        Line(format!("RCPT TO:<{forged}>")),
+        Expect(550),
+        line("RCPT TO:<bob@example.com>"),
+        Expect(250),
+        line("DATA"),
+        Expect(354),
+        Send(DSN_UNKNOWN),
+        Expect(550),
+        line("QUIT"),
+        Expect(221),
+    ];
+    super::run(&harness, &mut client, "verdict log", &script).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let records = harness.verdicts();
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let record = &records[0];
+    assert_eq!((record.sender.as_str(), record.client.to_string().as_str()), ("<>", "192.0.2.7"));
+    let rules: Vec<(&str, &str, u16)> = record.recipients.iter().map(|r| (r.rule, r.reason, r.reply)).collect();
+    assert_eq!(rules, [("invalid_tag", "bad_signature", 550), ("untagged_inspect", "untagged", 250)]);
+    assert_eq!(record.recipients[0].action, Some("reject"));
+    let message = record.message.as_ref().expect("the message");
+    assert_eq!(
+        (message.kind, message.verdict, message.rule),
+        (Some("dsn"), Some("reject"), Some("no_pattern_no_ledger"))
+    );
+    assert_eq!(message.original_message_id.as_deref(), Some("<forged.1@spam.test>"));
+    assert!(message.reply.starts_with("550 5.7.1"), "{message:?}");
+    assert!(!record.delivered());
+
+    let outbound = harness_outbound_signed().await;
+    assert_eq!(outbound.signed_with_key, Some(3));
+    assert!(outbound.delivered());
+    assert!(!serde_json::to_string(&outbound).unwrap().contains("prvs="), "a tag in the log: {outbound:?}");
+}
+
+async fn harness_outbound_signed() -> crate::verdicts::VerdictRecord {
+    let harness = harness("outbound", "", "", Mta::Normal).await;
+    let mut client = harness.connect().await;
+    let script = with(
+        envelope("alice@example.com", "carol@remote.test"),
+        [Send(ORDINARY), Expect(250), line("QUIT"), Expect(221)],
+    );
+    super::run(&harness, &mut client, "outbound log", &script).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    harness.verdicts().remove(0)
+}
