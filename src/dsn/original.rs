@@ -4,7 +4,8 @@
 
 use mail_parser::MessageParser;
 
-use super::entity::{Headers, Structure};
+use super::entity::{Copy, Headers, Structure};
+use super::inspection::Found;
 use super::message_id;
 use super::quoted;
 
@@ -20,6 +21,17 @@ pub(super) enum Source {
 }
 
 impl Source {
+    /// Where, in the terms of the public [`Found`].
+    pub(super) fn found(self) -> Found {
+        match self {
+            Source::AttachedMessage | Source::AttachedHeaders => Found::ReturnedHeader,
+            Source::DispositionField => Found::OriginalMessageIdField,
+            Source::QuotedHeaders => Found::QuotedHeader,
+            Source::ExchangeParent => Found::ParentMessageId,
+            Source::InReplyTo => Found::InReplyTo,
+        }
+    }
+
     pub(super) fn describe(self) -> &'static str {
         match self {
             Source::AttachedMessage => "the attached copy of the message",
@@ -38,40 +50,28 @@ pub(super) struct Original {
     pub(super) source: Source,
 }
 
-/// The Message-ID of the first attached message (message/rfc822,
-/// message/global) or attached header section (text/rfc822-headers,
-/// message/global-headers) that has one.
+/// The Message-ID of the first returned copy (message/rfc822, a headers
+/// part, or their non-standard variants, see `Entity::returned_copy`) that
+/// has one.
 pub(super) fn attached(parser: &MessageParser, structure: &Structure<'_>) -> Option<Original> {
-    structure.leaves().find_map(|leaf| {
-        let media_type = &leaf.media_type;
-        let source = if media_type.is("message", "rfc822") || media_type.is("message", "global") {
-            Source::AttachedMessage
-        } else if media_type.is("text", "rfc822-headers") || media_type.is("message", "global-headers") {
-            Source::AttachedHeaders
-        } else {
-            return None;
+    structure.entities.iter().skip(1).filter(|entity| !entity.is_container).find_map(|part| {
+        let source = match part.returned_copy()? {
+            Copy::Message => Source::AttachedMessage,
+            Copy::Headers => Source::AttachedHeaders,
         };
-        let headers = leaf.attached_headers(parser);
+        let headers = part.attached_headers(parser);
         let id = message_id::first(&headers.message_id?)?;
         Some(Original { id, source })
     })
 }
 
 /// The Original-Message-ID field of an MDN's message/disposition-notification
-/// part (RFC 8098 section 3.2.5).
+/// part (RFC 8098 section 3.2.5), or of a delivery-status part that has one.
 pub(super) fn disposition_field(parser: &MessageParser, structure: &Structure<'_>) -> Option<Original> {
     structure
         .leaves()
-        .filter(|leaf| {
-            leaf.media_type.is("message", "disposition-notification")
-                || leaf.media_type.is("message", "global-disposition-notification")
-        })
-        .find_map(|leaf| {
-            let fields = leaf.decoded();
-            let (headers, _) = Headers::parse(parser, &fields);
-            let id = message_id::first(headers.raw("Original-Message-ID")?)?;
-            Some(Original { id, source: Source::DispositionField })
-        })
+        .find_map(|leaf| leaf.original_message_id_field(parser))
+        .map(|id| Original { id, source: Source::DispositionField })
 }
 
 /// The Message-ID of the first quoted header section at or after byte

@@ -1,16 +1,24 @@
 //! Header sections quoted inside a plain-text body.
 //!
 //! Bounces that predate RFC 3464 (qmail, old Exim, Lotus Notes) paste the
-//! returned message below a separator line instead of attaching it. Such a
-//! copy is recognised by its shape: consecutive `Name: value` lines with
-//! folded continuations, including trace fields (Received, Return-Path) that
-//! only a transported message carries and a person quoting a message in a
-//! reply does not.
+//! returned message below a separator line instead of attaching it, some
+//! indented, some `>`-quoted, some in a MIME part whose header section ran
+//! into it. Such a copy is recognised by its shape: consecutive `Name:
+//! value` lines with folded continuations, all behind the same prefix of
+//! spaces or `>`, including trace fields (Received, Return-Path) that only
+//! a transported message carries and a person quoting a message in a reply
+//! does not.
 
 use super::message_id;
 
 /// Field names longer than this are not header fields but prose with a colon.
 const MAX_FIELD_NAME_LENGTH: usize = 76;
+
+/// Ids kept from the In-Reply-To and References of one quoted section.
+const MAX_QUOTED_REFERENCES: usize = 16;
+
+/// Longest quoting prefix (`> > `, indentation) taken as such.
+const MAX_PREFIX_LENGTH: usize = 16;
 
 /// A run of lines shaped like a header section.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -20,7 +28,12 @@ pub(super) struct QuotedHeaders {
     pub(super) fields: usize,
     /// Whether it has Received or Return-Path, i.e. is a transported message.
     pub(super) has_trace: bool,
+    /// Whether it has From, To, Subject or Date: a message, not a list of
+    /// diagnostic fields.
+    pub(super) has_message_fields: bool,
     pub(super) message_id: Option<String>,
+    /// Ids of its In-Reply-To and References fields.
+    pub(super) references: Vec<String>,
 }
 
 /// The first quoted header section at or after byte `from` that has a
@@ -33,29 +46,34 @@ pub(super) fn first_with_message_id(text: &str, from: usize) -> Option<QuotedHea
 pub(super) fn runs(text: &str) -> impl Iterator<Item = QuotedHeaders> + '_ {
     let mut lines = lines_with_offsets(text).peekable();
     std::iter::from_fn(move || {
-        // Find the first line of the next run.
-        let (start, first_line) = loop {
+        // Find the first line of the next run and its quoting prefix.
+        let (start, prefix, first_line) = loop {
             let (offset, line) = lines.next()?;
-            if field_name(line).is_some() {
-                break (offset, line);
+            let prefix = &line[..quote_prefix_length(line)];
+            let rest = &line[prefix.len()..];
+            if field_name(rest).is_some() {
+                break (offset, prefix, rest);
             }
         };
         let mut run = QuotedHeaders { start, ..QuotedHeaders::default() };
         let mut field = first_line.to_owned();
         loop {
-            let continuation =
-                lines.peek().is_some_and(|(_, line)| line.starts_with([' ', '\t']) && !line.trim().is_empty());
+            let next = lines.peek().and_then(|(_, line)| line.strip_prefix(prefix));
+            let continuation = next.is_some_and(|rest| rest.starts_with([' ', '\t']) && !rest.trim().is_empty())
+                // A `>`-quoted continuation often lost its blank: "> \tby x" became ">\tby x".
+                || (prefix.ends_with(' ') && lines.peek().and_then(|(_, line)| line.strip_prefix(prefix.trim_end()))
+                    .is_some_and(|rest| rest.starts_with('\t') && !rest.trim().is_empty()));
             if continuation {
                 if let Some((_, line)) = lines.next() {
                     field.push(' ');
-                    field.push_str(line.trim());
+                    field.push_str(line[prefix.len().min(line.len())..].trim());
                 }
                 continue;
             }
             record(&mut run, &field);
-            match lines.peek() {
-                Some((_, line)) if field_name(line).is_some() => {
-                    field = line.to_string();
+            match next {
+                Some(rest) if field_name(rest).is_some() => {
+                    field = rest.to_owned();
                     lines.next();
                 }
                 _ => return Some(run),
@@ -64,17 +82,30 @@ pub(super) fn runs(text: &str) -> impl Iterator<Item = QuotedHeaders> + '_ {
     })
 }
 
+/// Length of the leading `>`, space and tab characters that quote a line,
+/// when followed by something; indentation deeper than
+/// [`MAX_PREFIX_LENGTH`] is not a quote.
+fn quote_prefix_length(line: &str) -> usize {
+    let length = line.bytes().take_while(|byte| matches!(byte, b'>' | b' ' | b'\t')).count();
+    if length > MAX_PREFIX_LENGTH { 0 } else { length }
+}
+
 fn record(run: &mut QuotedHeaders, field: &str) {
     let Some(name) = field_name(field) else {
         return;
     };
     run.fields += 1;
-    if name.eq_ignore_ascii_case("Received") || name.eq_ignore_ascii_case("Return-Path") {
+    let value = &field[name.len() + 1..];
+    let is = |wanted: &str| name.eq_ignore_ascii_case(wanted);
+    if is("Received") || is("Return-Path") {
         run.has_trace = true;
-    }
-    if name.eq_ignore_ascii_case("Message-ID") && run.message_id.is_none() {
-        let value = &field[name.len() + 1..];
+    } else if is("From") || is("To") || is("Subject") || is("Date") {
+        run.has_message_fields = true;
+    } else if is("Message-ID") && run.message_id.is_none() {
         run.message_id = message_id::first(value.as_bytes());
+    } else if (is("In-Reply-To") || is("References")) && run.references.len() < MAX_QUOTED_REFERENCES {
+        let room = MAX_QUOTED_REFERENCES - run.references.len();
+        run.references.extend(message_id::all(value.as_bytes()).into_iter().take(room));
     }
 }
 
@@ -123,6 +154,16 @@ mod tests {
             ),
             ("no section", "Hello,\nhow are you?\n", None),
             ("space in name is prose", "Dear Sir: hi\nMessage ID: <x@y>\n", None),
+            (
+                "indented copy",
+                "Copy:\n\n    Received: from a\n    \tby b\n    Message-ID: <ind@x>\n",
+                Some((7, 2, true, "<ind@x>")),
+            ),
+            (
+                "quoted copy",
+                "> Received: from a\n>\tby b\n> Message-ID: <q@x>\n> Subject: s\n",
+                Some((0, 3, true, "<q@x>")),
+            ),
         ];
         for (name, text, expected) in cases {
             let found = first_with_message_id(text, 0)
