@@ -132,13 +132,21 @@ pub(super) struct Entity<'a> {
     pub(super) body: &'a [u8],
     /// Whether the walk split this entity into parts.
     pub(super) is_container: bool,
+    /// Whether this is a body part rather than the message itself.
+    pub(super) is_part: bool,
 }
 
 impl<'a> Entity<'a> {
     fn parse(parser: &MessageParser, bytes: &'a [u8]) -> Entity<'a> {
         let (headers, body_start) = Headers::parse(parser, bytes);
         let media_type = MediaType::of(&headers);
-        Entity { body: bytes.get(body_start..).unwrap_or_default(), headers, media_type, is_container: false }
+        Entity {
+            body: bytes.get(body_start..).unwrap_or_default(),
+            headers,
+            media_type,
+            is_container: false,
+            is_part: false,
+        }
     }
 
     /// A body part, whose header section some MTAs end without the empty
@@ -149,7 +157,7 @@ impl<'a> Entity<'a> {
         let header_end = part_header_end(bytes);
         let (headers, _) = Headers::parse(parser, &bytes[..header_end]);
         let media_type = MediaType::of(&headers);
-        Entity { body: &bytes[header_end..], headers, media_type, is_container: false }
+        Entity { body: &bytes[header_end..], headers, media_type, is_container: false, is_part: true }
     }
 
     /// Whether this leaf is a returned copy of a message, and of what: the
@@ -162,6 +170,14 @@ impl<'a> Entity<'a> {
             ("message", "rfc822-headers" | "rfc822-header" | "global-headers" | "headers")
             | ("text", "rfc822-headers" | "rfc822-header" | "x-rfc822-headers" | "headers" | "global-headers") => {
                 Some(Copy::Headers)
+            }
+            // A part whose own header section is a message's: the copy
+            // was pasted in without a part header of its own.
+            _ if self.is_part
+                && self.headers.has("Message-ID")
+                && (self.headers.has("Received") || self.headers.has("From")) =>
+            {
+                Some(Copy::Message)
             }
             _ => None,
         }

@@ -141,8 +141,9 @@ fn multipart_report(context: &Context<'_>) -> Option<Verdict> {
     let headers = &structure.top().headers;
     match report::classify(structure)? {
         Report::Delivery => {
-            let original =
-                original::attached(context.parser, structure).or_else(|| original::quoted_in_text(&context.text, 0));
+            let original = original::attached(context.parser, structure)
+                .or_else(|| original::quoted_in_text(&context.text, 0))
+                .or_else(|| original::quoted_in_other_parts(structure));
             Some(verdict(Kind::Dsn, "rfc3464", "a delivery status notification (multipart/report, RFC 3464)", original))
         }
         Report::Disposition => {
@@ -173,7 +174,8 @@ fn challenge_response(context: &Context<'_>) -> Option<Verdict> {
 fn plain_bounce(context: &Context<'_>) -> Option<Verdict> {
     let found = formats::recognize(context.structure, &context.text)?;
     let original = original::attached(context.parser, context.structure)
-        .or_else(|| original::quoted_in_text(&context.text, found.copy_starts_at.unwrap_or(0)));
+        .or_else(|| original::quoted_in_text(&context.text, found.copy_starts_at.unwrap_or(0)))
+        .or_else(|| original::quoted_in_other_parts(context.structure));
     Some(verdict(Kind::Dsn, found.rule, found.description, original))
 }
 

@@ -81,6 +81,22 @@ pub(super) fn quoted_in_text(text: &str, from: usize) -> Option<Original> {
     Some(Original { id: run.message_id?, source: Source::QuotedHeaders })
 }
 
+/// The Message-ID of the first header section with trace fields pasted
+/// into a part that is not text: where a copy ends up when the MTA botched
+/// the MIME delimiters and the copy ran into the report part before it.
+pub(super) fn quoted_in_other_parts(structure: &Structure<'_>) -> Option<Original> {
+    structure
+        .entities
+        .iter()
+        .skip(1)
+        .filter(|entity| !entity.is_container && entity.media_type.main != "text")
+        .find_map(|part| {
+            let text = String::from_utf8_lossy(&part.decoded()).into_owned();
+            let run = quoted::runs(&text).find(|run| run.has_trace && run.message_id.is_some())?;
+            Some(Original { id: run.message_id?, source: Source::QuotedHeaders })
+        })
+}
+
 /// The first id of a reply-type field of the message itself.
 pub(super) fn field(headers: &Headers<'_>, name: &str, source: Source) -> Option<Original> {
     let id = message_id::first(headers.raw(name)?)?;

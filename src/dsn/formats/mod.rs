@@ -167,7 +167,7 @@ pub(super) fn recognize(structure: &Structure<'_>, text: &str) -> Option<Found> 
         return None;
     }
     let copy = returns_original(structure, text);
-    if mail_system && (failure || subject) && (copy.is_some() || diagnostics || (failure && subject)) {
+    if mail_system && (subject || (failure && (copy.is_some() || diagnostics))) {
         return found("plain_bounce", "a message from a mail-system address saying in prose that delivery failed");
     }
     if mail_system && copy == Some(Evidence::Transported) {

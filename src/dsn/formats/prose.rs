@@ -47,6 +47,11 @@ pub(crate) const FAILURE_PHRASES: &[&str] = &[
     "will retry",
     "the following recipients",
     "the following address",
+    "was rejected",
+    "has been rejected",
+    "is delayed",
+    "temporary failure",
+    "message delivery has been delayed",
     // German.
     "konnte nicht zugestellt werden",
     "nicht zugestellt",
@@ -200,6 +205,12 @@ pub(crate) const DIAGNOSTIC_MARKERS: &[&str] = &[
     "host or domain name not found",
     "connection timed out",
     "recipient address rejected",
+    "account is disabled",
+    "transcript of session follows",
+    "[#4.",
+    "[#5.",
+    "no such recipient",
+    "does not exist",
 ];
 
 /// Lowercase words in a From field that name the mail system rather
@@ -232,6 +243,10 @@ pub(crate) const MAIL_SYSTEM_SENDERS: &[&str] = &[
     "почтов",
     "メール配信",
     "postmeister",
+    "post_master",
+    "mail.delivery",
+    "delivery.system",
+    "ndr administrator",
 ];
 
 /// Lowercase words of the subjects bounces carry, any language. Only
@@ -301,6 +316,10 @@ pub(crate) const BOUNCE_SUBJECTS: &[&str] = &[
     "未配達",
     "退信",
     "无法投递",
+    "failure delivery",
+    "bounce notification",
+    "errors from",
+    "メールエラー",
 ];
 
 /// Subject prefixes of replies and forwards, any language.

@@ -43,6 +43,8 @@ pub(crate) const FORMATS: &[Format] = &[
             &["Sorry, we were unable to deliver your message to the following address."],
             &["Su mensaje no pudo ser entregado"],
             &["unable to deliver your message to the following addresses", "--- Below this line is"],
+            &["Unable to deliver message to the following address(es).", "--- Original message follows."],
+            &["Unable to deliver message to the following address(es).", "I'm not going to try again"],
         ],
         separators: &[
             "--- Below this line is a copy of the message.",
@@ -51,6 +53,7 @@ pub(crate) const FORMATS: &[Format] = &[
             "--- Below this line is the top of the message.",
             "--- Enclosed are the original headers of the message.",
             "--- Unterhalb dieser Zeile folgt eine Kopie der Nachricht.",
+            "--- Original message follows.",
         ],
         needs_mail_system_sender: false,
     },
@@ -73,10 +76,12 @@ pub(crate) const FORMATS: &[Format] = &[
             &["This message was created automatically by mail delivery software.", "The following address(es) failed"],
             &["Diese Nachricht wurde automatisch von der Mail-Software erstellt"],
             &["Cette notification a été générée automatiquement par le logiciel de distribution"],
+            &["------ This is a copy of your message, including all the headers. ------"],
         ],
         separators: &[
             "------ This is a copy of the message, including all the headers. ------",
             "------ This is a copy of the message's headers. ------",
+            "------ This is a copy of your message, including all the headers. ------",
             "------ The body of the message is",
             // GMX's and 1&1's variants of the Exim text.
             "--- The header of the original message is following. ---",
@@ -138,6 +143,7 @@ pub(crate) const FORMATS: &[Format] = &[
             ],
             &["This is the MAILER-DAEMON, please DO NOT REPLY", "Your message was successfully delivered"],
             &["This is the MAILER-DAEMON, please DO NOT REPLY", "Delivery of your message"],
+            &["This is the MAILER-DAEMON, please DO NOT REPLY", "A message is delayed for more than"],
         ],
         separators: &["Below is a copy of the original message:"],
         needs_mail_system_sender: false,
@@ -308,6 +314,13 @@ pub(crate) const FORMATS: &[Format] = &[
             &["** Message non distribué **"],
         ],
         separators: &["----- Original message -----", "----- Message truncated -----"],
+        needs_mail_system_sender: false,
+    },
+    Format {
+        rule: "james",
+        description: "an Apache James delivery failure notice",
+        signatures: &[&["Error message below:", "Message details:"]],
+        separators: &[],
         needs_mail_system_sender: false,
     },
     Format {
