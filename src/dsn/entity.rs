@@ -208,12 +208,18 @@ impl<'a> Entity<'a> {
     }
 
     /// The decoded body as text in its declared charset.
-    pub(super) fn text(&self) -> String {
-        let bytes = self.decoded();
-        let decoder = self.parameter("charset").and_then(|charset| charset_decoder(charset.as_bytes()));
-        match decoder {
-            Some(decode) => decode(&bytes),
-            None => String::from_utf8_lossy(&bytes).into_owned(),
+    /// Borrowed from the message when it needs no decoding (the common
+    /// case of a UTF-8 or ASCII body), so a long body is not copied.
+    pub(super) fn text(&self) -> Cow<'a, str> {
+        let charset = self.parameter("charset").unwrap_or_default().to_ascii_lowercase();
+        let decoder = match charset.as_str() {
+            "" | "utf-8" | "utf8" | "us-ascii" | "ascii" => None,
+            other => charset_decoder(other.as_bytes()),
+        };
+        match (self.decoded(), decoder) {
+            (bytes, Some(decode)) => Cow::Owned(decode(&bytes)),
+            (Cow::Borrowed(bytes), None) => String::from_utf8_lossy(bytes),
+            (Cow::Owned(bytes), None) => Cow::Owned(String::from_utf8_lossy(&bytes).into_owned()),
         }
     }
 
@@ -370,25 +376,34 @@ impl<'a> Structure<'a> {
     /// read as text too.
     /// A message with only HTML text (some webmail bounces) is read from
     /// its HTML, with the markup taken out.
-    pub(super) fn plain_text(&self) -> String {
-        let mut text = String::new();
+    pub(super) fn plain_text(&self) -> Cow<'a, str> {
         let is_text = |leaf: &&Entity<'a>| {
-            (leaf.media_type.main == "text" && !leaf.media_type.sub.contains("html") && leaf.returned_copy().is_none())
+            (leaf.media_type.main == "text"
+                && !leaf.media_type.sub.contains("html")
+                && leaf.media_type.sub != "calendar"
+                && leaf.returned_copy().is_none())
                 || leaf.media_type.main == "multipart"
         };
-        for leaf in self.leaves().filter(is_text) {
-            if leaf.media_type.sub == "calendar" {
-                continue;
+        let mut texts = self.leaves().filter(is_text).map(Entity::text);
+        let mut text = match (texts.next(), texts.next()) {
+            (Some(only), None) if !only.trim().is_empty() => return only,
+            (None, _) => Cow::Borrowed(""),
+            (Some(first), None) => first,
+            (Some(first), Some(second)) => {
+                let mut joined = first.into_owned();
+                for next in std::iter::once(second).chain(texts) {
+                    joined.push('\n');
+                    joined.push_str(&next);
+                }
+                Cow::Owned(joined)
             }
-            if !text.is_empty() {
-                text.push('\n');
-            }
-            text.push_str(&leaf.text());
-        }
+        };
         if text.trim().is_empty() {
+            let mut from_html = text.into_owned();
             for leaf in self.leaves().filter(|leaf| leaf.media_type.is("text", "html")) {
-                super::html::append_text(&leaf.text(), &mut text);
+                super::html::append_text(&leaf.text(), &mut from_html);
             }
+            text = Cow::Owned(from_html);
         }
         text
     }

@@ -67,7 +67,9 @@ pub fn inspect(message: &[u8]) -> Inspection {
     let message = &message[..message.len().min(MAX_INSPECTED_BYTES)];
     let parser = MessageParser::new();
     let structure = Structure::walk(&parser, message);
-    let context = Context { parser: &parser, text: structure.plain_text(), structure: &structure };
+    let text = structure.plain_text();
+    let runs = quoted::id_runs(&text);
+    let context = Context { parser: &parser, text, runs, structure: &structure };
     let calendar = calendar::read(&structure);
     let verdict = if let Some(Report::Other(report_type)) = report::classify(&structure) {
         // A feedback (ARF), TLS or other report: automatic, but not about
@@ -98,7 +100,7 @@ pub fn inspect(message: &[u8]) -> Inspection {
     Inspection {
         kind: verdict.kind,
         referenced_ids: references::referenced_ids(&own),
-        references: references::all(&parser, &structure, &context.text, &own),
+        references: references::all(&parser, &structure, &context.runs, &own),
         original_message_id: original.map(|original| original.id),
         rule: verdict.rule,
         reason: verdict.reason,
@@ -111,7 +113,9 @@ struct Context<'a> {
     parser: &'a MessageParser,
     structure: &'a Structure<'a>,
     /// The decoded text/plain parts.
-    text: String,
+    text: std::borrow::Cow<'a, str>,
+    /// The header sections quoted in the text that name ids.
+    runs: Vec<quoted::QuotedHeaders>,
 }
 
 /// A recognizer's decision, before the referenced ids are gathered.
@@ -142,7 +146,7 @@ fn multipart_report(context: &Context<'_>) -> Option<Verdict> {
     match report::classify(structure)? {
         Report::Delivery => {
             let original = original::attached(context.parser, structure)
-                .or_else(|| original::quoted_in_text(&context.text, 0))
+                .or_else(|| original::quoted_in_text(&context.runs, 0))
                 .or_else(|| original::quoted_in_other_parts(structure));
             Some(verdict(Kind::Dsn, "rfc3464", "a delivery status notification (multipart/report, RFC 3464)", original))
         }
@@ -167,14 +171,14 @@ fn challenge_response(context: &Context<'_>) -> Option<Verdict> {
     let headers = &context.structure.top().headers;
     let original = original::field(headers, "In-Reply-To", Source::InReplyTo)
         .or_else(|| original::attached(context.parser, context.structure))
-        .or_else(|| original::quoted_in_text(&context.text, 0));
+        .or_else(|| original::quoted_in_text(&context.runs, 0));
     Some(verdict(Kind::AutoReply, found.rule, found.description, original))
 }
 
 fn plain_bounce(context: &Context<'_>) -> Option<Verdict> {
-    let found = formats::recognize(context.structure, &context.text)?;
+    let found = formats::recognize(context.structure, &context.text, &context.runs)?;
     let original = original::attached(context.parser, context.structure)
-        .or_else(|| original::quoted_in_text(&context.text, found.copy_starts_at.unwrap_or(0)))
+        .or_else(|| original::quoted_in_text(&context.runs, found.copy_starts_at.unwrap_or(0)))
         .or_else(|| original::quoted_in_other_parts(context.structure));
     Some(verdict(Kind::Dsn, found.rule, found.description, original))
 }

@@ -7,7 +7,7 @@ use mail_parser::MessageParser;
 use super::entity::{Copy, Headers, Structure};
 use super::inspection::Found;
 use super::message_id;
-use super::quoted;
+use super::quoted::{self, QuotedHeaders};
 
 /// Where an original Message-ID was found, for the verdict's explanation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,9 +76,9 @@ pub(super) fn disposition_field(parser: &MessageParser, structure: &Structure<'_
 
 /// The Message-ID of the first quoted header section at or after byte
 /// `from` of the plain text.
-pub(super) fn quoted_in_text(text: &str, from: usize) -> Option<Original> {
-    let run = quoted::first_with_message_id(text, from)?;
-    Some(Original { id: run.message_id?, source: Source::QuotedHeaders })
+pub(super) fn quoted_in_text(runs: &[QuotedHeaders], from: usize) -> Option<Original> {
+    let run = quoted::first_with_message_id(runs, from)?;
+    Some(Original { id: run.message_id.clone()?, source: Source::QuotedHeaders })
 }
 
 /// The Message-ID of the first header section with trace fields pasted
@@ -116,7 +116,7 @@ mod tests {
         type Finder = fn(&MessageParser, &Structure<'_>, &str) -> Option<Original>;
         let attached_finder: Finder = |parser, structure, _| attached(parser, structure);
         let disposition_finder: Finder = |parser, structure, _| disposition_field(parser, structure);
-        let quoted_finder: Finder = |_, _, text| quoted_in_text(text, 0);
+        let quoted_finder: Finder = |_, _, text| quoted_in_text(&quoted::id_runs(text), 0);
         let in_reply_to_finder: Finder =
             |_, structure, _| field(&structure.top().headers, "In-Reply-To", Source::InReplyTo);
         let own = "Message-ID: <own@bounce>\n";

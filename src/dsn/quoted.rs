@@ -9,6 +9,10 @@
 //! a transported message carries and a person quoting a message in a reply
 //! does not.
 
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
+
 use super::message_id;
 
 /// Field names longer than this are not header fields but prose with a colon.
@@ -36,14 +40,34 @@ pub(super) struct QuotedHeaders {
     pub(super) references: Vec<String>,
 }
 
-/// The first quoted header section at or after byte `from` that has a
-/// Message-ID and at least one other field.
-pub(super) fn first_with_message_id(text: &str, from: usize) -> Option<QuotedHeaders> {
-    runs(text).filter(|run| run.start >= from).find(|run| run.message_id.is_some() && run.fields >= 2)
+/// Runs kept of one text; more are not looked at.
+const MAX_RUNS: usize = 64;
+
+/// The runs that name an id (Message-ID, In-Reply-To or References), read
+/// once per message and shared by the recognizers and the id gathering.
+pub(super) fn id_runs(text: &str) -> Vec<QuotedHeaders> {
+    runs(text).filter(|run| run.message_id.is_some() || !run.references.is_empty()).take(MAX_RUNS).collect()
 }
 
-/// Every run of header-shaped lines, in one pass over the text.
+/// The first quoted header section at or after byte `from` that has a
+/// Message-ID and at least one other field.
+pub(super) fn first_with_message_id(runs: &[QuotedHeaders], from: usize) -> Option<&QuotedHeaders> {
+    runs.iter().filter(|run| run.start >= from).find(|run| run.message_id.is_some() && run.fields >= 2)
+}
+
+/// The field names a run is read for; a text without any has no run worth
+/// reading, which one fast search tells.
+static ID_FIELDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(["message-id", "in-reply-to", "references"])
+        .expect("three fixed names build an automaton")
+});
+
+/// Every run of header-shaped lines, in one pass over the text; none when
+/// the text names no id-bearing field at all.
 pub(super) fn runs(text: &str) -> impl Iterator<Item = QuotedHeaders> + '_ {
+    let text = if ID_FIELDS.is_match(text) { text } else { "" };
     let mut lines = lines_with_offsets(text).peekable();
     std::iter::from_fn(move || {
         // Find the first line of the next run and its quoting prefix.
@@ -112,7 +136,12 @@ fn record(run: &mut QuotedHeaders, field: &str) {
 /// The field name when `line` starts like `Name: value` (RFC 5322 field
 /// names are printable ASCII without spaces or colons).
 fn field_name(line: &str) -> Option<&str> {
-    let colon = line.find(':')?;
+    // Prose lines are the common case: reject them without a full scan.
+    if !line.as_bytes().first().is_some_and(u8::is_ascii_alphabetic) {
+        return None;
+    }
+    let head = &line.as_bytes()[..line.len().min(MAX_FIELD_NAME_LENGTH + 1)];
+    let colon = memchr::memchr(b':', head)?;
     let name = &line[..colon];
     let valid = !name.is_empty()
         && name.len() <= MAX_FIELD_NAME_LENGTH
@@ -166,8 +195,9 @@ mod tests {
             ),
         ];
         for (name, text, expected) in cases {
-            let found = first_with_message_id(text, 0)
-                .map(|run| (run.start, run.fields, run.has_trace, run.message_id.unwrap()));
+            let runs = id_runs(text);
+            let found = first_with_message_id(&runs, 0)
+                .map(|run| (run.start, run.fields, run.has_trace, run.message_id.clone().unwrap()));
             let expected = expected.map(|(start, fields, trace, id)| (start, fields, trace, id.to_owned()));
             assert_eq!(found, expected, "{name}");
         }
@@ -177,8 +207,9 @@ mod tests {
     fn search_starts_at_the_given_offset() {
         let text = "Message-ID: <first@x>\nFrom: a\n\nseparator\n\nMessage-ID: <second@x>\nFrom: b\n";
         let separator = text.find("separator").unwrap();
+        let runs = id_runs(text);
         assert_eq!(
-            first_with_message_id(text, separator).and_then(|run| run.message_id).as_deref(),
+            first_with_message_id(&runs, separator).and_then(|run| run.message_id.as_deref()),
             Some("<second@x>")
         );
     }

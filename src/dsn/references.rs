@@ -8,7 +8,7 @@ use mail_parser::MessageParser;
 use super::entity::Structure;
 use super::inspection::{Found, Reference};
 use super::message_id;
-use super::quoted;
+use super::quoted::QuotedHeaders;
 
 /// Ids reported at most, in [`super::Inspection::referenced_ids`] and
 /// [`super::Inspection::references`] each. A References field can list
@@ -73,7 +73,12 @@ fn add_own_fields(collector: &mut Collector<'_>, own: &Own<'_>) {
 /// Every id outside the message's own Message-ID field: the original and
 /// what the report parts and returned copies name, the message's reply
 /// fields, quoted header sections, then any other id in the text.
-pub(super) fn all(parser: &MessageParser, structure: &Structure<'_>, text: &str, own: &Own<'_>) -> Vec<Reference> {
+pub(super) fn all(
+    parser: &MessageParser,
+    structure: &Structure<'_>,
+    runs: &[QuotedHeaders],
+    own: &Own<'_>,
+) -> Vec<Reference> {
     let mut collector = Collector { own_id: own.message_id, references: Vec::new() };
     if let Some((original, found)) = own.original {
         collector.add(original.to_owned(), found);
@@ -97,14 +102,14 @@ pub(super) fn all(parser: &MessageParser, structure: &Structure<'_>, text: &str,
         collector.add(parent.clone(), Found::ParentMessageId);
     }
     add_own_fields(&mut collector, own);
-    for run in quoted::runs(text) {
+    for run in runs {
         if collector.is_full() {
             break;
         }
-        if let Some(id) = run.message_id.filter(|_| run.fields >= 2) {
+        if let Some(id) = run.message_id.clone().filter(|_| run.fields >= 2) {
             collector.add(id, Found::QuotedHeader);
         }
-        returned_references.extend(run.references);
+        returned_references.extend(run.references.iter().cloned());
     }
     for id in returned_references {
         collector.add(id, Found::ReturnedReferences);

@@ -539,3 +539,66 @@ fn mutated_messages_never_panic() {
         }
     }
 }
+
+#[test]
+#[ignore]
+fn timing_breakdown() {
+    let line = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.\r\n";
+    let message = format!(
+        "From: Alice <alice@example.com>\r\nTo: bob@example.org\r\nSubject: Minutes\r\nMessage-ID: <a@b>\r\n\r\n{}",
+        line.repeat(250)
+    );
+    let bytes = message.as_bytes();
+    let n = 2000;
+    let time = |name: &str, f: &dyn Fn()| {
+        let best = (0..n / 10)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                for _ in 0..10 {
+                    f();
+                }
+                started.elapsed() / 10
+            })
+            .min()
+            .unwrap();
+        println!("{name}: {best:?}");
+    };
+    let parser = MessageParser::new();
+    time("inspect", &|| {
+        std::hint::black_box(inspect(bytes));
+    });
+    time("walk", &|| {
+        std::hint::black_box(Structure::walk(&parser, bytes));
+    });
+    let structure = Structure::walk(&parser, bytes);
+    time("plain_text", &|| {
+        std::hint::black_box(structure.plain_text());
+    });
+    let text = structure.plain_text();
+    time("formats", &|| {
+        std::hint::black_box(formats::recognize(&structure, &text, &quoted::id_runs(&text)).is_some());
+    });
+    time("calendar", &|| {
+        std::hint::black_box(calendar::read(&structure));
+    });
+    time("quoted runs", &|| {
+        std::hint::black_box(quoted::runs(&text).count());
+    });
+    time("in_text", &|| {
+        std::hint::black_box(message_id::in_text(text.as_bytes(), 128));
+    });
+    time("auto replies", &|| {
+        std::hint::black_box(auto_reply::auto_submitted(&structure));
+    });
+    let own =
+        references::Own { message_id: None, original: None, in_reply_to: vec![], references: vec![], parent: None };
+    time("references", &|| {
+        std::hint::black_box(references::all(&parser, &structure, &quoted::id_runs(&text), &own));
+    });
+    time("region", &|| {
+        std::hint::black_box(formats::region_for_timing(&text));
+    });
+    time("utf8 copy", &|| {
+        std::hint::black_box(String::from_utf8_lossy(bytes).into_owned());
+    });
+}

@@ -8,7 +8,7 @@ fn recognized(message: &str) -> Option<&'static str> {
     let parser = MessageParser::new();
     let structure = Structure::walk(&parser, message.as_bytes());
     let text = structure.plain_text();
-    recognize(&structure, &text).map(|found| found.rule)
+    recognize(&structure, &text, &crate::dsn::quoted::id_runs(&text)).map(|found| found.rule)
 }
 
 #[test]

@@ -4,10 +4,14 @@ use super::prose::FORWARD_MARKERS;
 
 /// Bytes of text read for the region; a notification says what happened
 /// in its first few kilobytes, before any returned copy.
-const MAX_SOURCE_BYTES: usize = 12 * 1024;
+const MAX_SOURCE_BYTES: usize = 4 * 1024;
 
 /// Bytes of region kept.
-const MAX_REGION_BYTES: usize = 6 * 1024;
+const MAX_REGION_BYTES: usize = 3 * 1024;
+
+/// Fields that start the header section of a pasted copy: past them is
+/// the returned message, not the notification.
+const COPY_STARTS: &[&str] = &["received:", "return-path:", "dkim-signature:", "message-id:"];
 
 /// Line endings that introduce a quoted message ("On Monday Alice wrote:").
 const ATTRIBUTION_ENDINGS: &[&str] =
@@ -23,20 +27,39 @@ pub(super) fn normalise(text: &str) -> String {
 }
 
 fn append_normalised(text: &str, out: &mut String) {
-    for character in text.chars() {
-        if character.is_whitespace() {
-            if !out.is_empty() && !out.ends_with(' ') {
-                out.push(' ');
+    // Bytes, not chars, for the ASCII that makes up most of any text.
+    let mut bytes = std::mem::take(out).into_bytes();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let ascii = rest.bytes().position(|byte| !byte.is_ascii()).unwrap_or(rest.len());
+        for &byte in &rest.as_bytes()[..ascii] {
+            if byte.is_ascii_whitespace() {
+                if !bytes.is_empty() && bytes.last() != Some(&b' ') {
+                    bytes.push(b' ');
+                }
+            } else {
+                bytes.push(byte.to_ascii_lowercase());
             }
-        } else if character.is_ascii() {
-            out.push(character.to_ascii_lowercase());
+        }
+        rest = &rest[ascii..];
+        let Some(character) = rest.chars().next() else { break };
+        rest = &rest[character.len_utf8()..];
+        let mut buffer = [0; 4];
+        if character.is_whitespace() {
+            if !bytes.is_empty() && bytes.last() != Some(&b' ') {
+                bytes.push(b' ');
+            }
         } else if character == '\u{2019}' {
             // Typographic apostrophes, as Exchange Online writes them.
-            out.push('\'');
+            bytes.push(b'\'');
         } else {
-            out.extend(character.to_lowercase());
+            for lower in character.to_lowercase() {
+                bytes.extend_from_slice(lower.encode_utf8(&mut buffer).as_bytes());
+            }
         }
     }
+    // Only whole characters were pushed.
+    *out = String::from_utf8(bytes).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
 }
 
 /// The start of `text` as the message's own words: normalised, without
@@ -49,7 +72,7 @@ pub(super) fn region(text: &str) -> String {
         if trimmed.starts_with('>') || trimmed.starts_with('|') {
             continue;
         }
-        if starts_quoted_message(trimmed) {
+        if starts_quoted_message(trimmed) || starts_copy(line) {
             break;
         }
         let room = MAX_REGION_BYTES.saturating_sub(region.len());
@@ -68,6 +91,10 @@ fn starts_quoted_message(line: &str) -> bool {
             && line.is_char_boundary(marker.len())
             && line[..marker.len()].eq_ignore_ascii_case(marker)
     }) || (line.len() < 200 && ATTRIBUTION_ENDINGS.iter().any(|ending| line.ends_with(ending)))
+}
+
+fn starts_copy(line: &str) -> bool {
+    COPY_STARTS.iter().any(|field| line.get(..field.len()).is_some_and(|start| start.eq_ignore_ascii_case(field)))
 }
 
 /// The largest index at most `at` that is a character boundary.
@@ -90,6 +117,11 @@ mod tests {
             ("forward ends it", "FYI\n-----Original Message-----\nundeliverable", "fyi "),
             ("attribution ends it", "Sure.\nOn Monday Bob wrote:\nundeliverable", "sure. "),
             ("non-ascii lower-cased", "ÉCHEC de la remise", "échec de la remise "),
+            (
+                "a pasted copy ends it",
+                "Sorry.\n--- Below this line\nReceived: x\nundeliverable",
+                "sorry. --- below this line ",
+            ),
         ];
         for (name, text, expected) in cases {
             assert_eq!(region(text), *expected, "{name}");
