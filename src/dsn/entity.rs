@@ -280,6 +280,26 @@ impl Entity<'_> {
     }
 }
 
+/// A returned copy's kind and header fields, read once per message.
+pub(super) struct ReturnedCopy {
+    pub(super) kind: Copy,
+    pub(super) headers: AttachedHeaders,
+}
+
+impl Structure<'_> {
+    /// Every returned copy among the body parts, in document order.
+    pub(super) fn returned_copies(&self, parser: &MessageParser) -> Vec<ReturnedCopy> {
+        self.entities
+            .iter()
+            .skip(1)
+            .filter(|entity| !entity.is_container)
+            .filter_map(|part| {
+                Some(ReturnedCopy { kind: part.returned_copy()?, headers: part.attached_headers(parser) })
+            })
+            .collect()
+    }
+}
+
 /// What a returned-copy part holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Copy {

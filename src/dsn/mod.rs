@@ -69,7 +69,8 @@ pub fn inspect(message: &[u8]) -> Inspection {
     let structure = Structure::walk(&parser, message);
     let text = structure.plain_text();
     let runs = quoted::id_runs(&text);
-    let context = Context { parser: &parser, text, runs, structure: &structure };
+    let copies = structure.returned_copies(&parser);
+    let context = Context { parser: &parser, text, runs, copies, structure: &structure };
     let calendar = calendar::read(&structure);
     let verdict = if let Some(Report::Other(report_type)) = report::classify(&structure) {
         // A feedback (ARF), TLS or other report: automatic, but not about
@@ -100,7 +101,7 @@ pub fn inspect(message: &[u8]) -> Inspection {
     Inspection {
         kind: verdict.kind,
         referenced_ids: references::referenced_ids(&own),
-        references: references::all(&parser, &structure, &context.runs, &own),
+        references: references::all(&parser, &structure, &context.copies, &context.runs, &own),
         original_message_id: original.map(|original| original.id),
         rule: verdict.rule,
         reason: verdict.reason,
@@ -114,6 +115,8 @@ struct Context<'a> {
     structure: &'a Structure<'a>,
     /// The decoded text/plain parts.
     text: std::borrow::Cow<'a, str>,
+    /// The returned copies attached as parts.
+    copies: Vec<entity::ReturnedCopy>,
     /// The header sections quoted in the text that name ids.
     runs: Vec<quoted::QuotedHeaders>,
 }
@@ -145,14 +148,14 @@ fn multipart_report(context: &Context<'_>) -> Option<Verdict> {
     let headers = &structure.top().headers;
     match report::classify(structure)? {
         Report::Delivery => {
-            let original = original::attached(context.parser, structure)
+            let original = original::attached(&context.copies)
                 .or_else(|| original::quoted_in_text(&context.runs, 0))
                 .or_else(|| original::quoted_in_other_parts(structure));
             Some(verdict(Kind::Dsn, "rfc3464", "a delivery status notification (multipart/report, RFC 3464)", original))
         }
         Report::Disposition => {
             let original = original::disposition_field(context.parser, structure)
-                .or_else(|| original::attached(context.parser, structure))
+                .or_else(|| original::attached(&context.copies))
                 .or_else(|| original::field(headers, "In-Reply-To", Source::InReplyTo));
             Some(verdict(
                 Kind::AutoReply,
@@ -170,14 +173,14 @@ fn challenge_response(context: &Context<'_>) -> Option<Verdict> {
     let found = auto_reply::challenge_response(context.structure)?;
     let headers = &context.structure.top().headers;
     let original = original::field(headers, "In-Reply-To", Source::InReplyTo)
-        .or_else(|| original::attached(context.parser, context.structure))
+        .or_else(|| original::attached(&context.copies))
         .or_else(|| original::quoted_in_text(&context.runs, 0));
     Some(verdict(Kind::AutoReply, found.rule, found.description, original))
 }
 
 fn plain_bounce(context: &Context<'_>) -> Option<Verdict> {
     let found = formats::recognize(context.structure, &context.text, &context.runs)?;
-    let original = original::attached(context.parser, context.structure)
+    let original = original::attached(&context.copies)
         .or_else(|| original::quoted_in_text(&context.runs, found.copy_starts_at.unwrap_or(0)))
         .or_else(|| original::quoted_in_other_parts(context.structure));
     Some(verdict(Kind::Dsn, found.rule, found.description, original))

@@ -4,7 +4,7 @@
 
 use mail_parser::MessageParser;
 
-use super::entity::{Copy, Headers, Structure};
+use super::entity::{Copy, Headers, ReturnedCopy, Structure};
 use super::inspection::Found;
 use super::message_id;
 use super::quoted::{self, QuotedHeaders};
@@ -53,14 +53,13 @@ pub(super) struct Original {
 /// The Message-ID of the first returned copy (message/rfc822, a headers
 /// part, or their non-standard variants, see `Entity::returned_copy`) that
 /// has one.
-pub(super) fn attached(parser: &MessageParser, structure: &Structure<'_>) -> Option<Original> {
-    structure.entities.iter().skip(1).filter(|entity| !entity.is_container).find_map(|part| {
-        let source = match part.returned_copy()? {
+pub(super) fn attached(copies: &[ReturnedCopy]) -> Option<Original> {
+    copies.iter().find_map(|copy| {
+        let source = match copy.kind {
             Copy::Message => Source::AttachedMessage,
             Copy::Headers => Source::AttachedHeaders,
         };
-        let headers = part.attached_headers(parser);
-        let id = message_id::first(&headers.message_id?)?;
+        let id = message_id::first(copy.headers.message_id.as_deref()?)?;
         Some(Original { id, source })
     })
 }
@@ -114,7 +113,7 @@ mod tests {
     #[test]
     fn sources() {
         type Finder = fn(&MessageParser, &Structure<'_>, &str) -> Option<Original>;
-        let attached_finder: Finder = |parser, structure, _| attached(parser, structure);
+        let attached_finder: Finder = |parser, structure, _| attached(&structure.returned_copies(parser));
         let disposition_finder: Finder = |parser, structure, _| disposition_field(parser, structure);
         let quoted_finder: Finder = |_, _, text| quoted_in_text(&quoted::id_runs(text), 0);
         let in_reply_to_finder: Finder =

@@ -5,7 +5,7 @@
 
 use mail_parser::MessageParser;
 
-use super::entity::Structure;
+use super::entity::{ReturnedCopy, Structure};
 use super::inspection::{Found, Reference};
 use super::message_id;
 use super::quoted::QuotedHeaders;
@@ -76,6 +76,7 @@ fn add_own_fields(collector: &mut Collector<'_>, own: &Own<'_>) {
 pub(super) fn all(
     parser: &MessageParser,
     structure: &Structure<'_>,
+    copies: &[ReturnedCopy],
     runs: &[QuotedHeaders],
     own: &Own<'_>,
 ) -> Vec<Reference> {
@@ -85,16 +86,17 @@ pub(super) fn all(
     }
     let parts = || structure.entities.iter().skip(1).filter(|entity| !entity.is_container);
     let mut returned_references = Vec::new();
+    for copy in copies {
+        let headers = &copy.headers;
+        if let Some(id) = headers.message_id.as_deref().and_then(message_id::first) {
+            collector.add(id, Found::ReturnedHeader);
+        }
+        for field in [&headers.in_reply_to, &headers.references].into_iter().flatten() {
+            returned_references.extend(message_id::all(field));
+        }
+    }
     for part in parts() {
-        if part.returned_copy().is_some() {
-            let headers = part.attached_headers(parser);
-            if let Some(id) = headers.message_id.as_deref().and_then(message_id::first) {
-                collector.add(id, Found::ReturnedHeader);
-            }
-            for field in [&headers.in_reply_to, &headers.references].into_iter().flatten() {
-                returned_references.extend(message_id::all(field));
-            }
-        } else if let Some(id) = part.original_message_id_field(parser) {
+        if let Some(id) = part.original_message_id_field(parser) {
             collector.add(id, Found::OriginalMessageIdField);
         }
     }

@@ -17,7 +17,7 @@
 # (RET=HDRS), several recipients in one bounce, delay warnings and expiry.
 #
 # Usage, as root, from the repository:   tests/tools/make-dsn-corpus.sh [MTA...]
-#   MTA: sendmail opensmtpd dma dovecot postfix exim (default: all)
+#   MTA: sendmail opensmtpd dma dovecot postfix exim courier (default: all)
 # Trees are cached in $TREES (default /var/tmp/dsn-corpus-trees); delete it
 # to start afresh. The Message-IDs are fixed per scenario, so a new run
 # rewrites the same file names. Each .expect says the kind the message is
@@ -365,10 +365,36 @@ EOF
   collect exim "$TREES/exim/var/mail/alice"
 }
 
+courier_corpus() {
+  tree courier courier-mta
+  in_tree courier "
+    id alice >/dev/null 2>&1 || useradd -m alice; rm -rf ~alice/Maildir; mkdir -p ~alice/Maildir/cur ~alice/Maildir/new ~alice/Maildir/tmp; chown -R alice ~alice/Maildir
+    echo mx.courier.example >/etc/courier/me; printf 'localhost\nmx.courier.example\n' >/etc/courier/locals
+    echo 'remote.example: 127.0.0.1,$MX_PORT' >/etc/courier/esmtproutes
+    sed -i 's|^DEFAULTDELIVERY=.*|DEFAULTDELIVERY=./Maildir|' /etc/courier/courierd
+    echo 10s >/etc/courier/warntime; echo 1m >/etc/courier/queuetime; echo 5 >/etc/courier/retryalpha; echo 1 >/etc/courier/retrybeta
+    makealiases; courier stop >/dev/null 2>&1 || true; authdaemond stop >/dev/null 2>&1 || true
+    mkdir -p /run/courier/authdaemon; authdaemond start; courier start >/dev/null 2>&1; sleep 2"
+  message courier m-local courier-local-unknown nosuchuser@localhost
+  message courier m-remote courier-remote-unknown nosuch@remote.example
+  message courier m-multi courier-multi nosuch@remote.example full@remote.example
+  message courier m-data courier-data-rejected spam@remote.example
+  message courier m-delay courier-delay later@remote.example
+  message courier m-headers courier-headers-only denied@remote.example
+  in_tree courier "
+    send() { sendmail -f alice@mx.courier.example \"\$@\"; }
+    send nosuchuser@localhost </m-local; send nosuch@remote.example </m-remote
+    send nosuch@remote.example full@remote.example </m-multi; send spam@remote.example </m-data
+    sendmail -R hdrs -f alice@mx.courier.example denied@remote.example </m-headers
+    send later@remote.example </m-delay; sleep 40; courier stop >/dev/null 2>&1 || true; authdaemond stop >/dev/null 2>&1 || true
+    for f in ~alice/Maildir/new/* ~alice/Maildir/cur/*; do [ -f \"\$f\" ] && { echo 'From courier'; cat \"\$f\"; }; done >/tmp/alice.mbox" || true
+  collect courier "$TREES/courier/tmp/alice.mbox"
+}
+
 trap '[ -n "${MX_PID:-}" ] && kill "$MX_PID" 2>/dev/null; for d in "$TREES"/*/proc; do umount "$d" 2>/dev/null || true; done' EXIT
 fake_mx
 for dir in "$TREES"/*/; do grep -qs remote.example "$dir/etc/hosts" || echo "127.0.0.1 localhost remote.example" >>"$dir/etc/hosts"; done
-for mta in "${@:-sendmail opensmtpd dma dovecot postfix exim}"; do
+for mta in "${@:-sendmail opensmtpd dma dovecot postfix exim courier}"; do
   for one in $mta; do
     echo "$one:"
     "${one}_corpus"
