@@ -218,7 +218,11 @@ impl<'a> Entity<'a> {
         };
         match (self.decoded(), decoder) {
             (bytes, Some(decode)) => Cow::Owned(decode(&bytes)),
-            (Cow::Borrowed(bytes), None) => String::from_utf8_lossy(bytes),
+            // The fast validation first; the lossy one only for broken text.
+            (Cow::Borrowed(bytes), None) => match std::str::from_utf8(bytes) {
+                Ok(text) => Cow::Borrowed(text),
+                Err(_) => String::from_utf8_lossy(bytes),
+            },
             (Cow::Owned(bytes), None) => Cow::Owned(String::from_utf8_lossy(&bytes).into_owned()),
         }
     }

@@ -82,7 +82,11 @@ pub(super) fn in_text(text: &[u8], limit: usize) -> Vec<String> {
         if memchr::memchr(b'@', inner).is_none() || text.get(end + 1) == Some(&b':') || is_address_context(text, open) {
             continue;
         }
-        if let Some(id) = normalise(&String::from_utf8_lossy(inner)) {
+        let id = match std::str::from_utf8(inner) {
+            Ok(inner) => normalise(inner),
+            Err(_) => normalise(&String::from_utf8_lossy(inner)),
+        };
+        if let Some(id) = id {
             ids.push(id);
         }
     }
@@ -123,7 +127,11 @@ fn normalise(inner: &str) -> Option<String> {
     if at == 0 || at + 1 == inner.len() {
         return None;
     }
-    Some(format!("<{inner}>"))
+    let mut id = String::with_capacity(inner.len() + 2);
+    id.push('<');
+    id.push_str(inner);
+    id.push('>');
+    Some(id)
 }
 
 #[cfg(test)]

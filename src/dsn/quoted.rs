@@ -67,7 +67,15 @@ static ID_FIELDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
 /// Every run of header-shaped lines, in one pass over the text; none when
 /// the text names no id-bearing field at all.
 pub(super) fn runs(text: &str) -> impl Iterator<Item = QuotedHeaders> + '_ {
-    let text = if ID_FIELDS.is_match(text) { text } else { "" };
+    // Past the end of the header block holding the last id field there is
+    // no run worth reading: cut there, or everything if there is none.
+    let end = ID_FIELDS.find_iter(text).last().map_or(0, |last| {
+        let after = last.end();
+        memchr::memmem::find(&text.as_bytes()[after..], b"\n\n")
+            .or_else(|| memchr::memmem::find(&text.as_bytes()[after..], b"\n\r\n"))
+            .map_or(text.len(), |blank| after + blank + 1)
+    });
+    let text = &text[..end];
     let mut lines = lines_with_offsets(text).peekable();
     std::iter::from_fn(move || {
         // Find the first line of the next run and its quoting prefix.

@@ -23,6 +23,9 @@ use super::entity::{Entity, Headers, Structure};
 use super::quoted::QuotedHeaders;
 pub(crate) use signatures::FORMATS;
 
+/// Bytes of text searched for a format's separator line.
+const MAX_SEPARATOR_OFFSET: usize = 16 * 1024;
+
 /// What a plain-text bounce recognizer found.
 pub(super) struct Found {
     pub(super) rule: &'static str,
@@ -86,7 +89,7 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
     }
     // A DFA: a few hundred kilobytes built once, the fastest scan.
     let automaton = AhoCorasick::builder()
-        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+        .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
         .build(&sentences)
         .expect("the fixed sentences build an automaton");
     Patterns { automaton, classes, signatures }
@@ -144,11 +147,11 @@ pub(super) fn recognize(structure: &Structure<'_>, text: &str, runs: &[QuotedHea
             return Some(Found {
                 rule: format.rule,
                 description: format.description,
-                copy_starts_at: format
-                    .separators
-                    .iter()
-                    .filter_map(|separator| memmem::find(text.as_bytes(), separator.as_bytes()))
-                    .min(),
+                copy_starts_at: {
+                    // A separator stands below the notification, near the top.
+                    let head = &text.as_bytes()[..text.len().min(MAX_SEPARATOR_OFFSET)];
+                    format.separators.iter().filter_map(|separator| memmem::find(head, separator.as_bytes())).min()
+                },
             });
         }
     }
@@ -191,6 +194,11 @@ pub(super) fn recognize(structure: &Structure<'_>, text: &str, runs: &[QuotedHea
 #[cfg(test)]
 pub(super) fn region_for_timing(text: &str) -> String {
     text::region(text)
+}
+
+#[cfg(test)]
+pub(super) fn automaton_memory() -> usize {
+    PATTERNS.automaton.memory_usage()
 }
 
 fn found(rule: &'static str, description: &'static str) -> Option<Found> {
