@@ -96,7 +96,8 @@ impl Tally {
                 // External corpus: the id must at least occur in the message
                 // beyond its own header line.
                 if let Some(found) = &got.original_message_id {
-                    let text = String::from_utf8_lossy(body).replace("=\n", "").replace("=\r\n", "");
+                    let mut text = String::from_utf8_lossy(body).replace("=\n", "").replace("=\r\n", "");
+                    text.push_str(&base64_blocks(&text));
                     let own_line = text
                         .lines()
                         .take_while(|line| !line.trim().is_empty())
@@ -128,6 +129,38 @@ impl Tally {
         self.ordinary += other.ordinary;
         self.false_alarms += other.false_alarms;
     }
+}
+
+/// The text of the base64-encoded blocks of a message (runs of lines of
+/// base64 alphabet only), decoded, so that an id in an encoded copy is seen.
+fn base64_blocks(text: &str) -> String {
+    use base64::Engine;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    let lenient = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    // A block starts with a long line; its last line may be short.
+    let is_base64_line = |line: &str, in_block: bool| {
+        let line = line.trim_end();
+        line.len() >= if in_block { 2 } else { 16 }
+            && line.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/' | b'='))
+    };
+    let mut decoded = String::new();
+    let mut block = String::new();
+    for line in text.lines().chain(std::iter::once("")) {
+        if is_base64_line(line, !block.is_empty()) {
+            block.push_str(line.trim_end());
+        } else if !block.is_empty() {
+            if let Ok(bytes) = lenient.decode(&block) {
+                decoded.push_str(&String::from_utf8_lossy(&bytes));
+            }
+            block.clear();
+        }
+    }
+    decoded
 }
 
 /// Whether the body carries a header line `Message-ID: <...>` (of a
