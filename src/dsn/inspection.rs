@@ -112,9 +112,10 @@ pub struct Inspection {
     /// One human sentence explaining the verdict.
     pub reason: String,
     /// Every Message-ID the message carries outside its own Message-ID
-    /// field, with where it was found, strongest places first (at most 64,
-    /// each once). A superset of `referenced_ids`, whatever the `kind`: a
-    /// ledger hit on any of these answers our mail.
+    /// field, with where it was found, each once: the `referenced_ids` first
+    /// and in their order, then the ids found in the content, strongest
+    /// places first; at most [`super::MAX_REFERENCES`]. Whatever the `kind`,
+    /// a ledger hit on any of these answers our mail.
     pub references: Vec<Reference>,
     /// The iCalendar UIDs of a meeting response (METHOD REPLY, COUNTER,
     /// DECLINECOUNTER or CANCEL) the message carries; empty otherwise.

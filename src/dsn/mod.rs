@@ -37,7 +37,7 @@ use report::Report;
 
 pub use calendar::{MAX_CALENDAR_UIDS, outbound_calendar_uids};
 pub use inspection::{Found, Inspection, Kind, Reference};
-pub use references::MAX_REFERENCED_IDS;
+pub use references::{MAX_REFERENCED_IDS, MAX_REFERENCES};
 
 /// Bytes of a message looked at; the rest is ignored, as if truncated. The
 /// proxy hands over at most 256 KiB, and everything a bounce says about the

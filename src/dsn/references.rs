@@ -10,10 +10,13 @@ use super::inspection::{Found, Reference};
 use super::message_id;
 use super::quoted::QuotedHeaders;
 
-/// Ids reported at most, in [`super::Inspection::referenced_ids`] and
-/// [`super::Inspection::references`] each. A References field can list
-/// hundreds; the latest are the ones kept.
+/// Ids reported at most in [`super::Inspection::referenced_ids`]. A
+/// References field can list hundreds; the latest are the ones kept.
 pub const MAX_REFERENCED_IDS: usize = 64;
+
+/// Ids reported at most in [`super::Inspection::references`]: the
+/// referenced ids, and as many again found in the content.
+pub const MAX_REFERENCES: usize = 2 * MAX_REFERENCED_IDS;
 
 /// Bytes of one part scanned for ids in its text.
 const MAX_SCANNED_PART_BYTES: usize = 256 * 1024;
@@ -31,11 +34,12 @@ pub(super) struct Own<'a> {
 struct Collector<'a> {
     own_id: Option<&'a str>,
     references: Vec<Reference>,
+    limit: usize,
 }
 
 impl Collector<'_> {
     fn add(&mut self, id: String, found: Found) {
-        if self.references.len() < MAX_REFERENCED_IDS
+        if self.references.len() < self.limit
             && Some(id.as_str()) != self.own_id
             && !self.references.iter().any(|reference| reference.id == id)
         {
@@ -44,19 +48,24 @@ impl Collector<'_> {
     }
 
     fn is_full(&self) -> bool {
-        self.references.len() >= MAX_REFERENCED_IDS
+        self.references.len() >= self.limit
     }
 }
 
 /// The original, then In-Reply-To, then References (the latest kept when
 /// there are too many), without the message's own id.
 pub(super) fn referenced_ids(own: &Own<'_>) -> Vec<String> {
-    let mut collector = Collector { own_id: own.message_id, references: Vec::new() };
+    answered(own).references.into_iter().map(|reference| reference.id).collect()
+}
+
+/// The ids the message says it answers, with where each stood.
+fn answered<'a>(own: &Own<'a>) -> Collector<'a> {
+    let mut collector = Collector { own_id: own.message_id, references: Vec::new(), limit: MAX_REFERENCED_IDS };
     if let Some((original, found)) = own.original {
         collector.add(original.to_owned(), found);
     }
     add_own_fields(&mut collector, own);
-    collector.references.into_iter().map(|reference| reference.id).collect()
+    collector
 }
 
 fn add_own_fields(collector: &mut Collector<'_>, own: &Own<'_>) {
@@ -70,9 +79,10 @@ fn add_own_fields(collector: &mut Collector<'_>, own: &Own<'_>) {
     }
 }
 
-/// Every id outside the message's own Message-ID field: the original and
-/// what the report parts and returned copies name, the message's reply
-/// fields, quoted header sections, then any other id in the text.
+/// Every id outside the message's own Message-ID field: first the ids of
+/// `referenced_ids` (the original, In-Reply-To, References), then what
+/// the report parts and returned copies name, quoted header sections, the
+/// copies' own reply fields, and any other id in the text.
 pub(super) fn all(
     parser: &MessageParser,
     structure: &Structure<'_>,
@@ -80,10 +90,8 @@ pub(super) fn all(
     runs: &[QuotedHeaders],
     own: &Own<'_>,
 ) -> Vec<Reference> {
-    let mut collector = Collector { own_id: own.message_id, references: Vec::new() };
-    if let Some((original, found)) = own.original {
-        collector.add(original.to_owned(), found);
-    }
+    let mut collector = answered(own);
+    collector.limit = MAX_REFERENCES;
     let parts = || structure.entities.iter().skip(1).filter(|entity| !entity.is_container);
     let mut returned_references = Vec::new();
     for copy in copies {
@@ -103,7 +111,6 @@ pub(super) fn all(
     if let Some(parent) = &own.parent {
         collector.add(parent.clone(), Found::ParentMessageId);
     }
-    add_own_fields(&mut collector, own);
     for run in runs {
         if collector.is_full() {
             break;
@@ -121,9 +128,9 @@ pub(super) fn all(
             break;
         }
         let body = part.decoded();
-        let room = MAX_REFERENCED_IDS - collector.references.len();
+        let room = MAX_REFERENCES - collector.references.len();
         // Enough candidates that duplicates of ids already found leave room.
-        for id in message_id::in_text(&body[..body.len().min(MAX_SCANNED_PART_BYTES)], room + MAX_REFERENCED_IDS) {
+        for id in message_id::in_text(&body[..body.len().min(MAX_SCANNED_PART_BYTES)], room + MAX_REFERENCES) {
             collector.add(id, Found::QuotedText);
         }
     }
