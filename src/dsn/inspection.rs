@@ -107,7 +107,8 @@ pub struct Inspection {
     /// mentioned in the text are in [`Inspection::references`], not here.
     pub referenced_ids: Vec<String>,
     /// Which recognizer decided, a stable snake_case label for logs and
-    /// metrics; see [`super::DSN_RULES`] and [`super::AUTO_REPLY_RULES`].
+    /// metrics: one of [`super::dsn_rules`] for a bounce, of
+    /// [`super::AUTO_REPLY_RULES`] for an automatic reply, or "none".
     pub rule: &'static str,
     /// One human sentence explaining the verdict.
     pub reason: String,

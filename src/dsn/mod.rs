@@ -1,17 +1,28 @@
-//! Bounce and auto-reply recognition, and the original message's
-//! Message-ID. Pure: bytes in, a verdict out.
+//! Bounce and auto-reply recognition, and the Message-IDs a message
+//! answers. Pure: bytes in, a verdict out.
 //!
 //! The proxy uses this for bounces that arrive at an untagged address (see
 //! DESIGN.md, "What counts as a bounce"): such a bounce, read receipt or
 //! out-of-office reply is accepted only when it answers mail we sent, which
-//! it shows by naming the Message-ID of that mail. So the verdict carries,
-//! besides the kind of message, every Message-ID it says it answers.
+//! it shows by naming the Message-ID of that mail (or the UID of an
+//! invitation we sent). So the verdict carries, besides the kind of
+//! message, every Message-ID it carries outside its own Message-ID field,
+//! with where each stood, whatever the kind: recognising the format must
+//! not stand between a ledger hit and acceptance (principle 8).
 //!
-//! Recognizers run in a fixed order and the first that matches decides:
-//! structured reports first (they are unambiguous), then challenge-response
-//! requests (whose text borrows bounce phrasing), then plain-text bounce
-//! formats, then auto-reply header fields from the most specific to the most
-//! generic. A message nothing matches is a normal message.
+//! A report that is not about delivery (ARF feedback, TLS reports) is never
+//! a bounce. Otherwise recognizers run in a fixed order and the first that
+//! matches decides: structured reports first (they are unambiguous), then
+//! challenge-response requests (whose text borrows bounce phrasing), then
+//! plain-text bounce formats (`formats`), then auto-reply header fields from
+//! the most specific to the most generic, then automatic meeting responses.
+//! A message nothing matches is a normal message.
+//!
+//! mail-parser reads header fields and decodes bodies; the MIME walk is our
+//! own (`entity`) because real bounces break MIME in ways a strict parser
+//! drops (part headers without the empty line, copies pasted as text,
+//! misspelled types) and because its recursion is unbounded. There is no
+//! maintained Rust bounce parser to build on.
 //!
 //! Input from the network is untrusted: nothing here panics, the work is
 //! linear in the input and bounded (see `entity`), and only the first

@@ -191,16 +191,6 @@ pub(super) fn recognize(structure: &Structure<'_>, text: &str, runs: &[QuotedHea
     None
 }
 
-#[cfg(test)]
-pub(super) fn region_for_timing(text: &str) -> String {
-    text::region(text)
-}
-
-#[cfg(test)]
-pub(super) fn automaton_memory() -> usize {
-    PATTERNS.automaton.memory_usage()
-}
-
 fn found(rule: &'static str, description: &'static str) -> Option<Found> {
     Some(Found { rule, description, copy_starts_at: None })
 }
