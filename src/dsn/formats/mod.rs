@@ -23,6 +23,10 @@ use super::entity::{Entity, Headers, Structure};
 use super::quoted::QuotedHeaders;
 pub(crate) use signatures::FORMATS;
 
+/// Sentence positions kept for the signature checks, which look at each
+/// once per signature: a real notice has a few dozen, a hostile text many.
+const MAX_POSITIONS: usize = 512;
+
 /// Bytes of text searched for a format's separator line.
 const MAX_SEPARATOR_OFFSET: usize = 16 * 1024;
 
@@ -113,7 +117,9 @@ impl Matches {
                 Class::Diagnostic => matches.diagnostics += 1,
                 Class::Signature => {}
             }
-            matches.positions.push((id, found.start()));
+            if matches.positions.len() < MAX_POSITIONS {
+                matches.positions.push((id, found.start()));
+            }
         }
         matches
     }

@@ -115,7 +115,6 @@ pub(crate) const FAILURE_PHRASES: &[&str] = &[
     // Scandinavian, Polish, Czech, Turkish.
     "kunde inte levereras",
     "kunne ikke leveres",
-    "kunne ikke leveres",
     "ikke levert",
     "kan ikke leveres",
     "nie mogła zostać dostarczona",
