@@ -266,6 +266,13 @@ impl Entity<'_> {
             return None;
         }
         let fields = self.decoded();
+        // Most delivery-status parts have no such field: look before parsing.
+        const NAME: &[u8] = b"original-message-id";
+        let mentions_field = memchr::memchr2_iter(b'o', b'O', &fields)
+            .any(|at| fields.get(at..at + NAME.len()).is_some_and(|word| word.eq_ignore_ascii_case(NAME)));
+        if !mentions_field {
+            return None;
+        }
         let (headers, _) = Headers::parse(parser, &fields);
         let raw = headers.raw("Original-Message-ID").or_else(|| headers.raw("X-Original-Message-ID"))?;
         super::message_id::first(raw)
