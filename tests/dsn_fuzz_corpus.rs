@@ -1,7 +1,8 @@
 //! The `dsn` fuzz target's properties (fuzz/dsn_properties.rs) on stable
 //! Rust, over everything committed that the target has seen or would start
-//! from: its minimised corpus, its seeds, and the message corpus of
-//! tests/corpus, each also cut in half and with its line endings changed.
+//! from: its findings (fuzz/regressions/dsn), its minimised corpus, its
+//! seeds, and the message corpus of tests/corpus, each also cut in half and
+//! with its line endings changed.
 
 #[path = "../fuzz/dsn_properties.rs"]
 mod dsn_properties;
@@ -24,7 +25,8 @@ fn files_under(directory: &Path, files: &mut Vec<std::path::PathBuf>) {
 fn properties_hold_on_the_committed_inputs() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    for directory in ["fuzz/corpus/dsn", "fuzz/seeds/dsn", "tests/corpus", "tests/dsn_samples"] {
+    for directory in ["fuzz/regressions/dsn", "fuzz/corpus/dsn", "fuzz/seeds/dsn", "tests/corpus", "tests/dsn_samples"]
+    {
         files_under(&root.join(directory), &mut files);
     }
     assert!(files.len() > 500, "only {} inputs", files.len());
@@ -40,4 +42,12 @@ fn properties_hold_on_the_committed_inputs() {
             assert!(outcome.is_ok(), "{}", file.display());
         }
     }
+}
+
+/// The first finding of the fuzzer on this code: a `>`-quoted continuation
+/// line that had lost the blank after its `>` was cut at the length of the
+/// full prefix, inside a multi-byte character.
+#[test]
+fn quoted_continuation_cut_at_a_character_boundary() {
+    dsn_properties::inspection_properties(include_bytes!("../fuzz/regressions/dsn/quoted-continuation-char-boundary"));
 }

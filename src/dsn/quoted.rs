@@ -97,8 +97,12 @@ pub(super) fn runs(text: &str) -> impl Iterator<Item = QuotedHeaders> + '_ {
                     .is_some_and(|rest| rest.starts_with('\t') && !rest.trim().is_empty()));
             if continuation {
                 if let Some((_, line)) = lines.next() {
+                    // Whichever prefix made it a continuation, cut at a
+                    // character boundary (found by fuzzing).
+                    let rest =
+                        line.strip_prefix(prefix).or_else(|| line.strip_prefix(prefix.trim_end())).unwrap_or(line);
                     field.push(' ');
-                    field.push_str(line[prefix.len().min(line.len())..].trim());
+                    field.push_str(rest.trim());
                 }
                 continue;
             }
@@ -195,6 +199,11 @@ mod tests {
                 "indented copy",
                 "Copy:\n\n    Received: from a\n    \tby b\n    Message-ID: <ind@x>\n",
                 Some((7, 2, true, "<ind@x>")),
+            ),
+            (
+                "quoted continuation that lost its blank, before a multi-byte character",
+                "> Received: from a\n>\t\u{fffd}by b\n> Message-ID: <m@x>\n",
+                Some((0, 2, true, "<m@x>")),
             ),
             (
                 "quoted copy",
