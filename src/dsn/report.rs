@@ -34,13 +34,16 @@ pub(super) fn classify(structure: &Structure<'_>) -> Option<Report> {
     };
     let delivery_part = has_leaf(&["delivery-status", "global-delivery-status"]);
     let disposition_part = has_leaf(&["disposition-notification", "global-disposition-notification"]);
+    let feedback_part = has_leaf(&["feedback-report"]);
     match declared.as_deref() {
+        _ if feedback_part => Some(Report::Other("feedback-report".to_owned())),
         Some("delivery-status" | "global-delivery-status") => Some(Report::Delivery),
         Some("disposition-notification" | "global-disposition-notification") => Some(Report::Disposition),
         _ if delivery_part => Some(Report::Delivery),
         _ if disposition_part => Some(Report::Disposition),
+        // No report type and no report part: the text has to tell.
+        Some("") | None => None,
         Some(other) => Some(Report::Other(other.to_owned())),
-        None => None,
     }
 }
 
@@ -103,6 +106,12 @@ mod tests {
                 "Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: message/delivery-status\n\nAction: failed\n--b--\n".into(),
                 Some(Report::Delivery),
             ),
+            (
+                "feedback part under another report type",
+                report("report-type=delivery-status; ", "message/feedback-report"),
+                Some(Report::Other("feedback-report".into())),
+            ),
+            ("report without a type or report part", report("", "text/plain"), None),
             (
                 "not a report",
                 "Content-Type: text/plain\n\nreport-type=delivery-status\n".into(),

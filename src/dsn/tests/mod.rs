@@ -1,5 +1,8 @@
 //! Whole-message tests of [`inspect`]: one case per recognizer and per
-//! extraction path, the id rules, the JSON interface, and hostile input.
+//! extraction path, the id rules, the JSON interface, and hostile input;
+//! where ids were found and meeting responses in `references`.
+
+mod references;
 
 use super::*;
 
