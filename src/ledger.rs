@@ -98,6 +98,13 @@ pub fn normalize(message_id: &str) -> String {
     message_id.trim().trim_start_matches('<').trim_end_matches('>').trim().to_owned()
 }
 
+/// The key under which an outbound invitation's iCalendar UID is kept,
+/// apart from Message-IDs (a meeting response quotes the UID, often with
+/// no In-Reply-To).
+pub fn calendar_key(uid: &str) -> String {
+    format!("uid:{}", uid.trim())
+}
+
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -60,6 +60,10 @@ pub struct MessageRecord {
     /// The Message-ID the ledger knew, when the ledger decided.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ledger_match: Option<String>,
+    /// Where the message carried it (`returned_header`, `in_reply_to`,
+    /// `quoted_text`, `calendar_uid`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledger_found: Option<&'static str>,
     /// Outbound: the Message-ID recorded in the ledger.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,

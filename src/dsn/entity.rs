@@ -278,6 +278,35 @@ impl Entity<'_> {
         super::message_id::first(raw)
     }
 
+    /// The host named by a delivery-status part's `Reporting-MTA` field
+    /// (RFC 3464 section 2.2.2), for exemptions by reporting MTA. Only the
+    /// `dns` type names a host; its value is kept as written, at most 255
+    /// printable characters.
+    pub(super) fn reporting_mta(&self) -> Option<String> {
+        let media_type = &self.media_type;
+        let delivery_part = media_type.main == "message"
+            && matches!(media_type.sub.as_str(), "delivery-status" | "global-delivery-status");
+        if !delivery_part {
+            return None;
+        }
+        let fields = self.decoded();
+        const NAME: &[u8] = b"reporting-mta:";
+        // The per-message fields come first, ended by a blank line.
+        let value = fields
+            .split(|byte| *byte == b'\n')
+            .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+            .take_while(|line| !line.iter().all(u8::is_ascii_whitespace))
+            .find_map(|line| {
+                let name = line.get(..NAME.len())?;
+                name.eq_ignore_ascii_case(NAME).then(|| &line[NAME.len()..])
+            })?;
+        let value = std::str::from_utf8(value).ok()?;
+        let (kind, host) = value.split_once(';')?;
+        let host = host.trim();
+        let printable = !host.is_empty() && host.len() <= 255 && host.bytes().all(|byte| byte.is_ascii_graphic());
+        (kind.trim().eq_ignore_ascii_case("dns") && printable).then(|| host.to_owned())
+    }
+
     /// The `filename` parameter of Content-Disposition.
     pub(super) fn disposition_filename(&self) -> Option<String> {
         self.headers.fields.iter().find_map(|field| match &field.value {

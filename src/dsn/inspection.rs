@@ -121,6 +121,9 @@ pub struct Inspection {
     /// The iCalendar UIDs of a meeting response (METHOD REPLY, COUNTER,
     /// DECLINECOUNTER or CANCEL) the message carries; empty otherwise.
     pub calendar_uids: Vec<String>,
+    /// The host a delivery status notification's `Reporting-MTA` field
+    /// names (`dns` type only), for exemptions by reporting MTA.
+    pub reporting_mta: Option<String>,
 }
 
 impl Inspection {
@@ -142,6 +145,7 @@ impl Inspection {
             referenced_ids: &'a [String],
             references: Vec<JsonReference<'a>>,
             calendar_uids: &'a [String],
+            reporting_mta: Option<&'a str>,
         }
         let json = Json {
             kind: self.kind.as_str(),
@@ -155,6 +159,7 @@ impl Inspection {
                 .map(|reference| JsonReference { id: &reference.id, found: reference.found.as_str() })
                 .collect(),
             calendar_uids: &self.calendar_uids,
+            reporting_mta: self.reporting_mta.as_deref(),
         };
         // Serialising strings and slices of strings cannot fail.
         serde_json::to_string(&json).unwrap_or_default()

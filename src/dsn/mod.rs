@@ -117,6 +117,7 @@ pub fn inspect(message: &[u8]) -> Inspection {
         rule: verdict.rule,
         reason: verdict.reason,
         calendar_uids: calendar.response_uids,
+        reporting_mta: structure.leaves().find_map(|leaf| leaf.reporting_mta()),
     }
 }
 
