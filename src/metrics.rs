@@ -3,15 +3,27 @@
 //! fixed sets, never from addresses, so cardinality stays bounded.
 //!
 //! Each listener resolves its label sets once ([`ListenerMetrics`]), so the
-//! hot path only bumps atomics.
+//! hot path only bumps atomics. The series that alerts watch exist from the
+//! start, at 0 ([`ALERTED`]), so a rate over them is defined before the
+//! first event.
+//!
+//! `/metrics` speaks both exposition formats ([`Format`]): OpenMetrics,
+//! which Prometheus asks for first, and the classic text format 0.0.4.
+//!
+//! Adding a metric: a field, one `registry.register` line in
+//! [`Metrics::new`], a row in docs/operations.md's Metrics table and a panel
+//! in dist/grafana-dashboard.json (tests/deployment_docs.rs checks both). A
+//! value read at scrape time (a size, an expiry date) is a gauge set by a
+//! sampler: [`Metrics::sample_on_scrape`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -45,11 +57,25 @@ struct CommandLabels {
     command: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabel {
+    store: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// A value read when `/metrics` is scraped.
+type Sampler = Box<dyn Fn(&Metrics) + Send + Sync>;
 
 /// All metric families, shared by every listener.
 pub struct Metrics {
     registry: Registry,
+    samplers: Mutex<Vec<Sampler>>,
     sessions: Family<OutcomeLabels, Counter>,
     sessions_active: Family<ListenerLabel, Gauge>,
     messages: Family<OutcomeLabels, Counter>,
@@ -63,6 +89,7 @@ pub struct Metrics {
     added_latency: HistogramFamily<CommandLabels>,
     reloads: Family<OutcomeLabels, Counter>,
     inspections: Family<InspectionLabels, Counter>,
+    ledger_entries: Family<StoreLabel, Gauge>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -80,6 +107,63 @@ fn duration_histogram() -> Histogram {
 fn latency_histogram() -> Histogram {
     // 10 µs to ~10 s.
     Histogram::new(exponential_buckets(0.000_01, 4.0, 11))
+}
+
+/// The two exposition formats `/metrics` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0.0: counters as `# TYPE name counter` over `name_total`
+    /// samples, `# EOF` at the end.
+    OpenMetrics,
+    /// Prometheus' classic text format 0.0.4, which `promtool check metrics`
+    /// and older scrapers read.
+    Classic,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Classic => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+
+    /// The format an `Accept` header asks for: the supported media type with
+    /// the highest q-value, OpenMetrics on a tie; the classic format without
+    /// a header, for `*/*`, or when nothing supported is named (as
+    /// Prometheus' own client libraries do).
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else { return Format::Classic };
+        let mut best: Option<(f32, Format)> = None;
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media_type = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let (mut quality, mut version) = (1.0_f32, None);
+            for parameter in parts {
+                if let Some((name, value)) = parameter.split_once('=') {
+                    let value = value.trim().trim_matches('"');
+                    match name.trim().to_ascii_lowercase().as_str() {
+                        "q" => quality = value.parse().unwrap_or(0.0),
+                        "version" => version = Some(value.to_owned()),
+                        _ => {}
+                    }
+                }
+            }
+            let format = match (media_type.as_str(), version.as_deref()) {
+                ("application/openmetrics-text", None | Some("1.0.0" | "0.0.1")) => Format::OpenMetrics,
+                ("text/plain", None | Some("0.0.4")) => Format::Classic,
+                _ => continue,
+            };
+            let better = match best {
+                None => true,
+                Some((q, chosen)) => quality > q || (quality == q && format == Format::OpenMetrics && chosen != format),
+            };
+            if quality > 0.0 && better {
+                best = Some((quality, format));
+            }
+        }
+        best.map_or(Format::Classic, |(_, format)| format)
+    }
 }
 
 impl Default for Metrics {
@@ -105,8 +189,15 @@ impl Metrics {
             added_latency: Family::new_with_constructor(latency_histogram),
             reloads: Family::default(),
             inspections: Family::default(),
+            ledger_entries: Family::default(),
+            samplers: Mutex::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "build",
+            "The running batv-proxy version: one series with value 1",
+            Info::new(BuildLabels { version: env!("CARGO_PKG_VERSION").to_owned() }),
+        );
         registry.register("sessions", "Client sessions ended, by outcome", metrics.sessions.clone());
         registry.register("sessions_active", "Client sessions in progress", metrics.sessions_active.clone());
         registry.register(
@@ -144,14 +235,54 @@ impl Metrics {
             "Messages to untagged recipients judged by content: kind (dsn, autoreply, none), result and rule",
             metrics.inspections.clone(),
         );
+        registry.register(
+            "ledger_entries",
+            "Message-IDs held in the outbound ledger file, read at scrape time",
+            metrics.ledger_entries.clone(),
+        );
+        for outcome in ["applied", "refused"] {
+            let _ = metrics.reloads.get_or_create(&OutcomeLabels { listener: String::new(), outcome: outcome.into() });
+        }
         Metrics { registry, ..metrics }
     }
 
-    /// The text exposition format for `/metrics`.
-    pub fn encode(&self) -> String {
+    /// Runs `sample` before each encoding, to set gauges whose value is
+    /// read rather than counted (the ledger's size; later a key's age or a
+    /// certificate's expiry).
+    pub fn sample_on_scrape(&self, sample: impl Fn(&Metrics) + Send + Sync + 'static) {
+        self.samplers.lock().unwrap_or_else(|e| e.into_inner()).push(Box::new(sample));
+    }
+
+    /// Entries in the ledger of kind `store` (`file`); `None` leaves the
+    /// series out (a ledger that cannot be read now).
+    pub fn set_ledger_entries(&self, store: &str, entries: Option<u64>) {
+        let labels = StoreLabel { store: store.to_owned() };
+        match entries {
+            Some(entries) => {
+                self.ledger_entries.get_or_create(&labels).set(i64::try_from(entries).unwrap_or(i64::MAX));
+            }
+            None => {
+                self.ledger_entries.remove(&labels);
+            }
+        }
+    }
+
+    /// `/metrics` in the given format.
+    pub fn encode_as(&self, format: Format) -> String {
+        for sample in self.samplers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            sample(self);
+        }
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
-        out
+        match format {
+            Format::OpenMetrics => out,
+            Format::Classic => classic_from_openmetrics(&out),
+        }
+    }
+
+    /// The classic text format, which every Prometheus version reads.
+    pub fn encode(&self) -> String {
+        self.encode_as(Format::Classic)
     }
 
     pub fn reload(&self, outcome: &str) {
@@ -164,7 +295,7 @@ impl Metrics {
             self.added_latency
                 .get_or_create_owned(&CommandLabels { listener: listener.to_owned(), command: command.into() })
         };
-        ListenerMetrics {
+        let metrics = ListenerMetrics {
             cache: Arc::default(),
             latency_by_verb: LATENCY_VERBS.map(latency),
             metrics: Arc::clone(self),
@@ -175,8 +306,99 @@ impl Metrics {
             messages_accepted: self
                 .messages
                 .get_or_create_owned(&OutcomeLabels { listener: listener.to_owned(), outcome: "accepted".into() }),
+        };
+        let inbound = listener.starts_with("inbound@");
+        for series in ALERTED.iter().filter(|series| inbound || !series.inbound_only()) {
+            metrics.create(*series);
+        }
+        metrics
+    }
+}
+
+/// A counter series that exists from the start, at 0.
+#[derive(Clone, Copy, Debug)]
+pub enum Series {
+    Session(&'static str),
+    Message(&'static str),
+    UpstreamError(&'static str),
+    TlsHandshake(&'static str),
+    Verification(&'static str, &'static str),
+    Rejection(&'static str, &'static str),
+    Inspection(&'static str, &'static str, &'static str),
+}
+
+impl Series {
+    fn inbound_only(self) -> bool {
+        matches!(self, Series::Verification(..) | Series::Rejection(..) | Series::Inspection(..))
+    }
+}
+
+/// The series dist/prometheus-alerts.yml and the dashboard watch, made at 0
+/// when a listener starts: `rate()` and `increase()` over a series that
+/// appears only with its first event miss that event.
+pub const ALERTED: &[Series] = &[
+    Series::Session("completed"),
+    Series::Session("upstream_unavailable"),
+    Series::Session("upstream_lost"),
+    Series::Session("tls_failed"),
+    Series::Message("refused_upstream"),
+    Series::Message("rejected"),
+    Series::Message("failed_upstream"),
+    Series::UpstreamError("connect"),
+    Series::UpstreamError("greeting"),
+    Series::UpstreamError("tls"),
+    Series::UpstreamError("timeout"),
+    Series::UpstreamError("closed"),
+    Series::UpstreamError("garbage"),
+    Series::UpstreamError("no_final_reply"),
+    Series::TlsHandshake("ok"),
+    Series::TlsHandshake("failed"),
+    Series::TlsHandshake("timeout"),
+    Series::Verification("valid", "ok"),
+    Series::Verification("invalid", "bad_signature"),
+    Series::Verification("invalid", "expired"),
+    Series::Verification("missing", "untagged"),
+    Series::Rejection("rcpt", "bad_signature"),
+    Series::Rejection("rcpt", "expired"),
+    Series::Rejection("rcpt", "untagged"),
+    Series::Rejection("data", "untagged"),
+    Series::Rejection("data", "not_ours"),
+    Series::Rejection("data", "no_original_message_id"),
+    Series::Rejection("data", "no_pattern_no_ledger"),
+    Series::Rejection("data", "ledger_unavailable"),
+    Series::Inspection("dsn", "tempfail", "ledger_unavailable"),
+    Series::Inspection("autoreply", "tempfail", "ledger_unavailable"),
+];
+
+/// Rewrites OpenMetrics text as the classic text format: a counter family
+/// is named after its `_total` samples, an info family after its `_info`
+/// sample and typed gauge, and `# UNIT` and `# EOF` go.
+fn classic_from_openmetrics(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut help: Option<&str> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest);
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "info" => (format!("{name}_info"), "gauge"),
+                "gauge" | "histogram" | "summary" => (name.to_owned(), kind),
+                _ => (name.to_owned(), "untyped"),
+            };
+            if let Some(help) = help.take() {
+                let text = help.split_once(' ').map_or("", |(_, text)| text);
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+        } else if line.starts_with("# UNIT ") || line == "# EOF" {
+        } else {
+            out.push_str(line);
+            out.push('\n');
         }
     }
+    out
 }
 
 /// Commands with a resolved latency histogram; others share "other".
@@ -223,26 +445,84 @@ impl ListenerMetrics {
         counter
     }
 
+    /// Makes a series exist, at 0.
+    fn create(&self, series: Series) {
+        match series {
+            Series::Session(outcome) => self.session_counter(outcome),
+            Series::Message(outcome) => self.message_counter(outcome),
+            Series::UpstreamError(outcome) => self.upstream_error_counter(outcome),
+            Series::TlsHandshake(outcome) => self.tls_handshake_counter(outcome),
+            Series::Verification(result, reason) => self.verification_counter(result, reason),
+            Series::Rejection(stage, reason) => self.rejection_counter(stage, reason),
+            Series::Inspection(kind, result, rule) => self.inspection_counter(kind, result, rule),
+        };
+    }
+
     fn outcome(&self, outcome: &str) -> OutcomeLabels {
         OutcomeLabels { listener: self.listener.clone(), outcome: outcome.to_owned() }
     }
 
-    pub fn session_ended(&self, outcome: &'static str) {
+    fn session_counter(&self, outcome: &'static str) -> Counter {
         self.counter(CachedFamily::Sessions, [outcome, "", ""], || {
             self.metrics.sessions.get_or_create_owned(&self.outcome(outcome))
         })
-        .inc();
+    }
+
+    fn message_counter(&self, result: &'static str) -> Counter {
+        if result == "accepted" {
+            return self.messages_accepted.clone();
+        }
+        self.counter(CachedFamily::Messages, [result, "", ""], || {
+            self.metrics.messages.get_or_create_owned(&self.outcome(result))
+        })
+    }
+
+    fn verification_counter(&self, result: &'static str, reason: &'static str) -> Counter {
+        self.counter(CachedFamily::Verifications, [result, reason, ""], || {
+            let labels =
+                VerificationLabels { listener: self.listener.clone(), result: result.into(), reason: reason.into() };
+            self.metrics.verifications.get_or_create_owned(&labels)
+        })
+    }
+
+    fn rejection_counter(&self, stage: &'static str, reason: &'static str) -> Counter {
+        self.counter(CachedFamily::Rejections, [stage, reason, ""], || {
+            let labels =
+                RejectionLabels { listener: self.listener.clone(), stage: stage.into(), reason: reason.into() };
+            self.metrics.rejections.get_or_create_owned(&labels)
+        })
+    }
+
+    fn upstream_error_counter(&self, kind: &'static str) -> Counter {
+        self.counter(CachedFamily::UpstreamErrors, [kind, "", ""], || {
+            self.metrics.upstream_errors.get_or_create_owned(&self.outcome(kind))
+        })
+    }
+
+    fn tls_handshake_counter(&self, result: &'static str) -> Counter {
+        self.counter(CachedFamily::TlsHandshakes, [result, "", ""], || {
+            self.metrics.tls_handshakes.get_or_create_owned(&self.outcome(result))
+        })
+    }
+
+    fn inspection_counter(&self, kind: &'static str, result: &'static str, rule: &'static str) -> Counter {
+        self.counter(CachedFamily::Inspections, [kind, result, rule], || {
+            let labels = InspectionLabels {
+                listener: self.listener.clone(),
+                kind: kind.into(),
+                result: result.into(),
+                rule: rule.into(),
+            };
+            self.metrics.inspections.get_or_create_owned(&labels)
+        })
+    }
+
+    pub fn session_ended(&self, outcome: &'static str) {
+        self.session_counter(outcome).inc();
     }
 
     pub fn message(&self, result: &'static str) {
-        if result == "accepted" {
-            self.messages_accepted.inc();
-        } else {
-            self.counter(CachedFamily::Messages, [result, "", ""], || {
-                self.metrics.messages.get_or_create_owned(&self.outcome(result))
-            })
-            .inc();
-        }
+        self.message_counter(result).inc();
     }
 
     pub fn sender_unsigned(&self, reason: &'static str) {
@@ -253,48 +533,23 @@ impl ListenerMetrics {
     }
 
     pub fn verification(&self, result: &'static str, reason: &'static str) {
-        self.counter(CachedFamily::Verifications, [result, reason, ""], || {
-            let labels =
-                VerificationLabels { listener: self.listener.clone(), result: result.into(), reason: reason.into() };
-            self.metrics.verifications.get_or_create_owned(&labels)
-        })
-        .inc();
+        self.verification_counter(result, reason).inc();
     }
 
     pub fn rejection(&self, stage: &'static str, reason: &'static str) {
-        self.counter(CachedFamily::Rejections, [stage, reason, ""], || {
-            let labels =
-                RejectionLabels { listener: self.listener.clone(), stage: stage.into(), reason: reason.into() };
-            self.metrics.rejections.get_or_create_owned(&labels)
-        })
-        .inc();
+        self.rejection_counter(stage, reason).inc();
     }
 
     pub fn upstream_error(&self, kind: &'static str) {
-        self.counter(CachedFamily::UpstreamErrors, [kind, "", ""], || {
-            self.metrics.upstream_errors.get_or_create_owned(&self.outcome(kind))
-        })
-        .inc();
+        self.upstream_error_counter(kind).inc();
     }
 
     pub fn tls_handshake(&self, result: &'static str) {
-        self.counter(CachedFamily::TlsHandshakes, [result, "", ""], || {
-            self.metrics.tls_handshakes.get_or_create_owned(&self.outcome(result))
-        })
-        .inc();
+        self.tls_handshake_counter(result).inc();
     }
 
     pub fn inspection(&self, kind: &'static str, result: &'static str, rule: &'static str) {
-        self.counter(CachedFamily::Inspections, [kind, result, rule], || {
-            let labels = InspectionLabels {
-                listener: self.listener.clone(),
-                kind: kind.into(),
-                result: result.into(),
-                rule: rule.into(),
-            };
-            self.metrics.inspections.get_or_create_owned(&labels)
-        })
-        .inc();
+        self.inspection_counter(kind, result, rule).inc();
     }
 
     pub fn added_latency(&self, command: &'static str, seconds: f64) {
@@ -322,8 +577,84 @@ mod tests {
             "batv_proxy_tags_signed_total{listener=\"inbound@127.0.0.1:25\"} 1",
             "batv_proxy_sessions_total{listener=\"inbound@127.0.0.1:25\",outcome=\"completed\"} 1",
             "# TYPE batv_proxy_session_duration_seconds histogram",
+            "# TYPE batv_proxy_sessions_total counter",
+            "# TYPE batv_proxy_build_info gauge",
+            "batv_proxy_build_info{version=\"",
         ] {
             assert!(text.contains(needle), "{needle} not in\n{text}");
         }
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"), "{text}");
+    }
+
+    #[test]
+    fn both_formats_carry_the_same_samples() {
+        let metrics = Arc::new(Metrics::new());
+        metrics.for_listener("outbound@127.0.0.1:587").tags_signed.inc();
+        let open = metrics.encode_as(Format::OpenMetrics);
+        let classic = metrics.encode_as(Format::Classic);
+        assert!(open.ends_with("# EOF\n"), "{open}");
+        assert!(open.contains("# TYPE batv_proxy_tags_signed counter\n"), "{open}");
+        assert!(open.contains("# TYPE batv_proxy_build info\n"), "{open}");
+        assert!(classic.contains("# HELP batv_proxy_tags_signed_total Envelope senders"), "{classic}");
+        let samples =
+            |text: &str| -> Vec<String> { text.lines().filter(|l| !l.starts_with('#')).map(str::to_owned).collect() };
+        assert_eq!(samples(&open), samples(&classic));
+    }
+
+    #[test]
+    fn alerted_series_exist_at_zero_per_role() {
+        let metrics = Arc::new(Metrics::new());
+        metrics.for_listener("inbound@0.0.0.0:25");
+        metrics.for_listener("outbound@0.0.0.0:587");
+        let text = metrics.encode();
+        for needle in [
+            "batv_proxy_upstream_errors_total{listener=\"outbound@0.0.0.0:587\",outcome=\"connect\"} 0",
+            "batv_proxy_tls_handshakes_total{listener=\"inbound@0.0.0.0:25\",outcome=\"failed\"} 0",
+            "batv_proxy_rejections_total{listener=\"inbound@0.0.0.0:25\",stage=\"rcpt\",reason=\"bad_signature\"} 0",
+            "batv_proxy_reloads_total{listener=\"\",outcome=\"refused\"} 0",
+        ] {
+            assert!(text.contains(needle), "{needle} not in\n{text}");
+        }
+        assert!(!text.contains("rejections_total{listener=\"outbound"), "outbound listeners verify nothing:\n{text}");
+    }
+
+    #[test]
+    fn scrape_time_samplers_set_gauges() {
+        let metrics = Metrics::new();
+        let entries = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let seen = Arc::clone(&entries);
+        metrics.sample_on_scrape(move |m| {
+            m.set_ledger_entries("file", Some(seen.load(std::sync::atomic::Ordering::Relaxed)))
+        });
+        entries.store(42, std::sync::atomic::Ordering::Relaxed);
+        assert!(metrics.encode().contains("batv_proxy_ledger_entries{store=\"file\"} 42"));
+        metrics.sample_on_scrape(|m| m.set_ledger_entries("file", None));
+        assert!(!metrics.encode().contains("batv_proxy_ledger_entries{"));
+    }
+
+    #[test]
+    fn accept_headers_choose_the_format() {
+        use Format::*;
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
+                          text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        for (accept, format) in [
+            (None, Classic),
+            (Some(prometheus), OpenMetrics),
+            (Some("application/openmetrics-text"), OpenMetrics),
+            (Some("application/openmetrics-text; version=0.0.1"), OpenMetrics),
+            (Some("text/plain"), Classic),
+            (Some("text/plain;version=0.0.4"), Classic),
+            (Some("*/*"), Classic),
+            (Some("application/json"), Classic),
+            (Some("text/plain;q=0.9, application/openmetrics-text;q=0.5"), Classic),
+            (Some("text/plain, application/openmetrics-text"), OpenMetrics),
+            (Some("application/openmetrics-text;q=0, text/plain;q=0.1"), Classic),
+            (Some("application/openmetrics-text; version=2.0.0"), Classic),
+            (Some("Application/OpenMetrics-Text; Version=1.0.0; charset=utf-8"), OpenMetrics),
+        ] {
+            assert_eq!(Format::negotiate(accept), format, "{accept:?}");
+        }
+        assert!(OpenMetrics.content_type().starts_with("application/openmetrics-text; version=1.0.0"));
+        assert!(Classic.content_type().starts_with("text/plain; version=0.0.4"));
     }
 }

@@ -226,6 +226,10 @@ impl Server {
         let (sessions_done, sessions_done_wait) = mpsc::channel(1);
         let retention = Duration::from_secs(u64::from(config.batv.lifetime_days) * 86_400);
         let ledger = Ledger::open(&config.ledger.store, retention, config.ledger.max_entries).await?;
+        let sampled = Arc::downgrade(&ledger);
+        metrics.sample_on_scrape(move |metrics| {
+            metrics.set_ledger_entries("file", sampled.upgrade().and_then(|ledger| ledger.file_entries()))
+        });
         let contexts = contexts(&config, &metrics, &ledger)?;
         let (probes, probes_receiver) = watch::channel(probes(&contexts));
         let (status_stop, status_stop_receiver) = watch::channel(false);
