@@ -3,8 +3,10 @@
 # system, building it first when it is missing:
 #   slim     debootstrap --variant=minbase: the base of the container image
 #            (imported as docker.io/library/debian:bookworm-slim)
-#   systemd  slim plus systemd, systemd-sysv, dbus and man-db: booted with
-#            systemd-nspawn to run the unit and install the Debian package
+#   systemd  slim plus systemd, systemd-sysv, dbus, man-db and procps (whose
+#            /bin/kill the unit's ExecReload runs; every Debian server has it,
+#            minbase does not): booted with systemd-nspawn to run the unit
+#            and install the Debian package
 # The tarballs live in $BATV_TEST_CACHE (default /var/cache/batv-proxy-tests)
 # and are kept between runs on one machine; delete them to start afresh.
 # Building takes about 90 s (slim) and 30 s more (systemd) from Debian's
@@ -15,12 +17,17 @@ kind=${1:?usage: debian-tree.sh slim|systemd}
 cache=${BATV_TEST_CACHE:-/var/cache/batv-proxy-tests}
 mirror=${BATV_TEST_MIRROR:-http://deb.debian.org/debian}
 # Bump when what goes into a tree changes, so an old cache is not used.
-version=1
+version=2
 mkdir -p "$cache"
 slim="$cache/bookworm-slim-v$version.tar"
 systemd="$cache/bookworm-systemd-v$version.tar"
 exec 9>"$cache/.lock"
 flock 9
+
+# Trees of earlier versions of this script.
+for old in "$cache"/bookworm-*-v*.tar; do
+  case "$old" in "$slim" | "$systemd") ;; *) rm -f "$old" ;; esac
+done
 
 work=""
 cleanup() { [ -z "$work" ] || rm -rf "$work"; }
@@ -47,7 +54,7 @@ if [ "$kind" = systemd ] && [ ! -s "$systemd" ]; then
   systemd-nspawn -q -D "$work/root" --register=no --keep-unit --resolv-conf=copy-host \
     -E DEBIAN_FRONTEND=noninteractive sh -c '
       apt-get update -qq &&
-      apt-get install -y -qq --no-install-recommends systemd systemd-sysv dbus man-db >/dev/null &&
+      apt-get install -y -qq --no-install-recommends systemd systemd-sysv dbus man-db procps >/dev/null &&
       apt-get clean && rm -rf /var/lib/apt/lists/*' >"$work/log" 2>&1 || {
     tail -30 "$work/log" >&2
     exit 1
