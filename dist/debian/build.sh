@@ -23,8 +23,10 @@ gzip -9n "$assets"/man/*.1
 for shell in bash zsh fish; do
   "$bin" completions "$shell" >"$assets/completions/$shell"
 done
-# The unit as installed by the package: the binary is /usr/bin's.
-sed 's|/usr/local/bin/batv-proxy|/usr/bin/batv-proxy|g' dist/batv-proxy.service >"$assets/batv-proxy.service"
+# The unit as installed by the package: the binary is /usr/bin's, and the
+# manual pages are there to point at.
+sed -e 's|/usr/local/bin/batv-proxy|/usr/bin/batv-proxy|g' \
+    -e 's|^Documentation=|Documentation=man:batv-proxy(1) |' dist/batv-proxy.service >"$assets/batv-proxy.service"
 # The annotated configuration with the paths the unit uses.
 {
   echo "# Installed by the batv-proxy Debian package; your changes are kept on upgrades."
