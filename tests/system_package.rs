@@ -6,7 +6,8 @@
 //! relaying and judging mail, a changed configuration kept across a
 //! reinstall, `apt remove` keeping the keys, and `apt purge` removing them.
 //!
-//! Slow and root-only: `cargo test --test system_package` (.ci/run does).
+//! Slow and root-only, so ignored by a plain `cargo test`; .ci/run runs
+//! it: `cargo test --test system_package -- --ignored`.
 
 mod common;
 mod system;
@@ -25,6 +26,7 @@ fn accepted(t: &Transaction) -> bool {
 }
 
 #[test]
+#[ignore = "system test: minutes, as root; .ci/run runs it with --ignored"]
 fn the_debian_package_installs_starts_upgrades_and_removes_as_documented() {
     let blocks = documented_blocks("docs/operations.md", "With the Debian package");
     assert_eq!(

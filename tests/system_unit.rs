@@ -8,7 +8,8 @@
 //! configuration error that ends in status 2 without a restart loop, and no
 //! file written outside `StateDirectory`.
 //!
-//! Slow and root-only: `cargo test --test system_unit` (.ci/run does).
+//! Slow and root-only, so ignored by a plain `cargo test`; .ci/run runs
+//! it: `cargo test --test system_unit -- --ignored`.
 
 mod common;
 mod system;
@@ -56,6 +57,7 @@ fn dsn(original: &str, to: &str) -> String {
 }
 
 #[test]
+#[ignore = "system test: minutes, as root; .ci/run runs it with --ignored"]
 fn the_unit_installed_as_documented_runs_under_systemd() {
     // The guide's commands: the build runs here, the rest in the container.
     let blocks = documented_blocks("docs/operations.md", "From source");

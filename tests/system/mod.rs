@@ -4,8 +4,9 @@
 //!
 //! These tests need root, debootstrap, systemd-nspawn (package
 //! systemd-container) and, for the image, buildah: all in .ci/packages.
-//! They are not run by a plain `cargo test` (`test = false` in Cargo.toml:
-//! they take minutes); `.ci/run` runs them by name.
+//! They take minutes, so a plain `cargo test` builds them but ignores them
+//! (`#[ignore]`); `.ci/run` runs them by name with `-- --ignored`.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -209,5 +210,184 @@ impl Drop for Booted {
             let _ = Command::new("kill").args(["-KILL", &self.leader.to_string()]).status();
         }
         // The Running guard kills and reaps nspawn itself; then the tree goes.
+    }
+}
+
+/// Every process below `pid`, children first.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) else { continue };
+        if let Some(parent) = rest.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+            parents.push((child, parent));
+        }
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for (child, _) in parents.iter().filter(|(_, p)| *p == parent) {
+            found.push(*child);
+            frontier.push(*child);
+        }
+    }
+    found.reverse();
+    found
+}
+
+/// buildah with its own storage under the test cache, so that the base
+/// images made here (named like Docker Hub's) never mix with the machine's.
+pub struct Buildah {
+    root: PathBuf,
+    runroot: PathBuf,
+}
+
+impl Buildah {
+    pub fn new() -> Buildah {
+        let cache = std::env::var("BATV_TEST_CACHE").unwrap_or_else(|_| "/var/cache/batv-proxy-tests".into());
+        Buildah {
+            root: Path::new(&cache).join("containers"),
+            runroot: PathBuf::from("/run/batv-proxy-tests/containers"),
+        }
+    }
+
+    pub fn command(&self) -> Command {
+        let mut command = Command::new("buildah");
+        command.arg("--root").arg(&self.root).arg("--runroot").arg(&self.runroot);
+        command
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        run_ok(self.command().args(args))
+    }
+
+    /// The image's configuration as `buildah inspect` prints it.
+    pub fn inspect(&self, image: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["inspect", "--type", "image", image])).unwrap()
+    }
+
+    fn label(&self, image: &str, label: &str) -> Option<String> {
+        let output = self.command().args(["inspect", "--type", "image", image]).output().ok()?;
+        let value: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+        value["Docker"]["config"]["Labels"][label].as_str().map(str::to_owned)
+    }
+
+    /// The Dockerfiles' base images, made here since no registry can be
+    /// reached: `debian:bookworm-slim` from the slim tree, and
+    /// `rust:1-bookworm` from it with gcc and libc6-dev, whose Rust
+    /// toolchain is the host's, mounted at build time (`toolchain_volumes`).
+    /// Kept between runs while the tree is the same.
+    pub fn base_images(&self) {
+        let tree = debian_tree("slim");
+        let tree_name = tree.file_name().unwrap().to_string_lossy().into_owned();
+        const LABEL: &str = "batv-proxy-tests.tree";
+        if self.label("docker.io/library/debian:bookworm-slim", LABEL).as_deref() != Some(tree_name.as_str()) {
+            let container = self.ok(&["from", "scratch"]).trim().to_owned();
+            self.ok(&["add", &container, &tree.display().to_string(), "/"]);
+            self.ok(&["config", "--cmd", "bash", "--label", &format!("{LABEL}={tree_name}"), &container]);
+            self.ok(&["commit", "-q", "--rm", &container, "docker.io/library/debian:bookworm-slim"]);
+        }
+        if self.label("docker.io/library/rust:1-bookworm", LABEL).as_deref() != Some(tree_name.as_str()) {
+            let container = self.ok(&["from", "docker.io/library/debian:bookworm-slim"]).trim().to_owned();
+            self.ok(&[
+                "run",
+                "--isolation",
+                "chroot",
+                &container,
+                "--",
+                "sh",
+                "-c",
+                "export DEBIAN_FRONTEND=noninteractive && apt-get update -qq && \
+                 apt-get install -y -qq --no-install-recommends gcc libc6-dev ca-certificates >/dev/null && \
+                 rm -rf /var/lib/apt/lists/*",
+            ]);
+            self.ok(&[
+                "config",
+                "--env",
+                "RUSTUP_HOME=/usr/local/rustup",
+                "--env",
+                "CARGO_HOME=/usr/local/cargo",
+                "--env",
+                "PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "--label",
+                &format!("{LABEL}={tree_name}"),
+                &container,
+            ]);
+            self.ok(&["commit", "-q", "--rm", &container, "docker.io/library/rust:1-bookworm"]);
+        }
+    }
+
+    /// `-v` arguments that give a build the host's Rust toolchain and cargo
+    /// registry where the official rust image keeps them.
+    pub fn toolchain_volumes() -> Vec<String> {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        let rustup = std::env::var("RUSTUP_HOME").unwrap_or_else(|_| format!("{home}/.rustup"));
+        let cargo = std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{home}/.cargo"));
+        vec!["-v".into(), format!("{rustup}:/usr/local/rustup:ro"), "-v".into(), format!("{cargo}:/usr/local/cargo")]
+    }
+}
+
+/// A working container of an image, removed on drop.
+pub struct WorkingContainer<'a> {
+    pub buildah: &'a Buildah,
+    pub name: String,
+}
+
+impl<'a> WorkingContainer<'a> {
+    pub fn from(buildah: &'a Buildah, image: &str) -> WorkingContainer<'a> {
+        let name = format!("batv-proxy-test-{}", std::process::id());
+        let _ = buildah.command().args(["rm", &name]).output();
+        buildah.ok(&["from", "--name", &name, image]);
+        WorkingContainer { buildah, name }
+    }
+
+    /// `buildah run` in this container, as the image's user, with
+    /// `volumes` (`-v` values) mounted; the host's network.
+    pub fn run(&self, volumes: &[String], command: &[String]) -> Command {
+        let mut run = self.buildah.command();
+        run.args(["run", "--isolation", "chroot"]);
+        for volume in volumes {
+            run.arg("-v").arg(volume);
+        }
+        run.arg(&self.name).arg("--").args(command).stdin(Stdio::null());
+        run
+    }
+}
+
+impl Drop for WorkingContainer<'_> {
+    fn drop(&mut self) {
+        let _ = self.buildah.command().args(["rm", &self.name]).output();
+    }
+}
+
+/// A process running in a container (`buildah run`): on drop, it and
+/// everything it started are killed.
+pub struct ContainerProcess {
+    pub process: Running,
+}
+
+impl ContainerProcess {
+    pub fn spawn(command: &mut Command) -> ContainerProcess {
+        ContainerProcess { process: Running::spawn(command) }
+    }
+
+    /// The pid of the process below `buildah run` whose command line starts with `program`.
+    pub fn find(&self, program: &str) -> Option<u32> {
+        descendants(self.process.id()).into_iter().find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|line| line.split(|b| *b == 0).next().is_some_and(|first| first == program.as_bytes()))
+        })
+    }
+}
+
+impl Drop for ContainerProcess {
+    fn drop(&mut self) {
+        if self.process.try_wait().is_none() {
+            for pid in descendants(self.process.id()) {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            }
+        }
     }
 }
