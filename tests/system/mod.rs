@@ -73,7 +73,9 @@ pub fn documented_blocks(guide: &str, heading: &str) -> Vec<Vec<String>> {
 /// the binary the system tests install.
 pub fn release_binary(command: &str) -> PathBuf {
     assert!(command.starts_with("cargo build --release"), "not a release build: {command}");
+    let started = Instant::now();
     run_ok(Command::new("sh").arg("-c").arg(command).current_dir(repository()));
+    eprintln!("{command}: {:.1?}", started.elapsed());
     let binary = repository().join("target/release/batv-proxy");
     assert!(binary.is_file(), "{command} made no {}", binary.display());
     binary
@@ -100,6 +102,7 @@ pub struct Booted {
 impl Booted {
     /// Unpacks `tarball`, lets `prepare` add files to the tree, and boots it.
     pub fn boot(tarball: &Path, prepare: impl FnOnce(&Path)) -> Booted {
+        let started = Instant::now();
         let dir = TestDir::new("nspawn.");
         let root = dir.join("root");
         std::fs::create_dir(&root).unwrap();
@@ -131,6 +134,7 @@ impl Booted {
         if state.as_deref() == Some("degraded") {
             panic!("units failed at boot:\n{}", booted.ok("systemctl --failed --no-pager"));
         }
+        eprintln!("booted {} in {:.1?}", tarball.display(), started.elapsed());
         booted
     }
 
