@@ -3,7 +3,7 @@
 # Copy dist/container/batv-proxy.toml, set your domains and your MTA's
 # address in it (its listeners are on 0.0.0.0, the container's own
 # interfaces), then:
-#   docker run -d --name batv-proxy -p 25:2525 -p 587:2587 \
+#   docker run -d --name batv-proxy --stop-timeout 40 -p 25:2525 -p 587:2587 \
 #     -v ./batv-proxy.toml:/etc/batv-proxy/batv-proxy.toml:ro \
 #     -v batv-state:/var/lib/batv-proxy batv-proxy
 # Keys and the Message-ID ledger live in the batv-state volume; keep it.

@@ -144,6 +144,9 @@ fn the_image_builds_from_the_dockerfile_and_runs_as_compose_says() {
     };
     let state_mount = volumes.iter().find(|v| v.ends_with(":/var/lib/batv-proxy")).expect("a state volume");
     assert!(!state_mount.starts_with('.') && !state_mount.starts_with('/'), "state is a named volume: {state_mount}");
+    // A stop drains open transactions for drain_timeout (30 s by default).
+    let grace = service["stop_grace_period"].as_str().and_then(|g| g.strip_suffix('s')?.parse::<u32>().ok());
+    assert!(grace.is_some_and(|g| g > 30), "compose.yaml: stop_grace_period must exceed the 30 s drain: {grace:?}");
     let ports = strings(&service["ports"]);
     for inside in ["2525", "2587", "9325"] {
         assert!(
