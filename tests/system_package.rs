@@ -106,6 +106,8 @@ fn the_debian_package_installs_starts_upgrades_and_removes_as_documented() {
             container.ok(&format!("test -s {path}"));
         }
     }
+    // systemd's own checks of the installed unit: its binary and manual page exist.
+    container.ok("systemd-analyze verify /lib/systemd/system/batv-proxy.service");
     // Completions that the shells can load.
     let complete =
         container.ok("bash -c '. /usr/share/bash-completion/completions/batv-proxy && complete -p batv-proxy'");
