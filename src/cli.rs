@@ -5,10 +5,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand};
 
+use crate::assemble::{Assembly, StartError, assemble};
 use crate::batv::{Codec, Day, KeyId, keys};
-use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::config::{Config, ConfigErrors, DEFAULT_CONFIG_PATH};
+use crate::keyfile;
+use crate::logging::{self, LogFormat};
 use crate::smtp::address::Mailbox;
 
 /// Exit status for configuration errors, so systemd's
@@ -33,7 +36,7 @@ Examples:
   See how the proxy reads a bounce or auto-reply saved from a mailbox:
     batv-proxy inspect bounce.eml
 
-  Rotate keys: the new key signs from now on, old tags keep verifying:
+  Rotate keys: after the reload the new key signs, old tags keep verifying:
     batv-proxy keygen --output /etc/batv-proxy/keys --key-id 4
     systemctl reload batv-proxy
 
@@ -92,8 +95,8 @@ enum Command {
         /// The tagged address, e.g. prvs=3789abcdef=alice@example.com.
         address: String,
     },
-    /// Write a fresh random key. Given an existing key file, put the new key on top (it
-    /// signs from now on) and keep the old ones for verification.
+    /// Write a fresh random key. Given an existing key file, put the new key on top (a
+    /// running proxy signs with it once reloaded) and keep the old ones for verification.
     Keygen {
         /// Key file to create or extend (written with mode 0600).
         #[arg(long, short)]
@@ -144,13 +147,6 @@ The Debian package installs all three.")]
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Auto,
-    Human,
-    Json,
-}
-
 pub fn main() -> ExitCode {
     let arguments = Arguments::parse();
     match arguments.command {
@@ -192,14 +188,13 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|errors| report(path, errors))
 }
 
-/// Like [`load`], and also loads certificates and trust stores.
-fn load_all(path: &Path) -> Result<Config, ExitCode> {
-    let config = load(path)?;
-    crate::tls::validate(&config).map_err(|errors| report(path, errors))?;
-    Ok(config)
+/// Reads the file and builds what it describes: what `check-config`
+/// checks is what `run` runs.
+fn load_and_assemble(path: &Path) -> Result<Assembly, ExitCode> {
+    Config::load(path).and_then(assemble).map_err(|errors| report(path, errors))
 }
 
-fn report(path: &Path, errors: crate::config::ConfigErrors) -> ExitCode {
+fn report(path: &Path, errors: ConfigErrors) -> ExitCode {
     let count = errors.0.len();
     eprintln!("{errors}");
     eprintln!("{count} configuration error{} in {}", if count == 1 { "" } else { "s" }, path.display());
@@ -207,14 +202,18 @@ fn report(path: &Path, errors: crate::config::ConfigErrors) -> ExitCode {
 }
 
 fn run(config_path: PathBuf, log_format: LogFormat) -> ExitCode {
-    let config = match load_all(&config_path) {
-        Ok(config) => config,
+    let assembly = match load_and_assemble(&config_path) {
+        Ok(assembly) => assembly,
         Err(code) => return code,
     };
-    crate::server::init_logging(log_format);
-    match crate::server::run(config_path, config) {
+    logging::init(log_format);
+    for warning in assembly.warnings() {
+        tracing::warn!(warning, "check the configuration");
+    }
+    match crate::server::run(config_path.clone(), assembly) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
+        Err(StartError::Configuration(errors)) => report(&config_path, errors),
+        Err(StartError::Runtime(error)) => {
             tracing::error!(error = format!("{error:#}"), "batv-proxy stopped");
             ExitCode::from(EXIT_FAILURE)
         }
@@ -222,8 +221,9 @@ fn run(config_path: PathBuf, log_format: LogFormat) -> ExitCode {
 }
 
 fn check_config(config_path: PathBuf) -> ExitCode {
-    match load_all(&config_path) {
-        Ok(config) => {
+    match load_and_assemble(&config_path) {
+        Ok(assembly) => {
+            let config = &assembly.config;
             println!(
                 "{}: ok ({} listener{}, {} domain entr{}, signing key {})",
                 config_path.display(),
@@ -233,7 +233,7 @@ fn check_config(config_path: PathBuf) -> ExitCode {
                 if config.batv.domains.len() == 1 { "y" } else { "ies" },
                 config.keys.signing_key()
             );
-            for warning in config.warnings() {
+            for warning in assembly.warnings() {
                 eprintln!("warning: {warning}");
             }
             ExitCode::SUCCESS
@@ -248,7 +248,7 @@ fn codec(config: &Config) -> Codec {
 
 fn day(date: Option<String>) -> Result<Day, ExitCode> {
     match date {
-        None => Ok(crate::session::today()),
+        None => Ok(crate::listener::today()),
         Some(text) => Day::parse(&text).ok_or_else(|| {
             eprintln!("--date {text}: not a date; write YYYY-MM-DD");
             ExitCode::from(EXIT_CONFIG)
@@ -305,9 +305,18 @@ fn keygen(output: PathBuf, key_id: Option<u8>, if_missing: bool, printable: bool
         return ExitCode::SUCCESS;
     }
     let kind = if printable { keys::SecretKind::Printable } else { keys::SecretKind::Binary };
-    match keys::generate_kind(&output, key_id.and_then(KeyId::new), kind) {
+    let rotating = output.exists();
+    match keyfile::generate(&output, key_id.and_then(KeyId::new), kind) {
+        Ok(id) if rotating => {
+            eprintln!(
+                "{}: key {id} written on top; a running proxy signs with it after `systemctl reload batv-proxy` \
+                 (SIGHUP), and the older keys keep verifying",
+                output.display()
+            );
+            ExitCode::SUCCESS
+        }
         Ok(id) => {
-            eprintln!("{}: key {id} written; it signs from now on", output.display());
+            eprintln!("{}: key {id} written", output.display());
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -8,6 +8,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use std::future::Future;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -18,31 +20,63 @@ use crate::smtp::reply::{Reply, ReplyError};
 /// few system calls.
 const READ_CHUNK: usize = 8 * 1024;
 
-/// A socket, plain or wrapped in TLS.
-pub enum Stream {
-    Plain(TcpStream),
-    ServerTls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-    ClientTls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-    /// Left behind while the socket is handed to a TLS handshake.
-    Closed,
-}
-
-impl Stream {
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            Stream::Plain(tcp) => tcp,
-            Stream::ServerTls(tls) => tls.get_ref().0,
-            Stream::ClientTls(tls) => tls.get_ref().0,
-            Stream::Closed => unreachable!("a closed stream has no socket"),
+/// A byte stream a session runs over: a TCP socket in production, an
+/// in-memory pipe in the protocol tests, either wrapped in TLS.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Reads what is available into `buffer`; `Ok(0)` at end of stream.
+    /// Cancel-safe.
+    fn fill_buffer(&mut self, buffer: &mut BytesMut) -> impl Future<Output = io::Result<usize>> + Send {
+        async move {
+            buffer.reserve(READ_CHUNK);
+            self.read_buf(buffer).await
         }
     }
 
+    /// Whether ending the session needs a shutdown of its own (TLS's
+    /// close_notify); a plain socket's close on drop sends the FIN.
+    fn ends_with_shutdown(&self) -> bool {
+        false
+    }
+}
+
+impl Transport for TcpStream {
+    /// Takes a read buffer only once the socket is readable, and gives an
+    /// empty one back when the readiness was spurious, so an idle
+    /// connection holds no read buffer at all.
+    async fn fill_buffer(&mut self, buffer: &mut BytesMut) -> io::Result<usize> {
+        loop {
+            self.readable().await?;
+            buffer.reserve(READ_CHUNK);
+            match self.try_read_buf(buffer) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    if buffer.is_empty() {
+                        *buffer = BytesMut::new();
+                    }
+                }
+                result => return result,
+            }
+        }
+    }
+}
+
+impl Transport for tokio::io::DuplexStream {}
+
+/// A transport, plain or wrapped in TLS.
+pub enum Stream<S> {
+    Plain(S),
+    ServerTls(Box<tokio_rustls::server::TlsStream<S>>),
+    ClientTls(Box<tokio_rustls::client::TlsStream<S>>),
+    /// Left behind while the transport is handed to a TLS handshake.
+    Closed,
+}
+
+impl<S> Stream<S> {
     pub fn is_tls(&self) -> bool {
         matches!(self, Stream::ServerTls(_) | Stream::ClientTls(_))
     }
 }
 
-impl AsyncRead for Stream {
+impl<S: Transport> AsyncRead for Stream<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
@@ -53,7 +87,7 @@ impl AsyncRead for Stream {
     }
 }
 
-impl AsyncWrite for Stream {
+impl<S: Transport> AsyncWrite for Stream<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
@@ -82,6 +116,22 @@ impl AsyncWrite for Stream {
     }
 }
 
+impl<S: Transport> Transport for Stream<S> {
+    fn ends_with_shutdown(&self) -> bool {
+        self.is_tls()
+    }
+
+    async fn fill_buffer(&mut self, buffer: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Stream::Plain(plain) => plain.fill_buffer(buffer).await,
+            stream => {
+                buffer.reserve(READ_CHUNK);
+                stream.read_buf(buffer).await
+            }
+        }
+    }
+}
+
 /// What came in where a command line was expected.
 #[derive(Debug)]
 pub enum Incoming {
@@ -101,8 +151,8 @@ pub enum ReadError {
     Garbage(#[from] ReplyError),
 }
 
-pub struct Connection {
-    stream: Stream,
+pub struct Connection<S> {
+    stream: S,
     input: BytesMut,
     output: Vec<u8>,
     /// Inside an over-long line: drop bytes up to the next LF.
@@ -111,8 +161,8 @@ pub struct Connection {
     write_timeout: Duration,
 }
 
-impl Connection {
-    pub fn new(stream: Stream) -> Self {
+impl<S: Transport> Connection<S> {
+    pub fn new(stream: S) -> Self {
         Connection {
             stream,
             input: BytesMut::new(),
@@ -127,27 +177,23 @@ impl Connection {
         self
     }
 
-    pub fn stream(&self) -> &Stream {
+    pub fn stream(&self) -> &S {
         &self.stream
     }
 
     /// Gives the stream back (for a TLS upgrade), with any bytes already read.
-    pub fn into_parts(self) -> (Stream, BytesMut) {
+    pub fn into_parts(self) -> (S, BytesMut) {
         (self.stream, self.input)
     }
 
-    /// Hands the socket over for a TLS upgrade. Whatever the peer sent
-    /// ahead of the handshake is dropped: bytes pipelined after STARTTLS
-    /// must never be read as if they came through TLS (CVE-2011-0411).
-    pub fn take_stream(&mut self) -> Stream {
+    /// Swaps the stream (for a TLS upgrade) and returns the old one.
+    /// Whatever the peer sent ahead of the handshake is dropped: bytes
+    /// pipelined after STARTTLS must never be read as if they came through
+    /// TLS (CVE-2011-0411).
+    pub fn replace_stream(&mut self, stream: S) -> S {
         self.input.clear();
         self.discarding_line = false;
-        std::mem::replace(&mut self.stream, Stream::Closed)
-    }
-
-    pub fn set_stream(&mut self, stream: Stream) {
-        self.input.clear();
-        self.stream = stream;
+        std::mem::replace(&mut self.stream, stream)
     }
 
     pub fn input(&self) -> &[u8] {
@@ -163,30 +209,9 @@ impl Connection {
         self.input.clear();
     }
 
-    /// Reads more bytes; `Ok(0)` at end of stream. Cancel-safe. A plain
-    /// socket gets a read buffer only once it is readable, and gives an
-    /// empty one back when the readiness was spurious, so an idle
-    /// connection holds no read buffer at all.
+    /// Reads more bytes; `Ok(0)` at end of stream. Cancel-safe.
     pub async fn fill(&mut self) -> io::Result<usize> {
-        match &mut self.stream {
-            Stream::Plain(tcp) => loop {
-                tcp.readable().await?;
-                self.input.reserve(READ_CHUNK);
-                match tcp.try_read_buf(&mut self.input) {
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                        if self.input.is_empty() {
-                            self.input = BytesMut::new();
-                        }
-                        continue;
-                    }
-                    result => return result,
-                }
-            },
-            stream => {
-                self.input.reserve(READ_CHUNK);
-                stream.read_buf(&mut self.input).await
-            }
-        }
+        self.stream.fill_buffer(&mut self.input).await
     }
 
     pub async fn fill_within(&mut self, limit: Duration) -> Result<usize, ReadError> {
@@ -299,7 +324,7 @@ impl Connection {
     /// a plain socket needs nothing more, its close on drop sends the FIN.
     pub async fn shutdown(&mut self) {
         let _ = self.flush().await;
-        if self.stream.is_tls() {
+        if self.stream.ends_with_shutdown() {
             let _ = self.stream.shutdown().await;
         }
     }

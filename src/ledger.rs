@@ -26,12 +26,71 @@ const BATCH: usize = 512;
 const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 const REDIS_PREFIX: &str = "batv-proxy:ledger:";
 
+/// The first bytes of every redb file (redb's `MAGICNUMBER`).
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+
 #[derive(Debug, Error)]
 pub enum LedgerError {
+    /// redb lets one process at a time have the file open.
+    #[error("ledger file {path} is held by another batv-proxy (or another process); only one process can have it open")]
+    Locked { path: PathBuf },
     #[error("ledger file {path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("redis: {0}")]
     Redis(String),
+}
+
+/// Whether `store` could be opened, found without opening it: nothing is
+/// created and no lock is taken, so `check-config` neither leaves files
+/// behind (owned by whoever ran it) nor fails because the running proxy
+/// holds the file. Connecting to Redis is left to run time: a Redis that
+/// is down now may be up when a bounce needs it.
+pub fn check(store: &Store) -> Result<(), LedgerError> {
+    match store {
+        Store::None => Ok(()),
+        Store::File(path) => check_file(path),
+        Store::Redis(url) => {
+            redis::Client::open(url.as_str()).map(drop).map_err(|error| LedgerError::Redis(error.to_string()))
+        }
+    }
+}
+
+fn check_file(path: &Path) -> Result<(), LedgerError> {
+    use std::io::{ErrorKind, Read};
+    let error = |message: String| LedgerError::File { path: path.to_owned(), message };
+    match std::fs::metadata(path) {
+        Ok(metadata) if !metadata.is_file() => Err(error("is not a file".into())),
+        Ok(metadata) => {
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map_err(|e| error(format!("cannot open it for reading and writing: {e}")))?;
+            // An empty file is made into a database; anything else must already be one.
+            let mut start = [0u8; REDB_MAGIC.len()];
+            if metadata.len() > 0 && (file.read_exact(&mut start).is_err() || start != REDB_MAGIC) {
+                return Err(error("is not a redb database (the ledger's own file)".into()));
+            }
+            Ok(())
+        }
+        // Not there yet (a file on the way, too, says "not a directory").
+        Err(missing) if matches!(missing.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+            // It will be made, with the directories up to it.
+            let mut ancestor = path.parent();
+            while let Some(directory) = ancestor.filter(|d| !d.as_os_str().is_empty()) {
+                match std::fs::metadata(directory) {
+                    Ok(metadata) if metadata.is_dir() => return Ok(()),
+                    Ok(_) => return Err(error(format!("{} is not a directory", directory.display()))),
+                    Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                        ancestor = directory.parent()
+                    }
+                    Err(e) => return Err(error(format!("cannot reach {}: {e}", directory.display()))),
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(error(e.to_string())),
+    }
 }
 
 /// `<id@host>` and `id@host` are the same Message-ID.
@@ -112,7 +171,10 @@ impl FileLedger {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| error(format!("cannot create its directory: {e}")))?;
         }
-        let database = Database::create(path).map_err(|e| error(e.to_string()))?;
+        let database = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => LedgerError::Locked { path: path.to_owned() },
+            other => error(other.to_string()),
+        })?;
         let transaction = database.begin_write().map_err(|e| error(e.to_string()))?;
         transaction.open_table(IDS).map_err(|e| error(e.to_string()))?;
         transaction.open_table(BY_EXPIRY).map_err(|e| error(e.to_string()))?;
@@ -308,6 +370,39 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         None
+    }
+
+    #[tokio::test]
+    async fn a_second_opener_is_told_who_holds_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.redb");
+        let store = Store::File(path.clone());
+        let _first = Ledger::open(&store, Duration::from_secs(3600), 1000).await.unwrap();
+        let Err(second) = Ledger::open(&store, Duration::from_secs(3600), 1000).await else { panic!("opened twice") };
+        assert!(matches!(second, LedgerError::Locked { .. }), "{second}");
+        let message = second.to_string();
+        assert!(message.contains("another batv-proxy") && message.contains(&path.display().to_string()), "{message}");
+        assert!(check(&store).is_ok(), "checking does not need the lock: {:?}", check(&store));
+    }
+
+    #[test]
+    fn check_finds_what_would_stop_the_ledger_from_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str| Store::File(dir.path().join(name));
+        std::fs::write(dir.path().join("plain"), "not a database").unwrap();
+        std::fs::write(dir.path().join("empty.redb"), "").unwrap();
+        assert!(check(&file("new/deeper/ledger.redb")).is_ok(), "directories are made at start");
+        assert!(check(&file("empty.redb")).is_ok(), "redb makes an empty file a database");
+        for (store, needle) in [
+            (file("plain"), "not a redb database"),
+            (file("plain/ledger.redb"), "is not a directory"),
+            (Store::File(dir.path().to_owned()), "is not a file"),
+            (Store::Redis("redis://[::1".into()), "redis"),
+        ] {
+            let error = check(&store).expect_err(needle).to_string();
+            assert!(error.contains(needle), "{store:?}: {error}");
+        }
+        assert!(check(&Store::Redis("redis://127.0.0.1:1/0".into())).is_ok(), "no connection is tried");
     }
 
     #[test]

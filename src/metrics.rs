@@ -26,6 +26,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+pub use crate::labels::{CommandLabel, MessageOutcome, ReloadOutcome, SessionOutcome, TlsHandshake, UpstreamError};
+use crate::policy::{ContentResult, ContentRule, RejectReason, Stage, Unsigned, VerdictReason, VerdictResult};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabel {
     listener: String,
@@ -240,8 +243,9 @@ impl Metrics {
             "Message-IDs held in the outbound ledger file, read at scrape time",
             metrics.ledger_entries.clone(),
         );
-        for outcome in ["applied", "refused"] {
-            let _ = metrics.reloads.get_or_create(&OutcomeLabels { listener: String::new(), outcome: outcome.into() });
+        for outcome in ReloadOutcome::ALL {
+            let labels = OutcomeLabels { listener: String::new(), outcome: outcome.as_str().into() };
+            let _ = metrics.reloads.get_or_create(&labels);
         }
         Metrics { registry, ..metrics }
     }
@@ -285,19 +289,19 @@ impl Metrics {
         self.encode_as(Format::Classic)
     }
 
-    pub fn reload(&self, outcome: &str) {
-        self.reloads.get_or_create(&OutcomeLabels { listener: String::new(), outcome: outcome.into() }).inc();
+    pub fn reload(&self, outcome: ReloadOutcome) {
+        self.reloads.get_or_create(&OutcomeLabels { listener: String::new(), outcome: outcome.as_str().into() }).inc();
     }
 
     pub fn for_listener(self: &Arc<Self>, listener: &str) -> ListenerMetrics {
         let label = ListenerLabel { listener: listener.to_owned() };
-        let latency = |command: &str| {
+        let latency = |command: CommandLabel| {
             self.added_latency
-                .get_or_create_owned(&CommandLabels { listener: listener.to_owned(), command: command.into() })
+                .get_or_create_owned(&CommandLabels { listener: listener.to_owned(), command: command.as_str().into() })
         };
         let metrics = ListenerMetrics {
             cache: Arc::default(),
-            latency_by_verb: LATENCY_VERBS.map(latency),
+            latency_by_command: std::array::from_fn(|index| latency(CommandLabel::ALL[index])),
             metrics: Arc::clone(self),
             listener: listener.to_owned(),
             sessions_active: self.sessions_active.get_or_create_owned(&label),
@@ -308,8 +312,12 @@ impl Metrics {
                 .get_or_create_owned(&OutcomeLabels { listener: listener.to_owned(), outcome: "accepted".into() }),
         };
         let inbound = listener.starts_with("inbound@");
-        for series in ALERTED.iter().filter(|series| inbound || !series.inbound_only()) {
-            metrics.create(*series);
+        let every_outcome = UpstreamError::ALL
+            .iter()
+            .map(|&outcome| Series::UpstreamError(outcome))
+            .chain(TlsHandshake::ALL.iter().map(|&outcome| Series::TlsHandshake(outcome)));
+        for series in ALERTED.iter().copied().chain(every_outcome).filter(|series| inbound || !series.inbound_only()) {
+            metrics.create(series);
         }
         metrics
     }
@@ -318,13 +326,13 @@ impl Metrics {
 /// A counter series that exists from the start, at 0.
 #[derive(Clone, Copy, Debug)]
 pub enum Series {
-    Session(&'static str),
-    Message(&'static str),
-    UpstreamError(&'static str),
-    TlsHandshake(&'static str),
-    Verification(&'static str, &'static str),
-    Rejection(&'static str, &'static str),
-    Inspection(&'static str, &'static str, &'static str),
+    Session(SessionOutcome),
+    Message(MessageOutcome),
+    UpstreamError(UpstreamError),
+    TlsHandshake(TlsHandshake),
+    Verification(VerdictResult, VerdictReason),
+    Rejection(Stage, RejectReason),
+    Inspection(crate::dsn::Kind, ContentResult, ContentRule),
 }
 
 impl Series {
@@ -333,42 +341,39 @@ impl Series {
     }
 }
 
-/// The series dist/prometheus-alerts.yml and the dashboard watch, made at 0
-/// when a listener starts: `rate()` and `increase()` over a series that
-/// appears only with its first event miss that event.
-pub const ALERTED: &[Series] = &[
-    Series::Session("completed"),
-    Series::Session("upstream_unavailable"),
-    Series::Session("upstream_lost"),
-    Series::Session("tls_failed"),
-    Series::Message("refused_upstream"),
-    Series::Message("rejected"),
-    Series::Message("failed_upstream"),
-    Series::UpstreamError("connect"),
-    Series::UpstreamError("greeting"),
-    Series::UpstreamError("tls"),
-    Series::UpstreamError("timeout"),
-    Series::UpstreamError("closed"),
-    Series::UpstreamError("garbage"),
-    Series::UpstreamError("no_final_reply"),
-    Series::TlsHandshake("ok"),
-    Series::TlsHandshake("failed"),
-    Series::TlsHandshake("timeout"),
-    Series::Verification("valid", "ok"),
-    Series::Verification("invalid", "bad_signature"),
-    Series::Verification("invalid", "expired"),
-    Series::Verification("missing", "untagged"),
-    Series::Rejection("rcpt", "bad_signature"),
-    Series::Rejection("rcpt", "expired"),
-    Series::Rejection("rcpt", "untagged"),
-    Series::Rejection("data", "untagged"),
-    Series::Rejection("data", "not_ours"),
-    Series::Rejection("data", "no_original_message_id"),
-    Series::Rejection("data", "no_pattern_no_ledger"),
-    Series::Rejection("data", "ledger_unavailable"),
-    Series::Inspection("dsn", "tempfail", "ledger_unavailable"),
-    Series::Inspection("autoreply", "tempfail", "ledger_unavailable"),
-];
+/// The series dist/prometheus-alerts.yml and the dashboard watch, beyond
+/// every `upstream_errors` and `tls_handshakes` outcome, made at 0 when a
+/// listener starts: `rate()` and `increase()` over a series that appears
+/// only with its first event miss that event.
+pub const ALERTED: &[Series] = {
+    use crate::dsn::Kind;
+    use Series::*;
+    &[
+        Session(SessionOutcome::Completed),
+        Session(SessionOutcome::UpstreamUnavailable),
+        Session(SessionOutcome::UpstreamLost),
+        Session(SessionOutcome::TlsFailed),
+        Message(MessageOutcome::RefusedUpstream),
+        Message(MessageOutcome::Rejected),
+        Message(MessageOutcome::FailedUpstream),
+        Verification(VerdictResult::Valid, VerdictReason::Ok),
+        Verification(VerdictResult::Invalid, VerdictReason::BadSignature),
+        Verification(VerdictResult::Invalid, VerdictReason::Expired),
+        Verification(VerdictResult::Invalid, VerdictReason::UnknownKey),
+        Verification(VerdictResult::Missing, VerdictReason::Untagged),
+        Rejection(Stage::Rcpt, RejectReason::BadSignature),
+        Rejection(Stage::Rcpt, RejectReason::Expired),
+        Rejection(Stage::Rcpt, RejectReason::UnknownKey),
+        Rejection(Stage::Rcpt, RejectReason::Untagged),
+        Rejection(Stage::Data, RejectReason::Untagged),
+        Rejection(Stage::Data, RejectReason::NotOurs),
+        Rejection(Stage::Data, RejectReason::NoOriginalMessageId),
+        Rejection(Stage::Data, RejectReason::NoPatternNoLedger),
+        Rejection(Stage::Data, RejectReason::LedgerUnavailable),
+        Inspection(Kind::Dsn, ContentResult::TempFail, ContentRule::LedgerUnavailable),
+        Inspection(Kind::AutoReply, ContentResult::TempFail, ContentRule::LedgerUnavailable),
+    ]
+};
 
 /// Rewrites OpenMetrics text as the classic text format: a counter family
 /// is named after its `_total` samples, an info family after its `_info`
@@ -401,9 +406,6 @@ fn classic_from_openmetrics(text: &str) -> String {
     out
 }
 
-/// Commands with a resolved latency histogram; others share "other".
-const LATENCY_VERBS: [&str; 8] = ["EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "other"];
-
 /// The counter families whose label sets are cached per listener.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 enum CachedFamily {
@@ -423,7 +425,8 @@ type CounterCache = std::sync::RwLock<std::collections::HashMap<(CachedFamily, [
 #[derive(Clone)]
 pub struct ListenerMetrics {
     cache: Arc<CounterCache>,
-    latency_by_verb: [Histogram; 8],
+    /// Indexed like [`CommandLabel::ALL`].
+    latency_by_command: [Histogram; CommandLabel::ALL.len()],
     metrics: Arc<Metrics>,
     listener: String,
     pub sessions_active: Gauge,
@@ -462,22 +465,25 @@ impl ListenerMetrics {
         OutcomeLabels { listener: self.listener.clone(), outcome: outcome.to_owned() }
     }
 
-    fn session_counter(&self, outcome: &'static str) -> Counter {
+    fn session_counter(&self, outcome: SessionOutcome) -> Counter {
+        let outcome = outcome.as_str();
         self.counter(CachedFamily::Sessions, [outcome, "", ""], || {
             self.metrics.sessions.get_or_create_owned(&self.outcome(outcome))
         })
     }
 
-    fn message_counter(&self, result: &'static str) -> Counter {
-        if result == "accepted" {
+    fn message_counter(&self, outcome: MessageOutcome) -> Counter {
+        if outcome == MessageOutcome::Accepted {
             return self.messages_accepted.clone();
         }
+        let result = outcome.as_str();
         self.counter(CachedFamily::Messages, [result, "", ""], || {
             self.metrics.messages.get_or_create_owned(&self.outcome(result))
         })
     }
 
-    fn verification_counter(&self, result: &'static str, reason: &'static str) -> Counter {
+    fn verification_counter(&self, result: VerdictResult, reason: VerdictReason) -> Counter {
+        let (result, reason) = (result.as_str(), reason.as_str());
         self.counter(CachedFamily::Verifications, [result, reason, ""], || {
             let labels =
                 VerificationLabels { listener: self.listener.clone(), result: result.into(), reason: reason.into() };
@@ -485,7 +491,8 @@ impl ListenerMetrics {
         })
     }
 
-    fn rejection_counter(&self, stage: &'static str, reason: &'static str) -> Counter {
+    fn rejection_counter(&self, stage: Stage, reason: RejectReason) -> Counter {
+        let (stage, reason) = (stage.as_str(), reason.as_str());
         self.counter(CachedFamily::Rejections, [stage, reason, ""], || {
             let labels =
                 RejectionLabels { listener: self.listener.clone(), stage: stage.into(), reason: reason.into() };
@@ -493,19 +500,22 @@ impl ListenerMetrics {
         })
     }
 
-    fn upstream_error_counter(&self, kind: &'static str) -> Counter {
+    fn upstream_error_counter(&self, kind: UpstreamError) -> Counter {
+        let kind = kind.as_str();
         self.counter(CachedFamily::UpstreamErrors, [kind, "", ""], || {
             self.metrics.upstream_errors.get_or_create_owned(&self.outcome(kind))
         })
     }
 
-    fn tls_handshake_counter(&self, result: &'static str) -> Counter {
+    fn tls_handshake_counter(&self, result: TlsHandshake) -> Counter {
+        let result = result.as_str();
         self.counter(CachedFamily::TlsHandshakes, [result, "", ""], || {
             self.metrics.tls_handshakes.get_or_create_owned(&self.outcome(result))
         })
     }
 
-    fn inspection_counter(&self, kind: &'static str, result: &'static str, rule: &'static str) -> Counter {
+    fn inspection_counter(&self, kind: crate::dsn::Kind, result: ContentResult, rule: ContentRule) -> Counter {
+        let (kind, result, rule) = (kind.as_str(), result.as_str(), rule.as_str());
         self.counter(CachedFamily::Inspections, [kind, result, rule], || {
             let labels = InspectionLabels {
                 listener: self.listener.clone(),
@@ -517,44 +527,45 @@ impl ListenerMetrics {
         })
     }
 
-    pub fn session_ended(&self, outcome: &'static str) {
+    pub fn session_ended(&self, outcome: SessionOutcome) {
         self.session_counter(outcome).inc();
     }
 
-    pub fn message(&self, result: &'static str) {
-        self.message_counter(result).inc();
+    pub fn message(&self, outcome: MessageOutcome) {
+        self.message_counter(outcome).inc();
     }
 
-    pub fn sender_unsigned(&self, reason: &'static str) {
+    pub fn sender_unsigned(&self, reason: Unsigned) {
+        let reason = reason.as_str();
         self.counter(CachedFamily::SendersUnsigned, [reason, "", ""], || {
             self.metrics.senders_unsigned.get_or_create_owned(&self.outcome(reason))
         })
         .inc();
     }
 
-    pub fn verification(&self, result: &'static str, reason: &'static str) {
+    pub fn verification(&self, result: VerdictResult, reason: VerdictReason) {
         self.verification_counter(result, reason).inc();
     }
 
-    pub fn rejection(&self, stage: &'static str, reason: &'static str) {
+    pub fn rejection(&self, stage: Stage, reason: RejectReason) {
         self.rejection_counter(stage, reason).inc();
     }
 
-    pub fn upstream_error(&self, kind: &'static str) {
+    pub fn upstream_error(&self, kind: UpstreamError) {
         self.upstream_error_counter(kind).inc();
     }
 
-    pub fn tls_handshake(&self, result: &'static str) {
+    pub fn tls_handshake(&self, result: TlsHandshake) {
         self.tls_handshake_counter(result).inc();
     }
 
-    pub fn inspection(&self, kind: &'static str, result: &'static str, rule: &'static str) {
+    pub fn inspection(&self, kind: crate::dsn::Kind, result: ContentResult, rule: ContentRule) {
         self.inspection_counter(kind, result, rule).inc();
     }
 
-    pub fn added_latency(&self, command: &'static str, seconds: f64) {
-        let index = LATENCY_VERBS.iter().position(|verb| *verb == command).unwrap_or(LATENCY_VERBS.len() - 1);
-        self.latency_by_verb[index].observe(seconds);
+    pub fn added_latency(&self, command: CommandLabel, seconds: f64) {
+        let index = CommandLabel::ALL.iter().position(|known| *known == command).unwrap_or(CommandLabel::ALL.len() - 1);
+        self.latency_by_command[index].observe(seconds);
     }
 }
 
@@ -566,10 +577,10 @@ mod tests {
     fn exposes_prefixed_names_with_labels() {
         let metrics = Arc::new(Metrics::new());
         let listener = metrics.for_listener("inbound@127.0.0.1:25");
-        listener.verification("invalid", "expired");
-        listener.message("accepted");
+        listener.verification(VerdictResult::Invalid, VerdictReason::Expired);
+        listener.message(MessageOutcome::Accepted);
         listener.tags_signed.inc();
-        listener.session_ended("completed");
+        listener.session_ended(SessionOutcome::Completed);
         let text = metrics.encode();
         for needle in [
             "batv_proxy_verifications_total{listener=\"inbound@127.0.0.1:25\",result=\"invalid\",reason=\"expired\"} 1",

@@ -1,9 +1,8 @@
 //! Listeners, connection limits, reload and graceful shutdown.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,37 +11,25 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use crate::batv::{Codec, Day};
-use crate::cli::LogFormat;
-use crate::config::{ClientIdentity, Config, EnforceAfter, LedgerSettings, ListenerSettings, TlsMode, UpstreamTlsMode};
+use crate::assemble::{Assembly, ListenerParts, StartError, assemble};
+use crate::config::{ClientIdentity, Config, LedgerSettings, ListenerSettings, TlsMode};
+use crate::labels::{ReloadOutcome, SessionOutcome};
 use crate::ledger::Ledger;
+use crate::listener::{ListenerContext, SystemClock, TcpDialler};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
-use crate::session::{self, ListenerContext, Phase};
+use crate::session::{self, Endpoints, Phase};
 use crate::status::{self, Probe};
 
-pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let json = match format {
-        LogFormat::Json => true,
-        LogFormat::Human => false,
-        LogFormat::Auto => !std::io::stderr().is_terminal(),
-    };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        builder.json().flatten_event(true).with_current_span(false).init();
-    } else {
-        builder.init();
-    }
-}
-
-pub fn run(config_path: PathBuf, config: Config) -> anyhow::Result<()> {
-    let count = config.worker_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+/// Runs what `assembly` describes until SIGTERM; SIGHUP reloads
+/// `config_path` through the same build step.
+pub fn run(config_path: PathBuf, assembly: Assembly) -> Result<(), StartError> {
+    let count =
+        assembly.config.worker_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let workers = Workers::start(count)?;
     // Signals, reload, the status endpoint and the ledger writer run here.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the runtime")?;
-    runtime.block_on(async { Server::start(config_path, config, workers).await?.serve().await })
+    runtime.block_on(async { Ok(Server::start(config_path, assembly, workers).await?.serve().await?) })
 }
 
 /// Worker threads, each with a runtime of its own. A session stays on one
@@ -109,12 +96,13 @@ impl ConnectionLimits {
         ConnectionLimits { total: Arc::new(Semaphore::new(total)), per_ip: Mutex::new(HashMap::new()) }
     }
 
-    fn admit(self: &Arc<Self>, ip: IpAddr, per_ip_limit: usize) -> Result<Slot, &'static str> {
-        let permit = Arc::clone(&self.total).try_acquire_owned().map_err(|_| "total")?;
+    /// A slot for a client, or the limit it is over.
+    fn admit(self: &Arc<Self>, ip: IpAddr, per_ip_limit: usize) -> Result<Slot, SessionOutcome> {
+        let permit = Arc::clone(&self.total).try_acquire_owned().map_err(|_| SessionOutcome::LimitTotal)?;
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
         let count = per_ip.entry(ip).or_insert(0);
         if *count >= per_ip_limit {
-            return Err("per_ip");
+            return Err(SessionOutcome::LimitPerIp);
         }
         *count += 1;
         Ok(Slot { limits: Arc::clone(self), ip, _permit: permit })
@@ -122,7 +110,7 @@ impl ConnectionLimits {
 }
 
 struct RunningListener {
-    context: watch::Sender<Arc<ListenerContext>>,
+    context: watch::Sender<Arc<ListenerContext<TcpStream>>>,
     stop: watch::Sender<bool>,
 }
 
@@ -145,47 +133,30 @@ struct Server {
     sessions_done_wait: mpsc::Receiver<()>,
 }
 
-/// Builds each listener's context: the policy with its codec, and metrics.
+/// Each listener's context: its part of the assembly, with the metrics
+/// and the ledger, which live as long as the process.
 fn contexts(
-    config: &Config,
+    policy: &Policy,
+    listeners: Vec<ListenerParts>,
     metrics: &Arc<Metrics>,
     ledger: &Arc<Ledger>,
-) -> anyhow::Result<Vec<Arc<ListenerContext>>> {
-    let first_start = match config.policy.enforce_after {
-        Some(EnforceAfter::DaysAfterFirstStart(_)) => Some(first_start(&config.state_dir)?),
-        _ => None,
-    };
-    let codec = Codec::new(&config.keys, config.batv.hash, config.batv.lifetime_days, config.batv.sign_form);
-    let policy = Policy::new(config.policy.clone(), config.batv.domains.clone(), codec, first_start);
-    let mut contexts = Vec::new();
-    for (index, settings) in config.listeners.iter().enumerate() {
-        let (server_tls, upstream_tls) = crate::tls::for_listener(settings, index + 1, &config.file)
-            .map_err(|errors| anyhow::anyhow!("{}", crate::config::ConfigErrors(errors)))?;
-        contexts.push(Arc::new(ListenerContext {
-            settings: settings.clone(),
-            policy: policy.clone(),
-            metrics: metrics.for_listener(&settings.name),
-            server_tls,
-            upstream_tls,
-            ledger: Arc::clone(ledger),
-            xclient_attributes: Default::default(),
-        }));
-    }
-    Ok(contexts)
-}
-
-/// The day the proxy first ran, remembered in `state_dir/first-start`.
-fn first_start(state_dir: &Path) -> anyhow::Result<Day> {
-    let file = state_dir.join("first-start");
-    if let Ok(text) = std::fs::read_to_string(&file)
-        && let Some(day) = Day::parse(text.trim())
-    {
-        return Ok(day);
-    }
-    let today = session::today();
-    std::fs::create_dir_all(state_dir).with_context(|| format!("creating state_dir {}", state_dir.display()))?;
-    std::fs::write(&file, format!("{today}\n")).with_context(|| format!("writing {}", file.display()))?;
-    Ok(today)
+) -> Vec<Arc<ListenerContext<TcpStream>>> {
+    listeners
+        .into_iter()
+        .map(|parts| {
+            Arc::new(ListenerContext {
+                metrics: metrics.for_listener(&parts.settings.name),
+                settings: parts.settings,
+                policy: policy.clone(),
+                server_tls: parts.server_tls,
+                upstream_tls: parts.upstream_tls,
+                ledger: Arc::clone(ledger),
+                xclient_attributes: Default::default(),
+                dialler: Arc::new(TcpDialler),
+                clock: Arc::new(SystemClock),
+            })
+        })
+        .collect()
 }
 
 fn warn_about_identity(settings: &ListenerSettings) {
@@ -201,37 +172,25 @@ fn warn_about_identity(settings: &ListenerSettings) {
     }
 }
 
-fn probes(contexts: &[Arc<ListenerContext>]) -> Vec<Probe> {
-    let mut probes: Vec<Probe> = contexts
-        .iter()
-        .map(|context| Probe {
-            target: context.settings.upstream.clone(),
-            proxy_v2: context.settings.client_identity == ClientIdentity::ProxyV2,
-            implicit_tls: context.settings.upstream_tls.mode == UpstreamTlsMode::Implicit,
-        })
-        .collect();
-    probes.dedup();
-    probes
-}
-
 /// Tells systemd (Type=notify) where the service is; a no-op elsewhere.
 fn notify(state: &[sd_notify::NotifyState]) {
     let _ = sd_notify::notify(state);
 }
 
 impl Server {
-    async fn start(config_path: PathBuf, config: Config, workers: Workers) -> anyhow::Result<Self> {
+    async fn start(config_path: PathBuf, assembly: Assembly, workers: Workers) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new());
         let (phase, _) = watch::channel(Phase::Running);
         let (sessions_done, sessions_done_wait) = mpsc::channel(1);
-        let retention = Duration::from_secs(u64::from(config.batv.lifetime_days) * 86_400);
-        let ledger = Ledger::open(&config.ledger.store, retention, config.ledger.max_entries).await?;
+        let ledger = assembly.open_ledger().await?;
         let sampled = Arc::downgrade(&ledger);
         metrics.sample_on_scrape(move |metrics| {
             metrics.set_ledger_entries("file", sampled.upgrade().and_then(|ledger| ledger.file_entries()))
         });
-        let contexts = contexts(&config, &metrics, &ledger)?;
-        let (probes, probes_receiver) = watch::channel(probes(&contexts));
+        assembly.remember_first_start().map_err(StartError::Configuration)?;
+        let Assembly { config, policy, listeners, probes, .. } = assembly;
+        let contexts = contexts(&policy, listeners, &metrics, &ledger);
+        let (probes, probes_receiver) = watch::channel(probes);
         let (status_stop, status_stop_receiver) = watch::channel(false);
         if let Some(address) = config.metrics_listen {
             let listener =
@@ -253,17 +212,15 @@ impl Server {
             sessions_done,
             sessions_done_wait,
         };
-        for context in contexts {
-            let address = context.settings.listen;
-            let sockets = bind(address, server.workers.handles.len())
-                .with_context(|| format!("listener {}: cannot listen on {address}", context.settings.name))?;
+        let bound = bind_all(&contexts, server.workers.handles.len(), &config)?;
+        for (context, sockets) in contexts.into_iter().zip(bound) {
             server.spawn_listener(sockets, context);
         }
         Ok(server)
     }
 
     /// One accept loop per worker, each on its own socket of the address.
-    fn spawn_listener(&mut self, sockets: Vec<std::net::TcpListener>, context: Arc<ListenerContext>) {
+    fn spawn_listener(&mut self, sockets: Vec<std::net::TcpListener>, context: Arc<ListenerContext<TcpStream>>) {
         let settings = &context.settings;
         warn_about_identity(settings);
         tracing::info!(listener = %settings.name, listen = %settings.listen, upstream = %settings.upstream, role = settings.role.as_str(), "listening");
@@ -317,29 +274,52 @@ impl Server {
     }
 
     fn apply_reload(&mut self) {
-        let config = match Config::load(&self.config_path) {
-            Ok(config) => config,
+        let built = Config::load(&self.config_path)
+            .and_then(assemble)
+            .and_then(|assembly| assembly.remember_first_start().map(|()| assembly));
+        let assembly = match built {
+            Ok(assembly) => assembly,
             Err(errors) => {
                 for error in &errors.0 {
                     tracing::error!(error = %error, "reload refused: configuration error; the running configuration stays");
                 }
-                self.metrics.reload("refused");
+                self.metrics.reload(ReloadOutcome::Refused);
                 return;
             }
         };
+        for warning in assembly.warnings() {
+            tracing::warn!(warning, "check the configuration");
+        }
+        let Assembly { config, policy, listeners, probes, .. } = assembly;
         if config.ledger != self.ledger_settings {
             tracing::warn!("the [ledger] settings changed; they take effect at the next restart");
         }
-        let contexts = match contexts(&config, &self.metrics, &self.ledger) {
-            Ok(contexts) => contexts,
-            Err(error) => {
-                tracing::error!(error = format!("{error:#}"), "reload refused; the running configuration stays");
-                self.metrics.reload("refused");
-                return;
+        let contexts = contexts(&policy, listeners, &self.metrics, &self.ledger);
+        // Every new address is bound before anything changes: a reload
+        // that cannot take them all changes nothing.
+        let new: Vec<&Arc<ListenerContext<TcpStream>>> =
+            contexts.iter().filter(|context| !self.listeners.contains_key(&context.settings.listen)).collect();
+        let mut bound = HashMap::new();
+        for context in new {
+            let address = context.settings.listen;
+            match bind(address, self.workers.handles.len()) {
+                Ok(sockets) => {
+                    bound.insert(address, sockets);
+                }
+                Err(error) => {
+                    tracing::error!(
+                        listener = %context.settings.name,
+                        listen = %address,
+                        error = %error,
+                        "reload refused: cannot listen on the new address; every running listener stays"
+                    );
+                    self.metrics.reload(ReloadOutcome::Refused);
+                    return;
+                }
             }
-        };
+        }
         self.drain_timeout = config.drain_timeout;
-        let _ = self.probes.send(probes(&contexts));
+        let _ = self.probes.send(probes);
         let wanted: Vec<SocketAddr> = contexts.iter().map(|c| c.settings.listen).collect();
         let removed: Vec<SocketAddr> = self.listeners.keys().filter(|a| !wanted.contains(a)).copied().collect();
         for address in removed {
@@ -350,19 +330,14 @@ impl Server {
         }
         for context in contexts {
             let address = context.settings.listen;
-            if let Some(running) = self.listeners.get(&address) {
+            if let Some(sockets) = bound.remove(&address) {
+                self.spawn_listener(sockets, context);
+            } else if let Some(running) = self.listeners.get(&address) {
                 warn_about_identity(&context.settings);
                 let _ = running.context.send(context);
-            } else {
-                match bind(address, self.workers.handles.len()) {
-                    Ok(sockets) => self.spawn_listener(sockets, context),
-                    Err(error) => {
-                        tracing::error!(listen = %address, error = %error, "cannot listen on the new address")
-                    }
-                }
             }
         }
-        self.metrics.reload("applied");
+        self.metrics.reload(ReloadOutcome::Applied);
         tracing::info!("reload applied");
     }
 
@@ -379,13 +354,50 @@ impl Server {
         let _ = self.phase.send(Phase::Draining);
         drop(self.sessions_done);
         if tokio::time::timeout(self.drain_timeout, self.sessions_done_wait.recv()).await.is_err() {
+            // Sessions waiting on their client end now with 421; one whose
+            // message the MTA has waits for its reply (upstream_data_timeout).
             tracing::info!("drain time over: closing the remaining sessions with 421");
             let _ = self.phase.send(Phase::Stopping);
-            let _ = tokio::time::timeout(Duration::from_secs(10), self.sessions_done_wait.recv()).await;
+            let _ = self.sessions_done_wait.recv().await;
         }
         tracing::info!("stopped");
     }
 }
+/// Binds every listener's address at start. An address this host does not
+/// have, or a port the service may not bind, is a configuration problem
+/// (exit 2); one in use may be free at the next try (exit 1).
+fn bind_all(
+    contexts: &[Arc<ListenerContext<TcpStream>>],
+    count: usize,
+    config: &Config,
+) -> Result<Vec<Vec<std::net::TcpListener>>, StartError> {
+    let mut bound = Vec::new();
+    let mut problems = Vec::new();
+    for (index, context) in contexts.iter().enumerate() {
+        let address = context.settings.listen;
+        match bind(address, count) {
+            Ok(sockets) => bound.push(sockets),
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(StartError::Runtime(anyhow::anyhow!(
+                    "listener {}: cannot listen on {address}: {error}; another process (the MTA, or another batv-proxy) holds it",
+                    context.settings.name
+                )));
+            }
+            Err(error) => problems.push(crate::config::ConfigError::new(
+                &config.file,
+                &format!("listener[{}].listen", index + 1),
+                format!("cannot listen on {address}: {error}"),
+                if error.kind() == std::io::ErrorKind::PermissionDenied {
+                    "ports below 1024 need CAP_NET_BIND_SERVICE (the unit grants it) or root"
+                } else {
+                    "use an address of this host, or 0.0.0.0 / [::] for all of them"
+                },
+            )),
+        }
+    }
+    if problems.is_empty() { Ok(bound) } else { Err(StartError::Configuration(crate::config::ConfigErrors(problems))) }
+}
+
 /// `count` listening sockets on one address (SO_REUSEPORT), non-blocking,
 /// ready to be registered with the workers' runtimes.
 fn bind(address: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
@@ -411,7 +423,7 @@ fn bind(address: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpL
 
 async fn accept_loop(
     listener: TcpListener,
-    context: watch::Receiver<Arc<ListenerContext>>,
+    context: watch::Receiver<Arc<ListenerContext<TcpStream>>>,
     mut stop: watch::Receiver<bool>,
     limits: Arc<ConnectionLimits>,
     phase: watch::Receiver<Phase>,
@@ -434,7 +446,7 @@ async fn accept_loop(
         let implicit_tls = context.server_tls.as_ref().is_some_and(|tls| tls.mode == TlsMode::Implicit);
         let allowed = &context.settings.allowed_clients;
         if !allowed.is_empty() && !allowed.iter().any(|network| network.contains(peer.ip())) {
-            context.metrics.session_ended("not_allowed");
+            context.metrics.session_ended(SessionOutcome::NotAllowed);
             tracing::info!(listener = %context.settings.name, client = %peer.ip(), "client not in allowed_clients: refused");
             tokio::spawn(refuse(
                 socket,
@@ -443,23 +455,46 @@ async fn accept_loop(
             ));
             continue;
         }
-        let slot = match limits.admit(peer.ip(), context.settings.limits.max_connections_per_ip) {
+        let client = client_network(peer.ip(), context.settings.ipv6_client_prefix);
+        let slot = match limits.admit(client, context.settings.limits.max_connections_per_ip) {
             Ok(slot) => slot,
-            Err(which) => {
-                context.metrics.session_ended(if which == "total" { "limit_total" } else { "limit_per_ip" });
+            Err(limit) => {
+                context.metrics.session_ended(limit);
                 let reply =
                     format!("421 4.7.0 {} Too many connections; try again later\r\n", context.settings.hostname);
                 tokio::spawn(refuse(socket, reply, implicit_tls));
                 continue;
             }
         };
+        let _ = socket.set_nodelay(true);
+        // The local address matters only for a PROXY header; asking costs a system call.
+        let local = match context.settings.client_identity {
+            ClientIdentity::ProxyV2 => socket.local_addr().unwrap_or(context.settings.listen),
+            _ => context.settings.listen,
+        };
+        let endpoints = Endpoints { peer, local };
         let phase = phase.clone();
         let done = sessions_done.clone();
         tokio::spawn(async move {
-            session::serve(socket, peer, context, phase).await;
+            session::serve(socket, endpoints, context, phase).await;
             drop(slot);
             drop(done);
         });
+    }
+}
+
+/// The address a client is counted under for `max_connections_per_ip`:
+/// an IPv4 address, or an IPv6 address cut to its network (a host is
+/// handed a /64, so counting per /128 would let one host take every slot).
+fn client_network(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let bits = u32::from(ipv6_prefix.min(128));
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            IpAddr::V6((u128::from(v6) & mask).into())
+        }
+        IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED)),
+        v4 => v4,
     }
 }
 
@@ -475,4 +510,20 @@ async fn refuse(mut socket: TcpStream, reply: String, implicit_tls: bool) {
         let _ = socket.shutdown().await;
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_count_per_network() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert_eq!(client_network(ip("2001:db8:1:2:aaaa::1"), 64), ip("2001:db8:1:2::"));
+        assert_eq!(client_network(ip("2001:db8:1:2:ffff::9"), 64), client_network(ip("2001:db8:1:2::7"), 64));
+        assert_ne!(client_network(ip("2001:db8:1:3::7"), 64), client_network(ip("2001:db8:1:2::7"), 64));
+        assert_eq!(client_network(ip("2001:db8::1"), 128), ip("2001:db8::1"));
+        assert_eq!(client_network(ip("192.0.2.7"), 64), ip("192.0.2.7"));
+        assert_eq!(client_network(ip("::ffff:192.0.2.7"), 64), ip("192.0.2.7"));
+    }
 }

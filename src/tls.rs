@@ -1,14 +1,15 @@
 //! rustls configurations: the server side (STARTTLS or implicit TLS, one
 //! certificate per name chosen by SNI) and the client side towards the
 //! upstream MTA (CA file or system roots, fingerprint pinning, or no
-//! verification for a loopback MTA). Built from files at startup and on
-//! every reload, so new certificates apply to new sessions only.
+//! verification for a loopback MTA). Built from files by the build step
+//! (`crate::assemble`) once at startup and once on every reload, so new
+//! certificates apply to new sessions only.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -35,6 +36,87 @@ pub struct ServerTls {
     pub mode: TlsMode,
     pub require: bool,
     pub handshake_timeout: Duration,
+    /// The leaf certificates served, for expiry warnings and metrics.
+    pub certificates: Vec<Validity>,
+}
+
+/// A certificate is warned about this long before it expires.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
+
+/// When a served certificate is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validity {
+    /// The first name the certificate covers, or its file when it names none.
+    pub name: String,
+    pub file: std::path::PathBuf,
+    /// Unix seconds.
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+impl Validity {
+    /// A warning when the certificate expires within [`EXPIRY_WARNING`] of `now`.
+    pub fn warning(&self, now: SystemTime) -> Option<String> {
+        let now = unix_seconds(now);
+        let left = self.not_after - now;
+        (left < EXPIRY_WARNING.as_secs() as i64).then(|| {
+            format!(
+                "the TLS certificate for {} ({}) expires in {} days, on {}; renew it, then systemctl reload batv-proxy",
+                self.name,
+                self.file.display(),
+                left.max(0) / 86_400,
+                date(self.not_after)
+            )
+        })
+    }
+}
+
+fn unix_seconds(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(since) => since.as_secs() as i64,
+        Err(before) => -(before.duration().as_secs() as i64),
+    }
+}
+
+fn date(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|date| date.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// The validity of a chain's leaf; a leaf outside its validity at `now`
+/// is refused, since every client would refuse it.
+fn leaf_validity(files: &CertificateFiles, certified: &CertifiedKey, now: SystemTime) -> Result<Validity, String> {
+    let leaf = certified.cert.first().ok_or_else(|| format!("{}: holds no certificate", files.cert.display()))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map_err(|error| format!("{}: the first certificate cannot be read: {error}", files.cert.display()))?;
+    let validity = parsed.validity();
+    let name = certificate_names(certified).into_iter().next().unwrap_or_else(|| files.cert.display().to_string());
+    let validity = Validity {
+        name,
+        file: files.cert.clone(),
+        not_before: validity.not_before.timestamp(),
+        not_after: validity.not_after.timestamp(),
+    };
+    let now = unix_seconds(now);
+    if now > validity.not_after {
+        return Err(format!(
+            "{}: the certificate for {} expired on {}",
+            files.cert.display(),
+            validity.name,
+            date(validity.not_after)
+        ));
+    }
+    if now < validity.not_before {
+        return Err(format!(
+            "{}: the certificate for {} is not valid before {}",
+            files.cert.display(),
+            validity.name,
+            date(validity.not_before)
+        ));
+    }
+    Ok(validity)
 }
 
 /// TLS towards the upstream MTA, for one listener.
@@ -104,8 +186,10 @@ pub fn server(settings: &TlsSettings) -> Result<ServerTls, String> {
     let provider = provider();
     let mut by_name = HashMap::new();
     let mut default = None;
+    let mut certificates = Vec::new();
     for files in &settings.certificates {
         let certified = Arc::new(load_certified_key(files, &provider)?);
+        certificates.push(leaf_validity(files, &certified, SystemTime::now())?);
         for name in certificate_names(&certified) {
             by_name.entry(name).or_insert_with(|| Arc::clone(&certified));
         }
@@ -122,6 +206,7 @@ pub fn server(settings: &TlsSettings) -> Result<ServerTls, String> {
         mode: settings.mode,
         require: settings.require,
         handshake_timeout: settings.handshake_timeout,
+        certificates,
     })
 }
 
@@ -244,11 +329,8 @@ pub fn for_listener(
     file: &Path,
 ) -> Result<(Option<ServerTls>, Option<UpstreamTls>), Vec<ConfigError>> {
     let mut errors = Vec::new();
-    let error = |key: &str, problem: String, fix: &str| ConfigError {
-        file: file.to_owned(),
-        key: format!("listener[{index}].{key}"),
-        problem,
-        fix: fix.into(),
+    let error = |key: &str, problem: String, fix: &str| {
+        ConfigError::new(file, &format!("listener[{index}].{key}"), problem, fix)
     };
     let server = match &settings.tls {
         None => None,
@@ -272,50 +354,4 @@ pub fn for_listener(
         }
     };
     if errors.is_empty() { Ok((server, upstream)) } else { Err(errors) }
-}
-
-/// Loads every listener's certificates and trust settings, so
-/// `check-config` and startup report TLS problems like any other.
-pub fn validate(config: &crate::config::Config) -> Result<(), crate::config::ConfigErrors> {
-    let errors: Vec<ConfigError> = config
-        .listeners
-        .iter()
-        .enumerate()
-        .filter_map(|(index, settings)| for_listener(settings, index + 1, &config.file).err())
-        .flatten()
-        .collect();
-    if errors.is_empty() { Ok(()) } else { Err(crate::config::ConfigErrors(errors)) }
-}
-
-/// The PROXY v2 TLV that tells the MTA the client used TLS (PP2_TYPE_SSL
-/// with the protocol version), appended to the header.
-pub fn proxy_v2_ssl_tlv(version: &str) -> Vec<u8> {
-    const PP2_TYPE_SSL: u8 = 0x20;
-    const PP2_SUBTYPE_SSL_VERSION: u8 = 0x21;
-    const PP2_CLIENT_SSL: u8 = 0x01;
-    let mut value = vec![PP2_CLIENT_SSL];
-    // verify = 1: the client presented no certificate that was verified.
-    value.extend_from_slice(&1u32.to_be_bytes());
-    value.push(PP2_SUBTYPE_SSL_VERSION);
-    value.extend_from_slice(&(version.len() as u16).to_be_bytes());
-    value.extend_from_slice(version.as_bytes());
-    let mut tlv = vec![PP2_TYPE_SSL];
-    tlv.extend_from_slice(&(value.len() as u16).to_be_bytes());
-    tlv.extend_from_slice(&value);
-    tlv
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ssl_tlv_layout() {
-        let tlv = proxy_v2_ssl_tlv("TLSv1.3");
-        assert_eq!(tlv[0], 0x20);
-        assert_eq!(u16::from_be_bytes([tlv[1], tlv[2]]) as usize, tlv.len() - 3);
-        assert_eq!(tlv[3], 0x01);
-        assert_eq!(&tlv[8..11], &[0x21, 0, 7]);
-        assert_eq!(&tlv[11..], b"TLSv1.3");
-    }
 }

@@ -67,6 +67,58 @@ fn check_config_exit_codes_and_messages() {
     assert_eq!(code, 2);
 }
 
+/// The problems only the build step finds (a ledger file that cannot be
+/// made) stop `run` with the same status as `check-config`, so systemd does
+/// not restart into the same failure.
+#[test]
+fn a_broken_ledger_is_a_configuration_error_at_check_and_at_start() {
+    let (dir, _) = config_dir();
+    std::fs::write(dir.join("a-file"), "").unwrap();
+    let config = dir.write(
+        "ledger.toml",
+        &format!(
+            "state_dir = \".\"\n{BATV_SECTION}[ledger]\nstore = \"file\"\npath = \"a-file/ledger.redb\"\n{}",
+            listener("inbound", free_port(), free_port(), "none", "")
+        ),
+    );
+    let config = config.display().to_string();
+    for command in ["check-config", "run"] {
+        let (code, _, err) = run(&[command, "--config", &config]);
+        assert_eq!(code, 2, "{command}: {err}");
+        assert!(err.contains("ledger.path") && err.contains("a-file is not a directory"), "{command}: {err}");
+    }
+}
+
+#[test]
+fn toml_syntax_errors_show_the_line_and_column() {
+    let dir = TestDir::new("cli.");
+    let config = dir.write("cfg.toml", "[batv]\ndomains = [\"example.com\"\n").display().to_string();
+    let (code, _, err) = run(&["check-config", "--config", &config]);
+    assert_eq!(code, 2);
+    assert!(err.starts_with(&format!("{config}: not valid TOML")), "{err}");
+    assert!(err.lines().any(|line| line.trim_end().ends_with('^') && line.starts_with("    ")), "{err}");
+}
+
+/// The usual slip on a first install: root made the key file, and the
+/// service user cannot read it. The fix names the owner to give it.
+#[test]
+fn a_key_file_the_service_user_cannot_read_says_whom_to_give_it() {
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata("/proc/self").is_ok_and(|process| process.uid() == 0);
+    if !root || !std::path::Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("skipped: acting as another user needs root and setpriv");
+        return;
+    }
+    let (_dir, config) = config_dir();
+    let output = Command::new("/usr/bin/setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN, "check-config", "--config", &config])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{said}");
+    assert!(said.contains("Permission denied") && said.contains("chown batv-proxy"), "{said}");
+}
+
 #[test]
 fn keygen_creates_rotates_and_respects_if_missing() {
     let dir = TestDir::new("cli.");
@@ -76,7 +128,9 @@ fn keygen_creates_rotates_and_respects_if_missing() {
     assert_eq!(std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(run(&["keygen", "--output", &keys, "--if-missing"]).0, 0);
     assert_eq!(std::fs::read_to_string(&keys).unwrap(), first, "--if-missing changed the file");
-    assert_eq!(run(&["keygen", "--output", &keys, "--key-id", "7"]).0, 0);
+    let (code, _, said) = run(&["keygen", "--output", &keys, "--key-id", "7"]);
+    assert_eq!(code, 0);
+    assert!(said.contains("systemctl reload batv-proxy") && !said.contains("from now on"), "{said}");
     let rotated = std::fs::read_to_string(&keys).unwrap();
     let numbers: Vec<&str> = rotated.lines().filter(|l| !l.starts_with('#')).map(|l| &l[..1]).collect();
     assert_eq!(numbers, ["7", "0"]);

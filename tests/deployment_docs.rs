@@ -14,6 +14,11 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use batv_proxy::dsn::Kind;
+use batv_proxy::metrics::{MessageOutcome, ReloadOutcome, SessionOutcome, TlsHandshake, UpstreamError};
+use batv_proxy::policy::{
+    ContentResult, ContentRule, RecipientRule, RejectReason, Stage, Unsigned, VerdictReason, VerdictResult,
+};
 use common::fake_upstream::{FakeUpstream, Fault};
 use common::postfix_snippets::repository_file;
 use common::*;
@@ -587,44 +592,6 @@ fn operations_doc_log_table_matches_the_log_lines() {
     }
 }
 
-/// String literals in the arguments of `call(` on one line, except
-/// comparisons (`== "x"`).
-fn call_literals(call: &str) -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
-    for line in source_text().lines() {
-        let Some(index) = line.find(call) else { continue };
-        let arguments = &line[index + call.len()..];
-        let pieces: Vec<&str> = arguments.split('"').collect();
-        for (i, piece) in pieces.iter().enumerate().skip(1).step_by(2) {
-            if !pieces[i - 1].trim_end().ends_with("==") && !piece.contains(' ') && !piece.is_empty() {
-                found.insert((*piece).to_owned());
-            }
-        }
-    }
-    found
-}
-
-/// `Type::Variant => "label"` arms.
-fn arms(prefix: &str) -> BTreeSet<String> {
-    source_text()
-        .lines()
-        .filter(|l| l.trim_start().starts_with(prefix) && l.contains("=> \""))
-        .map(|l| l.split('"').nth(1).unwrap().to_owned())
-        .filter(|label| !label.contains(' '))
-        .collect()
-}
-
-/// The string literal that follows each of `openings` (which end in `"`).
-fn literal_arguments(openings: &[&str]) -> BTreeSet<String> {
-    let mut found = BTreeSet::new();
-    for opening in openings {
-        for piece in source_text().split(opening).skip(1) {
-            found.insert(piece.split('"').next().unwrap().to_owned());
-        }
-    }
-    found
-}
-
 /// The `rule` of each recognizer in src/dsn: `found("rule", ...)` for
 /// auto-replies, `rule: "rule"` for plain-text bounces and the fallback,
 /// and the first literal of `verdict(Kind::..., "rule", ...)` for reports.
@@ -658,37 +625,23 @@ fn every_label_value_and_rule_of_the_program_is_documented() {
     let doc = repository_file("docs/operations.md");
     let spans: BTreeSet<String> =
         code_spans(section(&doc, "Metrics")).into_iter().chain(code_spans(section(&doc, "Logs"))).collect();
+    // Every label value and rule the program has: its closed label sets.
     let mut values = BTreeSet::new();
-    for call in ["session_ended(", "upstream_error(", "tls_handshake(", ".message(", "rejection(", "metrics.reload("] {
-        values.extend(call_literals(call));
-    }
-    for prefix in ["Outcome::", "Failure::", "Unsigned::", "Verdict::"] {
-        values.extend(arms(prefix));
-    }
-    // Verdict labels are tuples: ("valid", "ok").
-    for line in source_text().lines().filter(|l| l.trim_start().starts_with("Verdict::") && l.contains("=> (")) {
-        values.extend(line.split('"').skip(1).step_by(2).map(str::to_owned));
-    }
-    let policy = repository_file("src/policy.rs");
-    let body = &policy[policy.find("pub fn inbound_recipient").unwrap()..];
-    let body = &body[..body.find("\n    pub fn ").unwrap()];
-    let body: String = body.lines().map(|line| line.split("//").next().unwrap()).collect::<Vec<_>>().join("\n");
-    let rules: BTreeSet<String> = body.split('"').skip(1).step_by(2).map(str::to_owned).collect();
-    assert!(
-        rules.contains("untagged_reject_data") && rules.contains("untagged_inspect") && rules.len() >= 12,
-        "{rules:?}"
-    );
-    values.extend(rules);
-    // Content verdicts (batv_proxy_inspections_total and `content verdict`):
-    // kinds, results, rules, and the recognizers of src/dsn.
-    values.extend(arms("Kind::"));
-    for line in source_text().lines().filter(|l| l.trim_start().starts_with("ContentVerdict::") && l.contains("=> (")) {
-        values.extend(line.split('"').skip(1).step_by(2).map(str::to_owned));
-    }
-    let content_rules =
-        literal_arguments(&["ContentVerdict::Accept(\"", "ContentVerdict::Reject(\"", "ContentVerdict::TempFail(\""]);
-    assert!(content_rules.contains("ledger") && content_rules.len() >= 7, "{content_rules:?}");
-    values.extend(content_rules);
+    let mut add = |labels: &mut dyn Iterator<Item = &'static str>| values.extend(labels.map(str::to_owned));
+    add(&mut SessionOutcome::ALL.iter().map(|v| v.as_str()));
+    add(&mut MessageOutcome::ALL.iter().map(|v| v.as_str()));
+    add(&mut UpstreamError::ALL.iter().map(|v| v.as_str()));
+    add(&mut TlsHandshake::ALL.iter().map(|v| v.as_str()));
+    add(&mut ReloadOutcome::ALL.iter().map(|v| v.as_str()));
+    add(&mut RecipientRule::ALL.iter().map(|v| v.as_str()));
+    add(&mut ContentRule::ALL.iter().map(|v| v.as_str()));
+    add(&mut ContentResult::ALL.iter().map(|v| v.as_str()));
+    add(&mut RejectReason::ALL.iter().map(|v| v.as_str()));
+    add(&mut Stage::ALL.iter().map(|v| v.as_str()));
+    add(&mut Unsigned::ALL.iter().map(|v| v.as_str()));
+    add(&mut VerdictResult::ALL.iter().map(|v| v.as_str()));
+    add(&mut VerdictReason::ALL.iter().map(|v| v.as_str()));
+    add(&mut [Kind::Dsn, Kind::AutoReply, Kind::None].into_iter().map(Kind::as_str));
     let recognizers = recognizer_rules();
     for expected in ["rfc3464", "mdn", "postfix_plain", "exchange_oof", "vacation", "auto_submitted", "none"] {
         assert!(recognizers.contains(expected), "recognizer {expected} not found in src/dsn: {recognizers:?}");

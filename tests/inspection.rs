@@ -299,7 +299,7 @@ fn inspect_command_prints_the_json_interface() {
 
 #[test]
 fn grace_period_and_unverified_recipients_let_automatic_replies_through() {
-    let tomorrow = batv_proxy::session::today().plus(1).to_string();
+    let tomorrow = batv_proxy::listener::today().plus(1).to_string();
     let s = setup("", &format!("[policy]\nenforce_after = \"{tomorrow}\"\n"));
     let token = unique("grace-vacation");
     let t = send_mail(

@@ -3,21 +3,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::fake_upstream::{FakeUpstream, Fault};
 use common::*;
-
-fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(socket, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    socket.read_to_string(&mut response).unwrap();
-    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, response)
-}
 
 fn metric(text: &str, line_start: &str) -> f64 {
     text.lines()
@@ -89,7 +78,12 @@ fn metrics_count_what_happens_and_healthz_checks_the_upstream() {
     let (status, body) = http_get(metrics, "/healthz");
     assert_eq!(status, 200, "{body}");
     drop(sink);
-    let (status, body) = http_get(metrics, "/healthz");
+    // A health answer is kept for 5 seconds: the down upstream shows after it.
+    let (status, body) = eventually(Duration::from_secs(10), || {
+        let (status, body) = http_get(metrics, "/healthz");
+        (status != 200).then_some((status, body))
+    })
+    .expect("/healthz still says ok 10 s after the upstream went away");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("cannot connect"), "{body}");
 }
@@ -185,6 +179,49 @@ fn sigterm_lets_transactions_finish_then_answers_421_and_exits_0() {
     assert_eq!(fake.record().messages.len(), 1);
 }
 
+/// The drain keeps its promise at the end of the drain time: a client
+/// stalled in the middle of its message gets `421 4.3.2` at once and the
+/// MTA never finishes that message; a client whose message the MTA already
+/// has gets the MTA's `250`, however slow, before the process exits.
+#[test]
+fn sigterm_cuts_a_stalled_message_and_relays_the_reply_to_a_delivered_one() {
+    let normal = FakeUpstream::start(Fault::None);
+    let slow = FakeUpstream::start(Fault::SlowFinalReply(Duration::from_secs(4)));
+    let (stalling, waiting) = (free_port(), free_port());
+    let config = format!(
+        "[server]\ndrain_timeout = \"2s\"\n{BATV_SECTION}{}{}",
+        listener("outbound", stalling, normal.port, "none", ""),
+        listener("outbound", waiting, slow.port, "none", "")
+    );
+    let mut proxy = Proxy::start(&config, &[stalling, waiting]);
+    let mut stalled = Smtp::connect(stalling);
+    stalled.command("EHLO stalled.test");
+    assert!(stalled.command("MAIL FROM:<alice@example.com>").is(250));
+    assert!(stalled.command("RCPT TO:<carol@remote.test>").is(250));
+    assert!(stalled.command("DATA").is(354));
+    stalled.send("Subject: half a message\r\n\r\nthe first half\r\n");
+    let mut delivered = Smtp::connect(waiting);
+    delivered.command("EHLO waiting.test");
+    assert!(delivered.command("MAIL FROM:<alice@example.com>").is(250));
+    assert!(delivered.command("RCPT TO:<carol@remote.test>").is(250));
+    assert!(delivered.command("DATA").is(354));
+    delivered.send("Subject: whole\r\n\r\nthe whole message\r\n.\r\n");
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = std::time::Instant::now();
+    proxy.signal("TERM");
+    let cut = stalled.reply();
+    assert_eq!((cut.code, cut.text.contains("4.3.2")), (421, true), "{cut:?}");
+    assert!(stopped.elapsed() < Duration::from_secs(4), "the stalled client waited {:?}", stopped.elapsed());
+    let queued = delivered.reply();
+    assert!(queued.is(250) && queued.text.contains("SLOW123"), "the delivered message's reply: {queued:?}");
+    let closing = delivered.reply();
+    assert_eq!(closing.code, 421, "{closing:?}");
+    let status = proxy.wait_exit(Duration::from_secs(10)).expect("the proxy did not exit");
+    assert!(status.success(), "{status:?}");
+    assert!(normal.record().messages.is_empty(), "the cut message was finished upstream");
+    assert_eq!(slow.record().messages.len(), 1);
+}
+
 #[test]
 fn logs_are_json_with_decisions_and_queue_ids_and_never_hold_secrets() {
     let postfix = Postfix::shared();
@@ -265,4 +302,87 @@ fn a_second_proxy_on_the_same_address_refuses_to_start() {
     // The first one still serves alone.
     let t = send_mail(port, "alice@example.com", &["carol@remote.test"], "Subject: x\r\n\r\nx\r\n");
     assert!(t.end.unwrap().is(250));
+}
+
+#[test]
+fn a_second_proxy_on_the_same_ledger_file_says_who_holds_it() {
+    let (first_port, second_port, upstream) = (free_port(), free_port(), free_port());
+    let config = |port| {
+        format!(
+            "state_dir = \"state\"\n{BATV_SECTION}[ledger]\nstore = \"file\"\n{}",
+            listener("outbound", port, upstream, "none", "")
+        )
+    };
+    let first = Proxy::start(&config(first_port), &[first_port]);
+    let second_config = first.dir.write("second.toml", &config(second_port));
+    let second = std::process::Command::new(BIN)
+        .args(["run", "--log-format", "human", "--config"])
+        .arg(&second_config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "in use is not a configuration error: {said}");
+    let ledger = first.dir.join("state/ledger.redb").display().to_string();
+    assert!(said.contains("held by another batv-proxy") && said.contains(&ledger), "{said}");
+    assert!(!said.contains('\u{1b}'), "colour codes written into a pipe: {said:?}");
+}
+
+/// A reload that cannot bind a new address changes nothing: the old
+/// listener keeps serving, and the refusal is logged and counted.
+#[test]
+fn a_reload_onto_a_held_port_keeps_the_old_listener() {
+    let fake = FakeUpstream::start(Fault::None);
+    let (old, metrics) = (free_port(), free_port());
+    let config = |listen: u16, extra: &str| {
+        format!(
+            "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n{BATV_SECTION}{}{extra}",
+            listener("outbound", listen, fake.port, "none", "")
+        )
+    };
+    let proxy = Proxy::start(&config(old, ""), &[old, metrics]);
+    // Another process holds the port the new configuration moves to.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().port();
+    let second = free_port();
+    std::fs::write(&proxy.config, config(taken, &listener("inbound", second, fake.port, "none", ""))).unwrap();
+    proxy.signal("HUP");
+    assert!(
+        eventually(Duration::from_secs(5), || proxy.log().contains("reload refused: cannot listen").then_some(()))
+            .is_some(),
+        "{}",
+        proxy.log()
+    );
+    let (_, text) = http_get(metrics, "/metrics");
+    assert_eq!(metric(&text, "batv_proxy_reloads_total{listener=\"\",outcome=\"refused\"}"), 1.0, "{text}");
+    assert_eq!(metric(&text, "batv_proxy_reloads_total{listener=\"\",outcome=\"applied\"}"), 0.0, "{text}");
+    // The old listener still serves, and the other new one was not started.
+    let t = send_mail(old, "alice@example.com", &["carol@remote.test"], "Subject: still here\r\n\r\nx\r\n");
+    assert!(t.end.unwrap().is(250));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", second)).is_err(), "half a reload was applied");
+    drop(held);
+}
+
+/// Listeners whose addresses overlap cannot both listen: check-config and
+/// run refuse them with status 2, so systemd does not restart in a loop.
+#[test]
+fn overlapping_listeners_are_a_configuration_error() {
+    let dir = TestDir::new("overlap.");
+    write_keys(&dir.join("keys"), 3, b"overlap-secret");
+    let port = free_port();
+    let config = dir.write(
+        "cfg.toml",
+        &format!(
+            "{BATV_SECTION}{}{}",
+            listener("inbound", port, 10025, "none", "").replace("127.0.0.1:", "0.0.0.0:"),
+            listener("outbound", port, 10587, "none", "")
+        )
+        .replace("upstream = \"0.0.0.0:10025\"", "upstream = \"127.0.0.1:10025\""),
+    );
+    for command in ["check-config", "run"] {
+        let output =
+            std::process::Command::new(proxy_binary()).args([command, "--config"]).arg(&config).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
+        assert!(stderr.contains("overlap") && stderr.contains("listener[2].listen"), "{command}: {stderr}");
+    }
 }

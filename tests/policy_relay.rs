@@ -58,12 +58,12 @@ fn monitor_mode_delivers_everything_and_marks_it() {
 #[test]
 fn grace_period_accepts_untagged_bounces_until_the_date() {
     let sink = Sink::start();
-    let tomorrow = batv_proxy::session::today().plus(1).to_string();
+    let tomorrow = batv_proxy::listener::today().plus(1).to_string();
     let (_proxy, port) = start_proxy("inbound", &sink, &format!("[policy]\nenforce_after = \"{tomorrow}\"\n"));
     let t = send_mail(port, "", &["bob@example.com"], "Subject: old bounce\r\n\r\nx\r\n");
     assert!(t.end.as_ref().is_some_and(|r| r.is(250)), "{:?}", t.data);
     let sink2 = Sink::start();
-    let today = batv_proxy::session::today().to_string();
+    let today = batv_proxy::listener::today().to_string();
     let (_proxy2, port2) = start_proxy(
         "inbound",
         &sink2,
@@ -87,7 +87,7 @@ fn grace_period_in_days_counts_from_the_first_start() {
     let t = send_mail(port, "", &["bob@example.com"], "Subject: old bounce\r\n\r\nx\r\n");
     assert!(t.end.as_ref().is_some_and(|r| r.is(250)), "{:?}", t.data);
     let first_start = std::fs::read_to_string(proxy.dir.join("state/first-start")).unwrap();
-    assert_eq!(first_start.trim(), batv_proxy::session::today().to_string());
+    assert_eq!(first_start.trim(), batv_proxy::listener::today().to_string());
 }
 
 #[test]

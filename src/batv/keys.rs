@@ -1,10 +1,11 @@
-//! The key file: `K base64-secret` per line, `#` comments. The first key
-//! signs; every key verifies, so a new key can be put on top while tags made
-//! with the old one are still in flight (rotation without a flag day).
+//! The key file's text: `K base64-secret` per line, `#` comments. The first
+//! key signs; every key verifies, so a new key can be put on top while tags
+//! made with the old one are still in flight (rotation without a flag day).
+//!
+//! Text in, text out: reading and writing the file, with its permission
+//! checks, is `crate::keyfile`'s, so that `batv` stays free of file I/O.
 
 use std::fmt;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -48,36 +49,27 @@ pub struct KeyRing {
     keys: Vec<(KeyId, Secret)>,
 }
 
+/// What is wrong with a key file's text, or with the key asked for.
 #[derive(Debug, Error)]
-pub enum KeyFileError {
-    #[error("{path}: cannot read key file: {source}")]
-    Unreadable { path: PathBuf, source: std::io::Error },
-    #[error("{path}: key file is readable or writable by group or others (mode {mode:04o}); fix: chmod 600 {path}")]
-    Permissions { path: PathBuf, mode: u32 },
+pub enum KeyError {
     #[error("{path}:{line}: {problem}")]
     Syntax { path: PathBuf, line: usize, problem: String },
     #[error("{path}: key file holds no key; fix: batv-proxy keygen --output {path}")]
     Empty { path: PathBuf },
-    #[error("{path}: {problem}")]
-    Write { path: PathBuf, problem: String },
+    #[error(
+        "{path}: key number {id} is already in the file; pick another --key-id (removing a key invalidates its tags)"
+    )]
+    NumberInUse { path: PathBuf, id: KeyId },
+    #[error("{path}: all ten key numbers are in use; remove the oldest key first")]
+    AllNumbersInUse { path: PathBuf },
+    #[error("{path}: no randomness available: {source}")]
+    NoRandomness { path: PathBuf, source: getrandom::Error },
 }
 
 impl KeyRing {
-    /// Reads a key file, refusing one that group or others can read.
-    pub fn load(path: &Path) -> Result<Self, KeyFileError> {
-        let unreadable = |source| KeyFileError::Unreadable { path: path.to_owned(), source };
-        let metadata = std::fs::metadata(path).map_err(unreadable)?;
-        let mode = metadata.permissions().mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(KeyFileError::Permissions { path: path.to_owned(), mode });
-        }
-        let text = std::fs::read_to_string(path).map_err(unreadable)?;
-        Self::parse(&text, path)
-    }
-
     /// Parses key file text; `path` only names the file in errors.
-    pub fn parse(text: &str, path: &Path) -> Result<Self, KeyFileError> {
-        let syntax = |line: usize, problem: String| KeyFileError::Syntax { path: path.to_owned(), line, problem };
+    pub fn parse(text: &str, path: &Path) -> Result<Self, KeyError> {
+        let syntax = |line: usize, problem: String| KeyError::Syntax { path: path.to_owned(), line, problem };
         let mut keys: Vec<(KeyId, Secret)> = Vec::new();
         for (index, line) in text.lines().enumerate() {
             let line_number = index + 1;
@@ -112,7 +104,7 @@ impl KeyRing {
             keys.push((key_id, Secret::new(bytes)));
         }
         if keys.is_empty() {
-            return Err(KeyFileError::Empty { path: path.to_owned() });
+            return Err(KeyError::Empty { path: path.to_owned() });
         }
         Ok(KeyRing { keys })
     }
@@ -168,47 +160,37 @@ fn random_secret(kind: SecretKind) -> Result<Vec<u8>, getrandom::Error> {
     }
 }
 
-/// Writes a fresh random key to `path`. A new file gets mode 0600; an
-/// existing key file keeps its keys, and the new key goes on top so it
-/// signs from now on. Returns the new key's number.
-pub fn generate(path: &Path, requested: Option<KeyId>) -> Result<KeyId, KeyFileError> {
-    generate_kind(path, requested, SecretKind::Binary)
-}
-
-pub fn generate_kind(path: &Path, requested: Option<KeyId>, kind: SecretKind) -> Result<KeyId, KeyFileError> {
-    let write_error = |problem: String| KeyFileError::Write { path: path.to_owned(), problem };
-    let existing = match std::fs::read_to_string(path) {
-        Ok(text) => Some(text),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
-        Err(source) => {
-            return Err(KeyFileError::Unreadable { path: path.to_owned(), source });
-        }
-    };
-    let ring = existing.as_deref().map(|text| KeyRing::parse(text, path)).transpose()?;
+/// The text of a key file with a fresh random key added: on top of
+/// `existing` (whose keys and comments stay as they are), so that it signs,
+/// or as the only key of a new file. `path` only names the file in errors.
+/// Returns the new key's number and the text.
+pub fn add_key(
+    existing: Option<&str>,
+    path: &Path,
+    requested: Option<KeyId>,
+    kind: SecretKind,
+) -> Result<(KeyId, String), KeyError> {
+    let ring = existing.map(|text| KeyRing::parse(text, path)).transpose()?;
     let used: Vec<KeyId> = ring.iter().flat_map(|ring| ring.iter().map(|(id, _)| id)).collect();
     let key_id = match requested {
-        Some(id) if used.contains(&id) => {
-            return Err(write_error(format!(
-                "key number {id} is already in the file; pick another --key-id (removing a key invalidates its tags)"
-            )));
-        }
+        Some(id) if used.contains(&id) => return Err(KeyError::NumberInUse { path: path.to_owned(), id }),
         Some(id) => id,
         None => {
             let start = ring.as_ref().map_or(0, |ring| ring.signing_key().number() + 1);
             (0..10)
                 .map(|offset| KeyId::new((start + offset) % 10).expect("digit"))
                 .find(|id| !used.contains(id))
-                .ok_or_else(|| write_error("all ten key numbers are in use; remove the oldest key first".into()))?
+                .ok_or_else(|| KeyError::AllNumbersInUse { path: path.to_owned() })?
         }
     };
     let secret =
-        Secret::new(random_secret(kind).map_err(|error| write_error(format!("no randomness available: {error}")))?);
-
+        Secret::new(random_secret(kind).map_err(|source| KeyError::NoRandomness { path: path.to_owned(), source })?);
+    let key_line = format!("{key_id} {}\n", BASE64.encode(secret.expose()));
     let mut text = String::new();
-    match &existing {
+    match existing {
         None => {
             text.push_str("# batv-proxy keys: `number base64-secret`. The first key signs; all keys verify.\n");
-            text.push_str(&format!("{key_id} {}\n", BASE64.encode(secret.expose())));
+            text.push_str(&key_line);
         }
         Some(old) => {
             // The new key goes before the first key line; comments above it stay on top.
@@ -216,7 +198,7 @@ pub fn generate_kind(path: &Path, requested: Option<KeyId>, kind: SecretKind) ->
             for line in old.lines() {
                 let trimmed = line.trim();
                 if !inserted && !trimmed.is_empty() && !trimmed.starts_with('#') {
-                    text.push_str(&format!("{key_id} {}\n", BASE64.encode(secret.expose())));
+                    text.push_str(&key_line);
                     inserted = true;
                 }
                 text.push_str(line);
@@ -224,31 +206,7 @@ pub fn generate_kind(path: &Path, requested: Option<KeyId>, kind: SecretKind) ->
             }
         }
     }
-    write_private(path, text.as_bytes()).map_err(|error| write_error(error.to_string()))?;
-    Ok(key_id)
-}
-
-/// Replaces `path` atomically with a file that only its owner can read.
-fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let directory = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("keys");
-    let temporary = directory.join(format!(".{file_name}.new.{}", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary)?;
-        // A rotated key file keeps its owner (e.g. the service user when root
-        // runs keygen); a new one belongs to whoever made it.
-        if let Ok(existing) = std::fs::metadata(path) {
-            use std::os::unix::fs::MetadataExt;
-            std::os::unix::fs::fchown(&file, Some(existing.uid()), Some(existing.gid()))?;
-        }
-        file.write_all(contents)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    result
+    Ok((key_id, text))
 }
 
 #[cfg(test)]
@@ -281,7 +239,7 @@ mod tests {
             assert!(error.contains(needle), "{text:?}: {error}");
             assert!(error.starts_with("k:"), "{error}");
         }
-        assert!(matches!(KeyRing::parse("# nothing\n", Path::new("k")), Err(KeyFileError::Empty { .. })));
+        assert!(matches!(KeyRing::parse("# nothing\n", Path::new("k")), Err(KeyError::Empty { .. })));
     }
 
     #[test]
@@ -293,38 +251,28 @@ mod tests {
     }
 
     #[test]
-    fn world_readable_key_files_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("keys");
-        std::fs::write(&path, "1 c2VjcmV0\n").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        let error = KeyRing::load(&path).unwrap_err().to_string();
-        assert!(error.contains("chmod 600") && error.contains("0640"), "{error}");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(KeyRing::load(&path).is_ok());
-    }
-
-    #[test]
-    fn generate_creates_then_rotates() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("keys");
-        assert_eq!(generate(&path, None).unwrap(), id(0));
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        let first = KeyRing::load(&path).unwrap();
-        assert_eq!(first.iter().next().unwrap().1.expose().len(), 32);
-        assert!(!first.iter().next().unwrap().1.expose().contains(&0), "NUL bytes would break Exim interop");
-        assert_eq!(generate(&path, Some(id(5))).unwrap(), id(5));
-        assert_eq!(generate(&path, None).unwrap(), id(6));
-        let ring = KeyRing::load(&path).unwrap();
+    fn add_key_creates_then_puts_new_keys_on_top() {
+        let path = Path::new("keys");
+        let (first, text) = add_key(None, path, None, SecretKind::Binary).unwrap();
+        assert_eq!(first, id(0));
+        let ring = KeyRing::parse(&text, path).unwrap();
+        let secret = ring.iter().next().unwrap().1.expose().to_vec();
+        assert_eq!(secret.len(), 32);
+        assert!(!secret.contains(&0), "NUL bytes would break Exim interop");
+        let (fifth, text) = add_key(Some(&text), path, Some(id(5)), SecretKind::Binary).unwrap();
+        assert_eq!(fifth, id(5));
+        let (next, text) = add_key(Some(&text), path, None, SecretKind::Binary).unwrap();
+        assert_eq!(next, id(6), "the number after the signing key's");
+        let ring = KeyRing::parse(&text, path).unwrap();
         let ids: Vec<_> = ring.iter().map(|(id, _)| id.number()).collect();
         assert_eq!(ids, vec![6, 5, 0]);
-        // The original key is kept byte for byte.
-        assert_eq!(ring.iter().last().unwrap().1.expose(), first.iter().next().unwrap().1.expose());
-        assert!(generate(&path, Some(id(5))).unwrap_err().to_string().contains("already"));
-        assert_eq!(generate_kind(&path, None, SecretKind::Printable).unwrap(), id(7));
-        let printable = KeyRing::load(&path).unwrap();
-        let secret = printable.iter().next().unwrap().1.expose().to_vec();
-        assert_eq!(secret.len(), 43);
-        assert!(secret.iter().all(u8::is_ascii_alphanumeric), "{secret:?}");
+        assert_eq!(ring.iter().last().unwrap().1.expose(), secret.as_slice(), "old keys are kept byte for byte");
+        assert!(text.starts_with("# batv-proxy keys"), "comments above the keys stay on top");
+        let taken = add_key(Some(&text), path, Some(id(5)), SecretKind::Binary).unwrap_err();
+        assert!(taken.to_string().contains("already"), "{taken}");
+        let (_, text) = add_key(Some(&text), path, None, SecretKind::Printable).unwrap();
+        let printable = KeyRing::parse(&text, path).unwrap().iter().next().unwrap().1.expose().to_vec();
+        assert_eq!(printable.len(), 43);
+        assert!(printable.iter().all(u8::is_ascii_alphanumeric), "{printable:?}");
     }
 }

@@ -1,6 +1,9 @@
 use std::os::unix::fs::PermissionsExt;
 
+use super::policy::glob_match;
 use super::*;
+use crate::batv::{Day, HashAlgorithm};
+use crate::smtp::address::{Domain, Mailbox};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -10,7 +13,7 @@ impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let keys = dir.path().join("keys");
-        std::fs::write(&keys, "1 c2VjcmV0\n").unwrap();
+        std::fs::write(&keys, "1 MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n").unwrap();
         std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
         Fixture { dir }
     }
@@ -60,6 +63,38 @@ fn risky_settings_are_warned_about() {
     let warnings = fixture.parse(&risky).unwrap().warnings();
     assert!(warnings.iter().any(|w| w.contains("client_identity")) && warnings.iter().any(|w| w.contains("monitor")));
     assert!(!warnings.iter().any(|w| w.contains("[ledger]")), "{warnings:?}");
+}
+
+#[test]
+fn short_keys_and_open_outbound_listeners_are_warned_about() {
+    let fixture = Fixture::new();
+    std::fs::write(fixture.dir.path().join("keys"), "1 MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n4 c2VjcmV0\n")
+        .unwrap();
+    let warnings = fixture.parse(MINIMAL).unwrap().warnings();
+    let short: Vec<&String> = warnings.iter().filter(|w| w.contains("byte")).collect();
+    assert_eq!(short.len(), 1, "{warnings:?}");
+    assert!(short[0].contains("key 4") && short[0].contains("6 bytes"), "{short:?}");
+    assert!(!short[0].contains("c2VjcmV0") && !short[0].contains("secret"), "the key is never printed: {short:?}");
+    let open = MINIMAL.replace("role = \"inbound\"", "role = \"outbound\"").replace("127.0.0.1:2525", "0.0.0.0:587");
+    let warnings = fixture.parse(&open).unwrap().warnings();
+    assert!(warnings.iter().any(|w| w.contains("require_auth")), "{warnings:?}");
+    let guarded = format!("{open}require_auth = true\n");
+    assert!(!fixture.parse(&guarded).unwrap().warnings().iter().any(|w| w.contains("require_auth")));
+}
+
+#[test]
+fn mta_names_default_to_this_hosts_names() {
+    let fixture = Fixture::new();
+    let config = fixture.parse(MINIMAL).unwrap();
+    let localhost = crate::smtp::address::Domain::parse("LOCALHOST").unwrap();
+    assert!(config.batv.mta_names.contains(&localhost));
+    let listed = MINIMAL.replace("domains = [", "mta_names = [\"mx1\", \"mx.example.net\"]\ndomains = [");
+    let config = fixture.parse(&listed).unwrap();
+    assert!(config.batv.mta_names.contains(&crate::smtp::address::Domain::parse("mx1").unwrap()));
+    assert!(!config.batv.mta_names.contains(&localhost), "a list replaces the default");
+    let bad = MINIMAL.replace("domains = [", "mta_names = [\"*.x\", \"[127.0.0.1]\"]\ndomains = [");
+    let errors = fixture.parse(&bad).unwrap_err();
+    assert_eq!(errors.0.iter().filter(|e| e.key == "batv.mta_names").count(), 2, "{errors}");
 }
 
 #[test]
@@ -136,10 +171,128 @@ fn typos_get_a_suggestion() {
 }
 
 #[test]
-fn syntax_errors_are_reported() {
+fn syntax_errors_keep_the_parsers_diagram_on_lines_of_their_own() {
     let fixture = Fixture::new();
-    let errors = fixture.parse("[batv\nkey_file=").unwrap_err();
-    assert!(errors.to_string().contains("not valid TOML"), "{errors}");
+    let errors = fixture.parse("[batv]\nkey_file = keys\n").unwrap_err();
+    let text = errors.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].contains("cfg.toml: not valid TOML; fix: correct the syntax"), "{text}");
+    let quoted = lines.iter().position(|line| line.contains("2 | key_file = keys")).expect(&text);
+    assert!(lines[quoted + 1].trim_end().ends_with('^'), "the caret is under the column:\n{text}");
+    assert!(lines[1..].iter().all(|line| line.starts_with("    ")), "indented under the file name:\n{text}");
+}
+
+/// Every key the README documents, each set, so none has gone missing
+/// from its section's reader.
+#[test]
+fn every_documented_key_is_read() {
+    let fixture = Fixture::new();
+    for name in ["cert.pem", "key.pem", "ca.pem", "domains.txt"] {
+        std::fs::write(fixture.dir.path().join(name), "example.net\n").unwrap();
+    }
+    let text = r#"
+state_dir = "state"
+[metrics]
+listen = "127.0.0.1:9325"
+[server]
+drain_timeout = "10s"
+worker_threads = 2
+[batv]
+key_file = "keys"
+hash = "sha1"
+lifetime_days = 9
+domains = ["example.com"]
+domains_file = "domains.txt"
+sign_form = "subaddress"
+mta_names = ["mx.example.com"]
+[policy]
+mode = "monitor"
+untagged_bounce = "reject"
+untagged_stage = "rcpt"
+enforce_after = 3
+bounce_senders = ["Postmaster"]
+non_bounce_invalid_tag = "reject"
+exempt_senders = ["*@lists.example.com"]
+exempt_recipients = ["*@example.net"]
+unverified_recipients = ["noreply@example.com"]
+inspect_max_bytes = "64KiB"
+[policy.message_id_patterns]
+"example.com" = ["*@mx.example.com"]
+[ledger]
+store = "redis"
+path = "other.redb"
+redis_url = "redis://127.0.0.1:6379/1"
+max_entries = 5000
+[[listener]]
+role = "outbound"
+listen = "127.0.0.1:2587"
+upstream = "mta.example.com:10587"
+client_identity = "proxy-v2"
+client_name_lookup = false
+allowed_clients = ["10.0.0.0/8"]
+require_auth = true
+ipv6_client_prefix = 56
+hostname = "mx.example.com"
+max_connections = 10
+max_connections_per_ip = 2
+max_command_line = 1024
+max_recipients = 5
+max_message_size = "1MiB"
+max_errors = 3
+command_timeout = "1m"
+data_timeout = "2m"
+upstream_connect_timeout = "3s"
+upstream_timeout = "4m"
+upstream_data_timeout = "5m"
+upstream_tls = "implicit"
+upstream_tls_ca = "ca.pem"
+upstream_tls_verify = false
+upstream_tls_pin = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+upstream_tls_name = "mta.example.com"
+[listener.tls]
+mode = "implicit"
+cert = "cert.pem"
+key = "key.pem"
+require = true
+handshake_timeout = "5s"
+[[listener.tls.sni]]
+cert = "cert.pem"
+key = "key.pem"
+"#;
+    let config = fixture.parse(text).unwrap_or_else(|errors| panic!("{errors}"));
+    let listener = &config.listeners[0];
+    assert_eq!((config.worker_threads, config.batv.lifetime_days, config.ledger.max_entries), (Some(2), 9, 5000));
+    assert_eq!(config.ledger.store, LedgerStore::Redis("redis://127.0.0.1:6379/1".into()));
+    assert_eq!(config.policy.bounce_senders, ["postmaster"]);
+    assert_eq!((listener.ipv6_client_prefix, listener.limits.max_command_line), (56, 1024));
+    assert_eq!(listener.upstream_tls.verify, UpstreamVerify::Pin(vec![[0; 32]]));
+    let tls = listener.tls.as_ref().unwrap();
+    assert_eq!(
+        (tls.mode, tls.certificates.len(), tls.handshake_timeout),
+        (TlsMode::Implicit, 2, Duration::from_secs(5))
+    );
+}
+
+#[test]
+fn defaults_are_the_named_constants() {
+    let fixture = Fixture::new();
+    let config = fixture.parse(MINIMAL).unwrap();
+    assert_eq!(config.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
+    assert_eq!(config.state_dir, Path::new(DEFAULT_STATE_DIR));
+    assert_eq!(config.batv.lifetime_days, DEFAULT_LIFETIME_DAYS);
+    assert_eq!(config.policy.inspect_max_bytes as u64, DEFAULT_INSPECT_MAX_BYTES);
+    assert_eq!(config.ledger, LedgerSettings::default());
+    let listener = &config.listeners[0];
+    assert_eq!(listener.limits.max_message_size, 50 * 1024 * 1024, "Limits::default() is unchanged");
+    assert_eq!(
+        (listener.limits.command_timeout, listener.limits.data_timeout),
+        (DEFAULT_COMMAND_TIMEOUT, DEFAULT_DATA_TIMEOUT)
+    );
+    assert_eq!(listener.ipv6_client_prefix, DEFAULT_IPV6_CLIENT_PREFIX);
+    assert!(listener.client_name_lookup && !listener.require_auth && listener.tls.is_none());
+    let with_file_ledger =
+        fixture.parse(&format!("state_dir = \"/srv\"\n{MINIMAL}[ledger]\nstore = \"file\"\n")).unwrap();
+    assert_eq!(with_file_ledger.ledger.store, LedgerStore::File(Path::new("/srv").join(DEFAULT_LEDGER_FILE)));
 }
 
 #[test]

@@ -1,225 +1,245 @@
 //! The commands that build a transaction: HELO/EHLO, MAIL, RCPT, and the
-//! SASL exchange of AUTH.
+//! SASL exchange of AUTH. Each checks whether it may run now, then
+//! proceeds with what the policy decided.
 
-use super::*;
+use super::transaction::{HeldMail, Inbound, Outbound, SenderForm, Transaction};
+use super::{End, Hello, MAX_SASL_LINE, ReadOutcome, Session, Step, read_client};
+use crate::config::{Role, TlsMode};
+use crate::connection::{Incoming, Transport};
+use crate::labels::SessionOutcome;
+use crate::policy::{
+    ContentCheck, OutboundRecipient, RecipientAction, RejectReason, SenderDecision, SenderKind, Stage, Unsigned,
+    Verdict,
+};
+use crate::smtp::address::{ForwardPath, Mailbox, ReversePath};
+use crate::smtp::capabilities::{Offer, client_ehlo_reply};
+use crate::smtp::command::{self, Parameter, Parameters, xtext_encode};
+use crate::smtp::reply::Reply;
 
-impl Session {
-    pub(super) async fn hello(
-        &mut self,
-        extended: bool,
-        domain: String,
-        line: &[u8],
-    ) -> Result<std::time::Duration, End> {
+impl<S: Transport> Session<S> {
+    pub(super) async fn hello(&mut self, extended: bool, domain: String, line: &[u8]) -> Step {
         self.transaction = None;
         self.hello = Some(Hello { extended, domain, line: line.to_vec() });
-        let (reply, spent) = self.relay(line).await?;
-        let hostname = self.settings().hostname.clone();
-        let max_message_size = self.settings().limits.max_message_size;
-        let reply = if reply.code() == 250 {
-            let capabilities = Capabilities::from_ehlo(&reply);
+        let upstream = self.upstream().await?;
+        let reply = upstream.hello(line).await?;
+        if reply.code() != 250 {
+            return self.reply(reply);
+        }
+        let answer = if extended {
             let tls_active = self.client_tls();
-            let answer = if extended {
-                let offer = Offer {
-                    max_message_size,
-                    // With TLS configured, AUTH is offered only inside it.
-                    auth: tls_active || self.context.server_tls.is_none(),
-                    starttls: !tls_active
-                        && self.context.server_tls.as_ref().is_some_and(|tls| tls.mode == TlsMode::StartTls),
-                };
-                client_ehlo_reply(&hostname, &capabilities, offer)
-            } else {
-                Reply::new(250, &hostname)
+            let offer = Offer {
+                max_message_size: self.settings().limits.max_message_size,
+                // With TLS configured, AUTH is offered only inside it.
+                auth: tls_active || self.context.server_tls.is_none(),
+                starttls: !tls_active
+                    && self.context.server_tls.as_ref().is_some_and(|tls| tls.mode == TlsMode::StartTls),
             };
-            if let Some(upstream) = &mut self.upstream {
-                upstream.capabilities = capabilities;
-            }
-            answer
+            let capabilities = self.upstream.client()?.capabilities().clone();
+            client_ehlo_reply(&self.settings().hostname, &capabilities, offer)
         } else {
-            reply
+            Reply::new(250, &self.settings().hostname)
         };
-        self.reply(reply)?;
-        Ok(spent)
+        self.reply(answer)
     }
 
-    pub(super) async fn mail(
-        &mut self,
-        path: ReversePath,
-        parameters: Parameters,
-        line: &[u8],
-    ) -> Result<std::time::Duration, End> {
+    /// Whether MAIL may run now: `None` if so, else the refusal.
+    fn check_mail(&self, parameters: &Parameters) -> Option<(Option<(Stage, RejectReason)>, Reply)> {
         if self.transaction.is_some() {
-            self.reply(Reply::new(503, "5.5.1 Nested MAIL command"))?;
-            return Ok(Default::default());
+            return Some((None, Reply::new(503, "5.5.1 Nested MAIL command")));
         }
         if self.context.server_tls.as_ref().is_some_and(|tls| tls.require) && !self.client_tls() {
-            self.context.metrics.rejection("mail", "tls_required");
-            self.reply(Reply::new(530, "5.7.0 Must issue a STARTTLS command first"))?;
-            return Ok(Default::default());
+            return Some((
+                Some((Stage::Mail, RejectReason::TlsRequired)),
+                Reply::new(530, "5.7.0 Must issue a STARTTLS command first"),
+            ));
         }
-        if let Some(size) = parameters.get("SIZE").and_then(Parameter::value).and_then(|v| v.parse::<u64>().ok())
-            && size > self.settings().limits.max_message_size
-        {
-            self.context.metrics.rejection("mail", "too_big");
-            self.reply(Reply::new(552, "5.3.4 Message size exceeds fixed limit"))?;
-            return Ok(Default::default());
+        if self.settings().require_auth && !self.authenticated {
+            return Some((
+                Some((Stage::Mail, RejectReason::AuthRequired)),
+                Reply::new(530, "5.7.0 Authentication required"),
+            ));
         }
-        let kind = self.policy().sender_kind(&path);
-        let mut transaction = Transaction {
-            sender: path.clone(),
-            kind,
-            signed: None,
-            held: None,
-            exempt_group: None,
-            held_failure: None,
-            class: None,
-            recipients: Vec::new(),
-            inspect_domains: Vec::new(),
-        };
-        let mut forwarded = line.to_vec();
-        if self.settings().role == Role::Outbound {
-            match self.policy().outbound_sender(&path, today()) {
-                SenderDecision::Sign(signed) => {
-                    forwarded = command::mail_line(&ReversePath::Mailbox(signed.clone()), &parameters);
-                    transaction.signed = Some(signed);
-                }
-                SenderDecision::SignUnlessExempt(signed) => {
-                    let signed_line = command::mail_line(&ReversePath::Mailbox(signed.clone()), &parameters);
-                    transaction.signed = Some(signed);
-                    transaction.held = Some(HeldMail { original_line: line.to_vec(), signed_line });
-                    // Answered after the first RCPT shows whether to sign.
-                    self.transaction = Some(transaction);
-                    self.reply(Reply::new(250, "2.1.0 Ok"))?;
-                    return Ok(Default::default());
-                }
-                SenderDecision::Keep(reason) => {
-                    self.context.metrics.sender_unsigned(reason.as_str());
-                    tracing::debug!(session = %self.id, sender = %path, reason = reason.as_str(), "sender not signed");
-                }
-            }
+        let size = parameters.get("SIZE").and_then(Parameter::value).and_then(|v| v.parse::<u64>().ok());
+        if size.is_some_and(|size| size > self.settings().limits.max_message_size) {
+            return Some((
+                Some((Stage::Mail, RejectReason::TooBig)),
+                Reply::new(552, "5.3.4 Message size exceeds fixed limit"),
+            ));
         }
-        let (reply, spent) = self.relay(&forwarded).await?;
-        if reply.is_positive() {
-            if let Some(signed) = &transaction.signed {
-                self.context.metrics.tags_signed.inc();
-                tracing::debug!(session = %self.id, client = %self.peer.ip(), sender = %path, signed = %signed, key_id = %self.policy().codec().signing_key(), "sender signed");
-            }
-            self.transaction = Some(transaction);
-        }
-        self.reply(reply)?;
-        Ok(spent)
+        None
     }
 
-    pub(super) async fn rcpt(
-        &mut self,
-        path: ForwardPath,
-        parameters: Parameters,
-        line: &[u8],
-    ) -> Result<std::time::Duration, End> {
-        let Some(transaction) = &self.transaction else {
-            self.reply(Reply::new(503, "5.5.1 Need MAIL before RCPT"))?;
-            return Ok(Default::default());
-        };
-        if let Some(failure) = &transaction.held_failure {
-            let failure = failure.clone();
-            self.reply(failure)?;
-            return Ok(Default::default());
-        }
-        if transaction.recipients.len() >= self.settings().limits.max_recipients {
-            self.context.metrics.rejection("rcpt", "too_many_recipients");
-            self.reply(Reply::new(452, "4.5.3 Too many recipients"))?;
-            return Ok(Default::default());
+    pub(super) async fn mail(&mut self, path: ReversePath, parameters: Parameters, line: &[u8]) -> Step {
+        if let Some((rejection, reply)) = self.check_mail(&parameters) {
+            if let Some((stage, reason)) = rejection {
+                self.context.metrics.rejection(stage, reason);
+            }
+            return self.reply(reply);
         }
         match self.settings().role {
-            Role::Outbound => self.outbound_rcpt(&path, line).await,
-            Role::Inbound => self.inbound_rcpt(path, parameters, line).await,
+            Role::Inbound => {
+                let kind = self.policy().sender_kind(&path);
+                let reply = self.exchange(line).await?;
+                if reply.is_positive() {
+                    let inbound = Inbound { sender: path, kind, class: None, verdicts: Vec::new(), judged: Vec::new() };
+                    self.transaction = Some(Transaction::Inbound(inbound));
+                }
+                self.reply(reply)
+            }
+            Role::Outbound => self.outbound_mail(path, &parameters, line).await,
         }
     }
 
-    async fn outbound_rcpt(&mut self, path: &ForwardPath, line: &[u8]) -> Result<std::time::Duration, End> {
-        let exempt = self.policy().exempt_recipient(path);
-        let mut spent = std::time::Duration::ZERO;
-        let transaction = self.transaction.as_mut().expect("checked by rcpt");
-        if let Some(held) = transaction.held.take() {
-            // The first recipient decides whether this transaction is signed.
-            transaction.exempt_group = Some(exempt);
-            let mail = if exempt { held.original_line } else { held.signed_line };
-            if exempt {
-                transaction.signed = None;
-            }
-            let signed = transaction.signed.clone();
-            let sender = transaction.sender.clone();
-            let (reply, time) = self.relay(&mail).await?;
-            spent += time;
-            if !reply.is_positive() {
-                if let Some(transaction) = &mut self.transaction {
-                    transaction.held_failure = Some(reply.clone());
-                }
-                self.reply(reply)?;
-                return Ok(spent);
-            }
-            match signed {
-                Some(signed) => {
-                    self.context.metrics.tags_signed.inc();
-                    tracing::debug!(session = %self.id, client = %self.peer.ip(), sender = %sender, signed = %signed, "sender signed");
-                }
-                None => {
-                    self.context.metrics.sender_unsigned("exempt_recipient");
-                    tracing::info!(session = %self.id, sender = %sender, recipient = %path, "sender not signed: exempt recipient");
-                }
-            }
-        } else if transaction.exempt_group.is_some_and(|group| group != exempt) {
-            // One sender form per transaction: the client sends this one separately.
-            self.context.metrics.rejection("rcpt", "mixed_exemption");
-            self.reply(Reply::new(452, "4.5.3 Please send to this recipient in a separate transaction"))?;
-            return Ok(spent);
-        }
-        let (reply, time) = self.relay(line).await?;
-        spent += time;
-        if reply.is_positive()
-            && let Some(transaction) = &mut self.transaction
+    async fn outbound_mail(&mut self, path: ReversePath, parameters: &Parameters, line: &[u8]) -> Step {
+        let decision = self.policy().outbound_sender(&path, self.today());
+        if let (SenderDecision::Sign(signed) | SenderDecision::SignUnlessExempt(signed), Some(original)) =
+            (&decision, path.mailbox())
         {
-            transaction.recipients.push(Recipient { verdict: None });
+            self.issued(original, signed);
         }
-        self.reply(reply)?;
-        Ok(spent)
+        let (form, forwarded) = match decision {
+            SenderDecision::Sign(signed) => {
+                let forwarded = command::mail_line(&ReversePath::Mailbox(signed.clone()), parameters);
+                (SenderForm::Signed(signed), forwarded)
+            }
+            SenderDecision::SignUnlessExempt(signed) => {
+                let signed_line = command::mail_line(&ReversePath::Mailbox(signed.clone()), parameters);
+                let held = HeldMail { plain_line: line.to_vec(), signed_line, signed };
+                let outbound = Outbound { sender: path, form: SenderForm::Held(held), recipients: 0 };
+                self.transaction = Some(Transaction::Outbound(outbound));
+                // Answered for real after the first RCPT shows whether to sign.
+                return self.reply(Reply::new(250, "2.1.0 Ok"));
+            }
+            SenderDecision::Keep(reason) => {
+                self.context.metrics.sender_unsigned(reason);
+                tracing::debug!(session = %self.id, sender = %path, reason = reason.as_str(), "sender not signed");
+                (SenderForm::Plain, line.to_vec())
+            }
+        };
+        let reply = self.exchange(&forwarded).await?;
+        if reply.is_positive() {
+            if let SenderForm::Signed(signed) = &form {
+                self.note_signed(&path, signed);
+            }
+            self.transaction = Some(Transaction::Outbound(Outbound { sender: path, form, recipients: 0 }));
+        }
+        self.reply(reply)
+    }
+
+    fn note_signed(&self, sender: &ReversePath, signed: &Mailbox) {
+        self.context.metrics.tags_signed.inc();
+        tracing::debug!(
+            session = %self.id,
+            client = %self.endpoints.peer.ip(),
+            sender = %sender,
+            signed = %signed,
+            key_id = %self.policy().codec().signing_key(),
+            "sender signed"
+        );
+    }
+
+    /// RCPT works on the transaction taken out of the session, so that it
+    /// can talk to the upstream while changing it; it goes back whatever
+    /// the outcome.
+    pub(super) async fn rcpt(&mut self, path: ForwardPath, parameters: Parameters, line: &[u8]) -> Step {
+        let Some(mut transaction) = self.transaction.take() else {
+            return self.reply(Reply::new(503, "5.5.1 Need MAIL before RCPT"));
+        };
+        let step = if transaction.recipients() >= self.settings().limits.max_recipients {
+            self.refuse(Stage::Rcpt, RejectReason::TooManyRecipients, Reply::new(452, "4.5.3 Too many recipients"))
+        } else {
+            match &mut transaction {
+                Transaction::Outbound(outbound) => self.outbound_rcpt(outbound, &path, line).await,
+                Transaction::Inbound(inbound) => self.inbound_rcpt(inbound, path, parameters, line).await,
+            }
+        };
+        self.transaction = Some(transaction);
+        step
+    }
+
+    async fn outbound_rcpt(&mut self, outbound: &mut Outbound, path: &ForwardPath, line: &[u8]) -> Step {
+        let stage = match outbound.stage() {
+            Ok(stage) => stage,
+            Err(refusal) => return self.reply(refusal),
+        };
+        match self.context.policy.outbound_recipient(stage, path) {
+            OutboundRecipient::SeparateTransaction => {
+                return self.refuse(
+                    Stage::Rcpt,
+                    RejectReason::MixedExemption,
+                    Reply::new(452, "4.5.3 Please send to this recipient in a separate transaction"),
+                );
+            }
+            OutboundRecipient::SendHeldMail { exempt } => {
+                if let SenderForm::Held(held) = std::mem::replace(&mut outbound.form, SenderForm::Plain) {
+                    outbound.form = self.send_held_mail(&outbound.sender, held, exempt, path).await?;
+                }
+                if let SenderForm::Refused(refusal) = &outbound.form {
+                    let refusal = refusal.clone();
+                    return self.reply(refusal);
+                }
+            }
+            OutboundRecipient::Relay => {}
+        }
+        let reply = self.exchange(line).await?;
+        if reply.is_positive() {
+            outbound.recipients += 1;
+        }
+        self.reply(reply)
+    }
+
+    /// Sends a held MAIL in the form the first recipient chose; returns
+    /// the sender's form from now on (refused if the upstream refused it).
+    async fn send_held_mail(
+        &mut self,
+        sender: &ReversePath,
+        held: HeldMail,
+        exempt: bool,
+        first_recipient: &ForwardPath,
+    ) -> Result<SenderForm, End> {
+        let line = if exempt { &held.plain_line } else { &held.signed_line };
+        let reply = self.exchange(line).await?;
+        if !reply.is_positive() {
+            return Ok(SenderForm::Refused(reply));
+        }
+        if exempt {
+            self.context.metrics.sender_unsigned(Unsigned::ExemptRecipient);
+            tracing::info!(session = %self.id, sender = %sender, recipient = %first_recipient, "sender not signed: exempt recipient");
+            Ok(SenderForm::Decided { exempt, signed: None })
+        } else {
+            self.note_signed(sender, &held.signed);
+            Ok(SenderForm::Decided { exempt, signed: Some(held.signed) })
+        }
     }
 
     async fn inbound_rcpt(
         &mut self,
+        inbound: &mut Inbound,
         path: ForwardPath,
         mut parameters: Parameters,
         line: &[u8],
-    ) -> Result<std::time::Duration, End> {
-        let transaction = self.transaction.as_ref().expect("checked by rcpt");
-        let decision = self.policy().inbound_recipient(transaction.kind, &path, today());
+    ) -> Step {
+        let decision = self.policy().inbound_recipient(inbound.kind, &path, self.today());
         let (result, reason) = decision.verdict.labels();
-        let bounce = transaction.kind == SenderKind::Bounce;
-        if bounce || decision.verdict != Verdict::NotBounce {
+        if inbound.kind == SenderKind::Bounce || decision.verdict != Verdict::NotBounce {
             tracing::info!(
                 session = %self.id,
-                client = %self.peer.ip(),
-                sender = %transaction.sender,
+                client = %self.endpoints.peer.ip(),
+                sender = %inbound.sender,
                 recipient = %path,
-                verdict = result,
-                reason,
+                verdict = result.as_str(),
+                reason = reason.as_str(),
                 key_id = decision.key_id.map(|k| k.number()),
-                rule = decision.rule,
+                rule = decision.rule.as_str(),
                 "recipient verdict"
             );
         }
         self.context.metrics.verification(result, reason);
-        let class = match &decision.action {
-            RecipientAction::Defer(deferred) => Class::Deferred(*deferred),
-            _ => Class::Accepted,
-        };
+        let class = decision.action.class();
         let forwarded = match decision.action {
-            RecipientAction::Reject(reply) => {
-                self.context.metrics.rejection("rcpt", reason);
-                self.reply(reply)?;
-                return Ok(Default::default());
-            }
+            RecipientAction::Reject(reply, reason) => return self.refuse(Stage::Rcpt, reason, reply),
             RecipientAction::Rewrite(original) => {
-                let upstream_has_dsn = self.upstream.as_ref().is_some_and(|u| u.capabilities.has("DSN"));
+                let upstream_has_dsn = self.upstream.client().is_ok_and(|upstream| upstream.capabilities().has("DSN"));
                 if parameters.get("ORCPT").is_none() && upstream_has_dsn && path.to_string().is_ascii() {
                     // DSNs must keep naming the address the client gave.
                     let given = path.mailbox().map(Mailbox::to_string).unwrap_or_default();
@@ -229,78 +249,62 @@ impl Session {
             }
             RecipientAction::Forward | RecipientAction::Defer(_) => line.to_vec(),
         };
-        if transaction.class.is_some_and(|existing| existing != class) {
-            self.context.metrics.rejection("rcpt", "mixed_verdicts");
-            self.reply(Reply::new(452, "4.5.3 Please send to this recipient in a separate transaction"))?;
-            return Ok(Default::default());
+        if !class.joins(inbound.class) {
+            return self.refuse(
+                Stage::Rcpt,
+                RejectReason::MixedVerdicts,
+                Reply::new(452, "4.5.3 Please send to this recipient in a separate transaction"),
+            );
         }
-        let (reply, spent) = self.relay(&forwarded).await?;
-        if reply.is_positive()
-            && let Some(transaction) = &mut self.transaction
-        {
-            transaction.class = Some(class);
-            transaction.recipients.push(Recipient { verdict: Some(decision.verdict) });
-            let unverified =
-                path.mailbox().is_some_and(|mailbox| self.context.policy.settings().is_unverified(mailbox));
-            let judged_by_content = match decision.verdict {
-                _ if matches!(class, Class::Deferred(Deferred::Inspect)) => true,
-                // Automatic replies come from regular senders.
-                Verdict::NotBounce => !unverified,
-                // Monitor mode reads untagged bounces too, to log what enforcing would do.
-                Verdict::Missing => decision.rule == "monitor",
-                _ => false,
-            };
-            if judged_by_content && let Some(mailbox) = path.mailbox() {
-                transaction.inspect_domains.push(mailbox.domain().clone());
+        let reply = self.exchange(&forwarded).await?;
+        if reply.is_positive() {
+            inbound.class = Some(class);
+            inbound.verdicts.push(decision.verdict);
+            if let ContentCheck::Judge { patterns } = decision.content {
+                inbound.judged.push(patterns);
             }
         }
-        self.reply(reply)?;
-        Ok(spent)
+        self.reply(reply)
     }
 
     /// Relays a SASL exchange verbatim; its lines are never logged.
-    pub(super) async fn auth(&mut self, line: &[u8]) -> Result<std::time::Duration, End> {
+    pub(super) async fn auth(&mut self, line: &[u8]) -> Step {
         if self.transaction.is_some() {
-            self.reply(Reply::new(503, "5.5.1 AUTH not allowed during a mail transaction"))?;
-            return Ok(Default::default());
+            return self.reply(Reply::new(503, "5.5.1 AUTH not allowed during a mail transaction"));
         }
         if self.context.server_tls.is_some() && !self.client_tls() {
-            self.reply(Reply::new(538, "5.7.11 Encryption required for authentication; issue STARTTLS first"))?;
-            return Ok(Default::default());
+            return self.reply(Reply::new(538, "5.7.11 Encryption required for authentication; issue STARTTLS first"));
         }
-        let started = Instant::now();
         let mut reply = self.exchange(line).await?;
         while reply.code() == 334 {
-            self.client.queue_reply(&reply);
+            let challenge = self.without_issued_tags(reply);
+            self.client.queue_reply(&challenge);
             if self.client.flush().await.is_err() {
-                return Err(End { outcome: Outcome::ClientClosed, reply: None });
+                return Err(End::client_closed());
             }
-            let response = loop {
-                if let Some(incoming) = self.client.take_line(MAX_SASL_LINE) {
-                    break incoming;
-                }
-                match self.client.fill_within(self.settings().limits.command_timeout).await {
-                    Ok(_) => {}
-                    Err(ReadError::Timeout) => {
-                        return Err(End::with(Outcome::ClientTimeout, 421, "4.4.2 Timeout during authentication"));
-                    }
-                    Err(_) => {
-                        return Err(End { outcome: Outcome::ClientClosed, reply: None });
-                    }
-                }
-            };
-            let Incoming::Line(response) = response else {
+            let Incoming::Line(response) = self.sasl_line().await? else {
                 // Cancel the exchange upstream, as the client would with "*".
-                let _ = self.exchange(b"*\r\n").await?;
-                self.reply(Reply::new(501, "5.5.2 Malformed authentication response"))?;
-                return Ok(started.elapsed());
+                self.exchange(b"*\r\n").await?;
+                return self.reply(Reply::new(501, "5.5.2 Malformed authentication response"));
             };
             reply = self.exchange(&response).await?;
         }
         if reply.code() == 235 {
             self.authenticated = true;
         }
-        self.reply(reply)?;
-        Ok(started.elapsed())
+        self.reply(reply)
+    }
+
+    /// The client's next SASL response line.
+    async fn sasl_line(&mut self) -> Result<Incoming, End> {
+        let timeout = self.settings().limits.command_timeout;
+        loop {
+            if let Some(incoming) = self.client.take_line(MAX_SASL_LINE) {
+                return Ok(incoming);
+            }
+            if read_client(&mut self.client, &mut self.shutdown, timeout).await? == ReadOutcome::TimedOut {
+                return Err(End::with(SessionOutcome::ClientTimeout, 421, "4.4.2 Timeout during authentication"));
+            }
+        }
     }
 }

@@ -4,44 +4,40 @@
 //!
 //! Principles (DESIGN.md): nothing is queued, nothing is bounced, a `250`
 //! after DATA is only ever the upstream's, and a broken upstream gives the
-//! client a 4xx.
+//! client a 4xx. Every decision comes from `policy`; the session moves
+//! bytes and asks. ARCHITECTURE.md tells a session's life.
 
 mod envelope;
 mod message;
 mod starttls;
-mod upstream;
+#[cfg(test)]
+mod tests;
+mod transaction;
+mod upstream_slot;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::batv::Day;
-use crate::config::{ClientIdentity, ListenerSettings, Role, TlsMode, UntaggedBounce, UpstreamTlsMode};
-use crate::connection::{Connection, Incoming, ReadError, Stream};
-use crate::dsn;
-use crate::ledger::Ledger;
-use crate::metrics::ListenerMetrics;
-use crate::policy::{
-    self, ContentPrecheck, ContentVerdict, Deferred, Policy, RecipientAction, SenderDecision, SenderKind, Verdict,
-};
-use crate::smtp::address::{Domain, ForwardPath, Mailbox, ReversePath};
-use crate::smtp::capabilities::{Capabilities, Offer, client_ehlo_reply};
-use crate::smtp::command::{self, Command, Parameter, Parameters, Verb, xtext_encode};
-use crate::smtp::data::{DataScanner, Scan, Violation};
+use crate::config::{ListenerSettings, TlsMode};
+use crate::connection::{Connection, Incoming, ReadError, Stream, Transport};
+use crate::labels::{CommandLabel, SessionOutcome, UpstreamError};
+use crate::listener::ListenerContext;
+use crate::policy::{Policy, RejectReason, Stage};
+use crate::smtp::address::Mailbox;
+use crate::smtp::command::{Command, Verb};
 use crate::smtp::line::LineError;
 use crate::smtp::reply::Reply;
-use crate::tls::{ServerTls, UpstreamTls};
+use crate::upstream::{Client, UpstreamClient, UpstreamFailure};
 
 pub use message::queue_id;
 use starttls::{client_tls_version, handshake};
-pub use upstream::proxy_v2_header;
-
-/// Longest line of a SASL exchange (RFC 4954 §4).
-const MAX_SASL_LINE: usize = 12_288;
+use transaction::Transaction;
+use upstream_slot::{DropReason, UpstreamSlot};
 
 /// Where the process is in its life; sessions watch it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,23 +49,12 @@ pub enum Phase {
     Stopping,
 }
 
-/// Everything a session needs from its listener; replaced as a whole on reload.
-pub struct ListenerContext {
-    pub settings: ListenerSettings,
-    pub policy: Policy,
-    pub metrics: ListenerMetrics,
-    pub server_tls: Option<ServerTls>,
-    pub upstream_tls: Option<UpstreamTls>,
-    /// Shared by every listener: outbound ones record, inbound ones look up.
-    pub ledger: Arc<Ledger>,
-    /// The XCLIENT attributes the upstream offered in an earlier session.
-    pub xclient_attributes: std::sync::Mutex<Option<Vec<String>>>,
-}
-
-/// Today in UTC: tag days are UTC days everywhere.
-pub fn today() -> Day {
-    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    Day::from_days_since_epoch((seconds / 86_400) as u32)
+/// The two ends of the client's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoints {
+    pub peer: SocketAddr,
+    /// The address the client connected to (for the PROXY v2 header).
+    pub local: SocketAddr,
 }
 
 fn next_session_id() -> String {
@@ -80,46 +65,28 @@ fn next_session_id() -> String {
     format!("{:08x}{:06x}", start as u32, COUNTER.fetch_add(1, Ordering::Relaxed) & 0xff_ffff)
 }
 
-/// How a session ended, for the `sessions_total` metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Completed,
-    ClientClosed,
-    ClientTimeout,
-    UpstreamUnavailable,
-    UpstreamLost,
-    UpstreamRefusedIdentity,
-    TooManyErrors,
-    TlsFailed,
-    Shutdown,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Completed => "completed",
-            Outcome::ClientClosed => "client_closed",
-            Outcome::ClientTimeout => "client_timeout",
-            Outcome::UpstreamUnavailable => "upstream_unavailable",
-            Outcome::UpstreamLost => "upstream_lost",
-            Outcome::UpstreamRefusedIdentity => "upstream_refused_identity",
-            Outcome::TooManyErrors => "too_many_errors",
-            Outcome::TlsFailed => "tls_failed",
-            Outcome::Shutdown => "shutdown",
-        }
-    }
-}
-
 /// The session ends: optionally with a last reply to the client.
 #[derive(Debug)]
 struct End {
-    outcome: Outcome,
+    outcome: SessionOutcome,
     reply: Option<Reply>,
 }
 
 impl End {
-    fn with(outcome: Outcome, code: u16, text: &str) -> Self {
+    fn with(outcome: SessionOutcome, code: u16, text: &str) -> Self {
         End { outcome, reply: Some(Reply::new(code, text)) }
+    }
+
+    fn silently(outcome: SessionOutcome) -> Self {
+        End { outcome, reply: None }
+    }
+
+    fn client_closed() -> Self {
+        End::silently(SessionOutcome::ClientClosed)
+    }
+
+    fn shutdown() -> Self {
+        End::with(SessionOutcome::Shutdown, 421, "4.3.2 Service shutting down; try again later")
     }
 
     fn upstream_lost(error: &ReadError) -> Self {
@@ -127,19 +94,37 @@ impl End {
             ReadError::Timeout => "4.4.2 Upstream mail server timed out; try again later",
             _ => "4.4.2 Upstream mail server closed the connection; try again later",
         };
-        End::with(Outcome::UpstreamLost, 421, text)
+        End::with(SessionOutcome::UpstreamLost, 421, text)
+    }
+}
+
+impl From<UpstreamFailure> for End {
+    fn from(failure: UpstreamFailure) -> Self {
+        match failure {
+            UpstreamFailure::Unavailable => End::with(
+                SessionOutcome::UpstreamUnavailable,
+                421,
+                "4.4.0 Mail service temporarily unavailable; try again later",
+            ),
+            UpstreamFailure::Refused { permanent: true } => {
+                End::with(SessionOutcome::UpstreamUnavailable, 554, "5.3.2 Mail service not available")
+            }
+            UpstreamFailure::Refused { permanent: false } => End::with(
+                SessionOutcome::UpstreamUnavailable,
+                421,
+                "4.3.2 Mail service temporarily unavailable; try again later",
+            ),
+            UpstreamFailure::RefusedIdentity => End::with(
+                SessionOutcome::UpstreamRefusedIdentity,
+                421,
+                "4.3.5 Mail service temporarily unavailable; try again later",
+            ),
+            UpstreamFailure::Lost(error) => End::upstream_lost(&error),
+        }
     }
 }
 
 type Step = Result<(), End>;
-
-struct Upstream {
-    connection: Connection,
-    /// XCLIENT already told the upstream who the client is.
-    identified: bool,
-    /// From the upstream's answer to the client's EHLO.
-    capabilities: Capabilities,
-}
 
 struct Hello {
     extended: bool,
@@ -147,98 +132,82 @@ struct Hello {
     line: Vec<u8>,
 }
 
-/// The recipients of a bounce transaction must share one fate at DATA, so
-/// a transaction holds either recipients to judge later or ones accepted
-/// outright; a recipient of the other kind gets a 452 and comes back in a
-/// transaction of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Class {
-    Accepted,
-    Deferred(Deferred),
+/// A tag this session put on a sender. Replies relayed to the client are
+/// cleaned of it: a refusal that quotes the signed sender would hand the
+/// client a valid tag for an address it may not own.
+struct IssuedTag {
+    /// The signed local part, and the client's own in its place.
+    signed_local: String,
+    original_local: String,
+    /// What signing added (`prvs=TAG=` or `+prvs=TAG`), removed wherever it stands.
+    decoration: String,
 }
 
-struct Recipient {
-    verdict: Option<Verdict>,
-}
+/// Tags remembered per session; a session that signs more senders than
+/// this forgets the oldest.
+const MAX_ISSUED_TAGS: usize = 32;
 
-/// A held outbound MAIL, waiting for the first RCPT to decide on signing.
-struct HeldMail {
-    original_line: Vec<u8>,
-    signed_line: Vec<u8>,
-}
+/// Longest line of a SASL exchange (RFC 4954 §4).
+const MAX_SASL_LINE: usize = 12_288;
 
-struct Transaction {
-    sender: ReversePath,
-    kind: SenderKind,
-    /// Outbound: the signed sender, if signed.
-    signed: Option<Mailbox>,
-    held: Option<HeldMail>,
-    /// Outbound with recipient exemptions: whether this transaction's
-    /// recipients are exempt ones (then it is unsigned).
-    exempt_group: Option<bool>,
-    /// Set when the upstream refused a held MAIL: every RCPT gets it.
-    held_failure: Option<Reply>,
-    class: Option<Class>,
-    recipients: Vec<Recipient>,
-    /// Domains of our untagged recipients whose mail the content decides.
-    inspect_domains: Vec<Domain>,
-}
-
-pub struct Session {
-    context: Arc<ListenerContext>,
+pub struct Session<S: Transport> {
+    context: Arc<ListenerContext<S>>,
     id: String,
-    peer: SocketAddr,
-    client: Connection,
-    upstream: Option<Upstream>,
+    endpoints: Endpoints,
+    client: Connection<Stream<S>>,
+    upstream: UpstreamSlot<S>,
     hello: Option<Hello>,
     transaction: Option<Transaction>,
     errors: usize,
     authenticated: bool,
+    issued_tags: Vec<IssuedTag>,
     shutdown: watch::Receiver<Phase>,
 }
 
-/// Runs one session to its end.
-/// `peer` comes from accept, so no system call is spent asking again.
-pub async fn serve(
-    socket: TcpStream,
-    peer: SocketAddr,
-    context: Arc<ListenerContext>,
+/// Runs one session over `stream` to its end. `endpoints` come from
+/// accept, so no system call is spent asking again.
+pub async fn serve<S: Transport>(
+    stream: S,
+    endpoints: Endpoints,
+    context: Arc<ListenerContext<S>>,
     shutdown: watch::Receiver<Phase>,
 ) {
-    let _ = socket.set_nodelay(true);
-    let shared = Arc::clone(&context);
-    let metrics = &shared.metrics;
+    let metrics = context.metrics.clone();
     metrics.sessions_active.inc();
     let started = Instant::now();
     let id = next_session_id();
+    let endpoints = Endpoints { peer: normalize(endpoints.peer), local: normalize(endpoints.local) };
     let stream = match &context.server_tls {
-        Some(tls) if tls.mode == TlsMode::Implicit => match handshake(tls, socket, metrics, &id, peer).await {
-            Some(stream) => stream,
-            None => {
-                metrics.sessions_active.dec();
-                metrics.session_ended("tls_failed");
-                return;
+        Some(tls) if tls.mode == TlsMode::Implicit => {
+            match handshake(tls, stream, &metrics, &id, endpoints.peer).await {
+                Some(stream) => stream,
+                None => {
+                    metrics.sessions_active.dec();
+                    metrics.session_ended(SessionOutcome::TlsFailed);
+                    return;
+                }
             }
-        },
-        _ => Stream::Plain(socket),
+        }
+        _ => Stream::Plain(stream),
     };
     let mut session = Session {
         id,
-        peer: normalize(peer),
+        endpoints,
         client: Connection::new(stream).with_write_timeout(context.settings.limits.command_timeout),
-        upstream: None,
+        upstream: UpstreamSlot::new(),
         hello: None,
         transaction: None,
         errors: 0,
         authenticated: false,
+        issued_tags: Vec::new(),
         shutdown,
         context,
     };
     let outcome = session.run().await;
     metrics.sessions_active.dec();
-    metrics.session_ended(outcome.as_str());
+    metrics.session_ended(outcome);
     metrics.session_duration.observe(started.elapsed().as_secs_f64());
-    tracing::debug!(session = %session.id, client = %session.peer.ip(), outcome = outcome.as_str(), "session ended");
+    tracing::debug!(session = %session.id, client = %session.endpoints.peer.ip(), outcome = outcome.as_str(), "session ended");
 }
 
 /// IPv4 clients on a dual-stack socket appear as `::ffff:a.b.c.d`.
@@ -252,7 +221,77 @@ fn normalize(address: SocketAddr) -> SocketAddr {
     }
 }
 
-impl Session {
+/// Reads more of what the client sends, for at most `timeout`; a stop
+/// of the process ends the wait at once (`421 4.3.2`), so a drain never
+/// waits on a stalled client.
+async fn read_client<S: Transport>(
+    client: &mut Connection<Stream<S>>,
+    shutdown: &mut watch::Receiver<Phase>,
+    timeout: std::time::Duration,
+) -> Result<ReadOutcome, End> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if *shutdown.borrow_and_update() == Phase::Stopping {
+            return Err(End::shutdown());
+        }
+        tokio::select! {
+            read = client.fill() => return match read {
+                Ok(0) | Err(_) => Err(End::client_closed()),
+                Ok(_) => Ok(ReadOutcome::Read),
+            },
+            changed = shutdown.changed() => {
+                if changed.is_err() {
+                    // No one can stop the process any more: just read.
+                    return match tokio::time::timeout_at(deadline, client.fill()).await {
+                        Ok(Ok(0) | Err(_)) => Err(End::client_closed()),
+                        Ok(Ok(_)) => Ok(ReadOutcome::Read),
+                        Err(_) => Ok(ReadOutcome::TimedOut),
+                    };
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => return Ok(ReadOutcome::TimedOut),
+        }
+    }
+}
+
+/// What a bounded read of the client came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadOutcome {
+    Read,
+    TimedOut,
+}
+
+/// Who the client is, as the upstream must learn it.
+fn identity<'a, S: Transport>(
+    endpoints: &Endpoints,
+    client: &Connection<Stream<S>>,
+    hello: Option<&'a Hello>,
+    session: &'a str,
+) -> Client<'a> {
+    Client {
+        peer: endpoints.peer,
+        local: endpoints.local,
+        tls_version: client_tls_version(client.stream()),
+        hello: hello.map(|hello| (hello.domain.as_str(), hello.extended)),
+        session,
+    }
+}
+
+/// The label a command's added latency is recorded under.
+fn command_label(verb: Verb) -> CommandLabel {
+    match verb {
+        Verb::Ehlo => CommandLabel::Ehlo,
+        Verb::Helo => CommandLabel::Helo,
+        Verb::Mail => CommandLabel::Mail,
+        Verb::Rcpt => CommandLabel::Rcpt,
+        Verb::Data => CommandLabel::Data,
+        Verb::Rset => CommandLabel::Rset,
+        Verb::Noop => CommandLabel::Noop,
+        _ => CommandLabel::Other,
+    }
+}
+
+impl<S: Transport> Session<S> {
     fn settings(&self) -> &ListenerSettings {
         &self.context.settings
     }
@@ -261,10 +300,13 @@ impl Session {
         &self.context.policy
     }
 
-    async fn run(&mut self) -> Outcome {
-        let result = self.converse().await;
-        let outcome = match result {
-            Ok(()) => Outcome::Completed,
+    fn today(&self) -> Day {
+        self.context.clock.today()
+    }
+
+    async fn run(&mut self) -> SessionOutcome {
+        let outcome = match self.converse().await {
+            Ok(()) => SessionOutcome::Completed,
             Err(end) => {
                 if let Some(reply) = &end.reply {
                     self.client.queue_reply(reply);
@@ -273,28 +315,22 @@ impl Session {
             }
         };
         self.client.shutdown().await;
-        // Dropping the upstream closes it; the MTA discards a transaction
-        // that never saw its final dot.
-        self.upstream = None;
+        // Closing the upstream makes the MTA discard a transaction that
+        // never saw its final dot.
+        self.upstream.close();
         outcome
     }
 
     async fn converse(&mut self) -> Step {
-        self.open_upstream().await?;
+        let first = UpstreamClient::connect(&self.context, self.client_identity()).await?;
+        self.upstream.install(first);
         let greeting = Reply::new(220, &format!("{} ESMTP", self.settings().hostname));
         self.client.queue_reply(&greeting);
         loop {
-            let incoming = self.next_command().await?;
-            let line = match incoming {
+            let line = match self.next_command().await? {
                 Incoming::Line(line) => line,
                 Incoming::Bad(error) => {
-                    let text = match error {
-                        LineError::TooLong => "5.5.2 Line too long",
-                        LineError::BareLf => "5.5.2 Bare LF in command; lines must end with CRLF",
-                        LineError::BareCr => "5.5.2 Bare CR in command; lines must end with CRLF",
-                    };
-                    self.context.metrics.rejection("command", line_error_label(error));
-                    self.reply(Reply::new(500, text))?;
+                    self.refuse_line(error)?;
                     continue;
                 }
             };
@@ -311,23 +347,142 @@ impl Session {
             if verb == Verb::Quit {
                 return self.quit().await;
             }
-            let upstream_time = self.handle(command, &line).await?;
-            let added = started.elapsed().saturating_sub(upstream_time);
-            self.context.metrics.added_latency(verb.as_str(), added.as_secs_f64());
+            self.handle(command, &line).await?;
+            let waited = self.upstream.take_waited();
+            self.context
+                .metrics
+                .added_latency(command_label(verb), started.elapsed().saturating_sub(waited).as_secs_f64());
         }
+    }
+
+    /// One row per command: which handler runs it.
+    async fn handle(&mut self, command: Command, line: &[u8]) -> Step {
+        match command {
+            Command::Hello { extended, domain } => self.hello(extended, domain, line).await,
+            Command::Mail { path, parameters } => self.mail(path, parameters, line).await,
+            Command::Rcpt { path, parameters } => self.rcpt(path, parameters, line).await,
+            Command::Data => self.data().await,
+            Command::Rset => {
+                self.transaction = None;
+                self.relay(line).await
+            }
+            Command::Relayed(_) => self.relay(line).await,
+            Command::Auth { .. } => self.auth(line).await,
+            Command::StartTls => self.starttls().await,
+            Command::NotOffered(verb) => {
+                self.reply(Reply::new(502, &format!("5.5.1 {} is not available", verb.as_str())))
+            }
+            Command::Unknown => self.reply(Reply::new(500, "5.5.2 Command not recognized")),
+            // Handled by the caller, before any other.
+            Command::Quit => Ok(()),
+        }
+    }
+
+    /// A command line that breaks the framing rules.
+    fn refuse_line(&mut self, error: LineError) -> Step {
+        let text = match error {
+            LineError::TooLong => "5.5.2 Line too long",
+            LineError::BareLf => "5.5.2 Bare LF in command; lines must end with CRLF",
+            LineError::BareCr => "5.5.2 Bare CR in command; lines must end with CRLF",
+            LineError::Nul => "5.5.2 NUL byte in command",
+        };
+        self.context.metrics.rejection(Stage::Command, RejectReason::from(error));
+        self.reply(Reply::new(500, text))
     }
 
     /// Queues a reply to the client and counts errors.
     fn reply(&mut self, reply: Reply) -> Step {
         let is_error = reply.is_error() && reply.code() != 452;
+        let reply = self.without_issued_tags(reply);
         self.client.queue_reply(&reply);
         if is_error {
             self.errors += 1;
             if self.errors >= self.settings().limits.max_errors {
-                return Err(End::with(Outcome::TooManyErrors, 421, "4.7.0 Too many errors; closing the connection"));
+                return Err(End::with(
+                    SessionOutcome::TooManyErrors,
+                    421,
+                    "4.7.0 Too many errors; closing the connection",
+                ));
             }
         }
         Ok(())
+    }
+
+    /// A refusal of the proxy's own, counted by stage and reason.
+    fn refuse(&mut self, stage: Stage, reason: RejectReason, reply: Reply) -> Step {
+        self.context.metrics.rejection(stage, reason);
+        self.reply(reply)
+    }
+
+    /// Remembers a tag put on the client's sender, to keep it out of replies.
+    fn issued(&mut self, original: &Mailbox, signed: &Mailbox) {
+        let (original_local, signed_local) = (original.local_part(), signed.local_part());
+        if self.issued_tags.iter().any(|tag| tag.signed_local == signed_local) {
+            return;
+        }
+        let decoration = signed_local
+            .strip_suffix(original_local)
+            .or_else(|| signed_local.strip_prefix(original_local))
+            .unwrap_or(signed_local);
+        if self.issued_tags.len() == MAX_ISSUED_TAGS {
+            self.issued_tags.remove(0);
+        }
+        self.issued_tags.push(IssuedTag {
+            signed_local: signed_local.to_owned(),
+            original_local: original_local.to_owned(),
+            decoration: decoration.to_owned(),
+        });
+    }
+
+    /// The reply with every tag this session made replaced by the address
+    /// the client gave.
+    fn without_issued_tags(&self, mut reply: Reply) -> Reply {
+        for tag in &self.issued_tags {
+            if let Some(clean) = reply.replaced(&tag.signed_local, &tag.original_local) {
+                reply = clean;
+            }
+            if let Some(clean) = reply.replaced(&tag.decoration, "") {
+                reply = clean;
+            }
+        }
+        reply
+    }
+
+    /// Who the client is, for the upstream.
+    fn client_identity(&self) -> Client<'_> {
+        identity(&self.endpoints, &self.client, self.hello.as_ref(), &self.id)
+    }
+
+    /// The upstream session, identified; a new one, with the client's
+    /// EHLO replayed, when the last was dropped on purpose.
+    async fn upstream(&mut self) -> Result<&mut UpstreamClient<S>, End> {
+        let identity = identity(&self.endpoints, &self.client, self.hello.as_ref(), &self.id);
+        if self.upstream.is_open() {
+            let client = self.upstream.client()?;
+            client.identify(identity).await?;
+            return Ok(client);
+        }
+        if self.authenticated {
+            // A new upstream session would not carry the client's AUTH.
+            return Err(End::with(
+                SessionOutcome::UpstreamLost,
+                421,
+                "4.3.0 Session reset after a refused message; please reconnect",
+            ));
+        }
+        let hello = self.hello.as_ref().map(|hello| hello.line.as_slice());
+        self.upstream.reopen(&self.context, identity, hello).await
+    }
+
+    /// Relays a command unchanged and queues the upstream's reply.
+    async fn relay(&mut self, line: &[u8]) -> Step {
+        let reply = self.upstream().await?.command(line).await?;
+        self.reply(reply)
+    }
+
+    /// Sends one command upstream and returns the reply.
+    async fn exchange(&mut self, line: &[u8]) -> Result<Reply, End> {
+        Ok(self.upstream().await?.command(line).await?)
     }
 
     /// Waits for the next command line; flushes replies first when the
@@ -341,97 +496,49 @@ impl Session {
             }
             let phase = *self.shutdown.borrow();
             if phase == Phase::Stopping || (phase == Phase::Draining && self.transaction.is_none()) {
-                return Err(End::with(Outcome::Shutdown, 421, "4.3.2 Service shutting down; try again later"));
+                return Err(End::shutdown());
             }
             if self.client.flush().await.is_err() {
-                return Err(End { outcome: Outcome::ClientClosed, reply: None });
+                return Err(End::client_closed());
             }
             self.client.release_idle_buffers();
-            if let Some(upstream) = &mut self.upstream {
-                upstream.connection.release_idle_buffers();
-            }
+            self.upstream.release_idle_buffers();
             let deadline = tokio::time::sleep(timeout);
             tokio::select! {
                 read = self.client.fill() => match read {
-                    Ok(0) | Err(_) => return Err(End { outcome: Outcome::ClientClosed, reply: None }),
+                    Ok(0) | Err(_) => return Err(End::client_closed()),
                     Ok(_) => {}
                 },
-                _ = upstream_activity(&mut self.upstream) => {
+                _ = self.upstream.idle_activity() => {
                     // An idle upstream that speaks is closing (e.g. "421 timeout").
-                    self.context.metrics.upstream_error("closed_idle");
-                    self.upstream = None;
-                    return Err(End::with(Outcome::UpstreamLost, 421, "4.4.2 Upstream mail server closed the connection; try again later"));
+                    self.context.metrics.upstream_error(UpstreamError::ClosedIdle);
+                    return Err(End::with(
+                        SessionOutcome::UpstreamLost,
+                        421,
+                        "4.4.2 Upstream mail server closed the connection; try again later",
+                    ));
                 }
                 _ = self.shutdown.changed() => {}
                 _ = deadline => {
-                    return Err(End::with(Outcome::ClientTimeout, 421, "4.4.2 Timeout waiting for a command; closing the connection"));
+                    return Err(End::with(
+                        SessionOutcome::ClientTimeout,
+                        421,
+                        "4.4.2 Timeout waiting for a command; closing the connection",
+                    ));
                 }
             }
-        }
-    }
-
-    async fn handle(&mut self, command: Command, line: &[u8]) -> Result<std::time::Duration, End> {
-        match command {
-            Command::Hello { extended, domain } => self.hello(extended, domain, line).await,
-            Command::Mail { path, parameters } => self.mail(path, parameters, line).await,
-            Command::Rcpt { path, parameters } => self.rcpt(path, parameters, line).await,
-            Command::Data => self.data().await,
-            Command::Rset => {
-                self.transaction = None;
-                let (reply, spent) = self.relay(line).await?;
-                self.reply(reply)?;
-                Ok(spent)
-            }
-            Command::Relayed(_) => {
-                let (reply, spent) = self.relay(line).await?;
-                self.reply(reply)?;
-                Ok(spent)
-            }
-            Command::Auth { .. } => self.auth(line).await,
-            Command::StartTls => self.starttls().await,
-            Command::NotOffered(verb) => {
-                self.reply(Reply::new(502, &format!("5.5.1 {} is not available", verb.as_str())))?;
-                Ok(Default::default())
-            }
-            Command::Unknown => {
-                self.reply(Reply::new(500, "5.5.2 Command not recognized"))?;
-                Ok(Default::default())
-            }
-            Command::Quit => unreachable!("QUIT is handled by the caller"),
         }
     }
 
     async fn quit(&mut self) -> Step {
-        if let Some(upstream) = &mut self.upstream {
-            upstream.connection.queue(b"QUIT\r\n");
-            if upstream.connection.flush().await.is_ok() {
-                let _ = upstream.connection.read_reply(std::time::Duration::from_secs(5)).await;
-            }
-        }
+        self.upstream.quit().await;
         self.client.queue_reply(&Reply::new(221, "2.0.0 Bye"));
         Ok(())
     }
-}
 
-/// Resolves when an idle upstream sends anything or closes; never when
-/// there is no upstream.
-/// Watching starts after a moment: a busy client's next command usually
-/// comes first, and not polling the upstream in between saves a read
-/// system call per command.
-async fn upstream_activity(upstream: &mut Option<Upstream>) {
-    match upstream {
-        Some(upstream) => {
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            let _ = upstream.connection.fill().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-fn line_error_label(error: LineError) -> &'static str {
-    match error {
-        LineError::TooLong => "line_too_long",
-        LineError::BareLf => Violation::BareLf.as_str(),
-        LineError::BareCr => Violation::BareCr.as_str(),
+    /// Drops the upstream session on purpose: the MTA discards the
+    /// transaction that never saw its final dot.
+    fn drop_upstream(&mut self, reason: DropReason) {
+        self.upstream.drop_session(reason, &self.id);
     }
 }

@@ -1,61 +1,76 @@
 //! TLS towards the client: STARTTLS and implicit handshakes.
 
-use super::*;
+use std::net::SocketAddr;
 
-impl Session {
+use super::upstream_slot::DropReason;
+use super::{End, Session, Step};
+use crate::config::{ClientIdentity, TlsMode};
+use crate::connection::{Stream, Transport};
+use crate::labels::{SessionOutcome, TlsHandshake};
+use crate::metrics::ListenerMetrics;
+use crate::smtp::reply::Reply;
+use crate::tls::ServerTls;
+
+impl<S: Transport> Session<S> {
     pub(super) fn client_tls(&self) -> bool {
         self.client.stream().is_tls()
     }
 
-    pub(super) async fn starttls(&mut self) -> Result<std::time::Duration, End> {
-        let context = Arc::clone(&self.context);
+    pub(super) async fn starttls(&mut self) -> Step {
+        let context = std::sync::Arc::clone(&self.context);
         let Some(tls) = context.server_tls.as_ref().filter(|tls| tls.mode == TlsMode::StartTls) else {
-            self.reply(Reply::new(502, "5.5.1 STARTTLS is not offered on this listener"))?;
-            return Ok(Default::default());
+            return self.reply(Reply::new(502, "5.5.1 STARTTLS is not offered on this listener"));
         };
         if self.client_tls() {
-            self.reply(Reply::new(503, "5.5.1 TLS is already active"))?;
-            return Ok(Default::default());
+            return self.reply(Reply::new(503, "5.5.1 TLS is already active"));
         }
         self.client.queue_reply(&Reply::new(220, "2.0.0 Ready to start TLS"));
         if self.client.flush().await.is_err() {
-            return Err(End { outcome: Outcome::ClientClosed, reply: None });
+            return Err(End::client_closed());
         }
-        let Stream::Plain(socket) = self.client.take_stream() else {
-            unreachable!("only a plain connection upgrades");
+        let Stream::Plain(socket) = self.client.replace_stream(Stream::Closed) else {
+            return Err(End::silently(SessionOutcome::TlsFailed));
         };
-        match handshake(tls, socket, &context.metrics, &self.id, self.peer).await {
-            Some(stream) => self.client.set_stream(stream),
-            None => {
-                return Err(End { outcome: Outcome::TlsFailed, reply: None });
-            }
-        }
+        let Some(stream) = handshake(tls, socket, &context.metrics, &self.id, self.endpoints.peer).await else {
+            return Err(End::silently(SessionOutcome::TlsFailed));
+        };
+        self.client.replace_stream(stream);
         // RFC 3207 §4.2: forget everything learnt before TLS.
         self.hello = None;
         self.transaction = None;
-        if self.settings().client_identity == ClientIdentity::ProxyV2
-            && let Some(mut upstream) = self.upstream.take()
-        {
+        if self.settings().client_identity == ClientIdentity::ProxyV2 {
             // A fresh upstream session whose PROXY header says the client uses TLS.
-            upstream.connection.queue(b"QUIT\r\n");
-            let _ = upstream.connection.flush().await;
+            self.upstream.quit().await;
+            self.drop_upstream(DropReason::ClientTls);
+        } else if self.upstream.is_open() {
+            // The upstream session goes on: nothing the client began in
+            // clear text (a MAIL, recipients) may survive into TLS there.
+            let reply = self.exchange(b"RSET\r\n").await?;
+            if !reply.is_positive() {
+                tracing::warn!(session = %self.id, reply = %reply, "the upstream refused RSET after STARTTLS");
+                return Err(End::with(
+                    SessionOutcome::UpstreamLost,
+                    421,
+                    "4.3.0 Mail service temporarily unavailable; try again later",
+                ));
+            }
         }
-        Ok(Default::default())
+        Ok(())
     }
 }
 
 /// A TLS handshake with a client, bounded in time; failures are counted
 /// and logged with their reason.
-pub(super) async fn handshake(
+pub(super) async fn handshake<S: Transport>(
     tls: &ServerTls,
-    socket: TcpStream,
+    socket: S,
     metrics: &ListenerMetrics,
     id: &str,
     peer: SocketAddr,
-) -> Option<Stream> {
+) -> Option<Stream<S>> {
     match tokio::time::timeout(tls.handshake_timeout, tls.acceptor.accept(socket)).await {
         Ok(Ok(stream)) => {
-            metrics.tls_handshake("ok");
+            metrics.tls_handshake(TlsHandshake::Ok);
             let (_, connection) = stream.get_ref();
             tracing::debug!(
                 session = %id,
@@ -67,12 +82,12 @@ pub(super) async fn handshake(
             Some(Stream::ServerTls(Box::new(stream)))
         }
         Ok(Err(error)) => {
-            metrics.tls_handshake("failed");
+            metrics.tls_handshake(TlsHandshake::Failed);
             tracing::info!(session = %id, client = %peer.ip(), reason = %error, "TLS handshake failed");
             None
         }
         Err(_) => {
-            metrics.tls_handshake("timeout");
+            metrics.tls_handshake(TlsHandshake::Timeout);
             tracing::info!(session = %id, client = %peer.ip(), reason = "timeout", "TLS handshake failed");
             None
         }
@@ -80,7 +95,7 @@ pub(super) async fn handshake(
 }
 
 /// The TLS version of the client's connection, for the PROXY v2 header.
-pub(super) fn client_tls_version(stream: &Stream) -> Option<&'static str> {
+pub(super) fn client_tls_version<S>(stream: &Stream<S>) -> Option<&'static str> {
     match stream {
         Stream::ServerTls(tls) => match tls.get_ref().1.protocol_version() {
             Some(rustls::ProtocolVersion::TLSv1_3) => Some("TLSv1.3"),

@@ -4,12 +4,15 @@
 //! Only `CRLF . CRLF` ends a message. A bare LF or CR anywhere is a
 //! violation: such a message is never forwarded as a boundary, because an
 //! MTA behind us that reads `\n.\n` as the end would see a second,
-//! smuggled message (SMTP smuggling, SEC Consult 2023).
+//! smuggled message (SMTP smuggling, SEC Consult 2023). So is a NUL byte:
+//! receivers that drop NULs read `\r\n\0.\r\n` as the end. No BINARYMIME
+//! is offered, so no message may carry one (RFC 5321 §2.3.8, RFC 6152).
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Violation {
     BareLf,
     BareCr,
+    Nul,
 }
 
 impl Violation {
@@ -17,6 +20,7 @@ impl Violation {
         match self {
             Violation::BareLf => "bare_lf",
             Violation::BareCr => "bare_cr",
+            Violation::Nul => "nul",
         }
     }
 }
@@ -80,12 +84,22 @@ impl DataScanner {
     pub fn scan(&mut self, input: &[u8]) -> Scan {
         let mut index = 0;
         while index < input.len() {
+            if input[index] == 0 {
+                self.violate(Violation::Nul);
+                self.state = State::Middle;
+                index += 1;
+                continue;
+            }
             match self.state {
-                State::Middle => match memchr::memchr2(b'\r', b'\n', &input[index..]) {
+                State::Middle => match memchr::memchr3(b'\r', b'\n', 0, &input[index..]) {
                     None => index = input.len(),
                     Some(offset) => {
                         let at = index + offset;
-                        if input[at] == b'\r' {
+                        if input[at] == 0 {
+                            // Counted at the top of the loop.
+                            index = at;
+                            continue;
+                        } else if input[at] == b'\r' {
                             self.state = State::Cr;
                         } else {
                             // A bare LF ends nothing: the standard terminator is required.
@@ -197,8 +211,26 @@ mod tests {
     }
 
     #[test]
-    fn nul_and_8bit_pass() {
-        let input = b"caf\xc3\xa9 \x00 \xff\r\n.\r\n";
+    fn eight_bit_passes() {
+        let input = b"caf\xc3\xa9 \xff\r\n.\r\n";
         assert_eq!(run(input, 4), (Some(input.len()), None, (input.len() - 3) as u64));
+    }
+
+    #[test]
+    fn nul_is_a_violation_wherever_it_stands() {
+        for input in [
+            &b"a\x00b\r\n.\r\n"[..],
+            b"a\r\n\x00.\r\n.\r\n",
+            b"a\r\n.\x00\r\n.\r\n",
+            b"a\r\n.\r\x00\n\r\n.\r\n",
+            b"a\r\x00\n\r\n.\r\n",
+            b"\x00\r\n.\r\n",
+        ] {
+            for piece in 1..=input.len() {
+                let (end, seen, _) = run(input, piece);
+                assert_eq!(end, Some(input.len()), "{:?} piece {piece}", String::from_utf8_lossy(input));
+                assert_eq!(seen, Some(Violation::Nul), "{:?} piece {piece}", String::from_utf8_lossy(input));
+            }
+        }
     }
 }

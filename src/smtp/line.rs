@@ -1,12 +1,13 @@
 //! Command-line framing: one CRLF-terminated line at a time, with a length
-//! limit and no tolerance for bare CR or LF (either could smuggle a command
-//! past the MTA behind us).
+//! limit and no tolerance for bare CR or LF, nor for NUL (a receiver that
+//! drops NUL bytes would read another line than the proxy did).
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineError {
     TooLong,
     BareLf,
     BareCr,
+    Nul,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +36,9 @@ pub fn next_line(buffer: &[u8], max: usize) -> Framed {
                 return Framed::Bad { error: LineError::BareLf, consumed, line_ended: true };
             }
             let len = newline - 1;
-            if memchr::memchr(b'\r', &buffer[..len]).is_some() {
-                return Framed::Bad { error: LineError::BareCr, consumed, line_ended: true };
+            if let Some(at) = memchr::memchr2(b'\r', 0, &buffer[..len]) {
+                let error = if buffer[at] == 0 { LineError::Nul } else { LineError::BareCr };
+                return Framed::Bad { error, consumed, line_ended: true };
             }
             Framed::Line { len, consumed }
         }
@@ -65,6 +67,10 @@ mod tests {
         assert_eq!(
             next_line(b"NO\rOP\r\n", 512),
             Framed::Bad { error: LineError::BareCr, consumed: 7, line_ended: true }
+        );
+        assert_eq!(
+            next_line(b"RSET\0\r\nQUIT\r\n", 512),
+            Framed::Bad { error: LineError::Nul, consumed: 7, line_ended: true }
         );
     }
 

@@ -4,5 +4,6 @@ pub mod address;
 pub mod capabilities;
 pub mod command;
 pub mod data;
+pub mod header;
 pub mod line;
 pub mod reply;

@@ -108,6 +108,31 @@ impl Reply {
         self.wire.to_vec()
     }
 
+    /// The same reply with every occurrence of `needle` (ASCII case
+    /// ignored) replaced; `None` when it does not occur. Replacements never
+    /// span lines: a needle holds no line break.
+    pub fn replaced(&self, needle: &str, replacement: &str) -> Option<Reply> {
+        let needle = needle.as_bytes().to_ascii_lowercase();
+        if needle.is_empty() || needle.contains(&b'\n') {
+            return None;
+        }
+        let folded = self.wire.to_ascii_lowercase();
+        let mut found = memchr::memmem::find_iter(&folded, &needle).peekable();
+        found.peek()?;
+        let mut wire = Vec::with_capacity(self.wire.len());
+        let mut copied = 0;
+        for at in found {
+            if at < copied {
+                continue;
+            }
+            wire.extend_from_slice(&self.wire[copied..at]);
+            wire.extend_from_slice(replacement.as_bytes());
+            copied = at + needle.len();
+        }
+        wire.extend_from_slice(&self.wire[copied..]);
+        Some(Reply { code: self.code, wire: Bytes::from(wire) })
+    }
+
     /// Takes one complete reply off the front of `buffer`. `Ok(None)` means
     /// more bytes are needed (a normal outcome, not an error).
     pub fn parse(buffer: &mut BytesMut) -> Result<Option<Reply>, ReplyError> {
@@ -228,6 +253,17 @@ mod tests {
         assert_eq!(reply.unwrap().unwrap().to_bytes(), b"250-bare\r\n250 lf\r\n");
         let (reply, _) = parse(b"550 a\rb\r\n");
         assert_eq!(reply.unwrap().unwrap().to_bytes(), b"550 ab\r\n");
+    }
+
+    #[test]
+    fn replacing_text_keeps_the_framing() {
+        let reply =
+            Reply::new(554, "5.7.1 <PRVS=3789B4A285=alice@example.com>: Sender rejected\nsee prvs=3789b4a285=alice");
+        let clean = reply.replaced("prvs=3789b4a285=alice", "alice").unwrap();
+        assert_eq!(clean.to_bytes(), b"554-5.7.1 <alice@example.com>: Sender rejected\r\n554 see alice\r\n");
+        assert_eq!(clean.code(), 554);
+        assert_eq!(reply.replaced("absent", "x"), None);
+        assert_eq!(Reply::new(250, "aaa").replaced("aa", "b").unwrap().to_bytes(), b"250 ba\r\n");
     }
 
     #[test]

@@ -17,6 +17,12 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_batv-proxy");
 
+/// The binary [`Proxy`] runs: this build's, or the one `BATV_PROXY_BIN`
+/// names, so a regression test can be shown to fail on an older build.
+pub fn proxy_binary() -> std::ffi::OsString {
+    std::env::var_os("BATV_PROXY_BIN").unwrap_or_else(|| BIN.into())
+}
+
 /// Installs missing tools once per test binary (see tests/tools/provision.sh).
 pub fn provision() {
     static DONE: OnceLock<()> = OnceLock::new();
@@ -165,6 +171,60 @@ pub fn wait_port(port: u16, timeout: Duration) -> bool {
     false
 }
 
+/// A network namespace of the test's own (`ip netns`, as root), deleted
+/// when dropped: a host of its own with addresses no other test uses.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// A namespace with loopback up.
+    pub fn new(prefix: &str) -> Netns {
+        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name =
+            format!("{prefix}-{}-{}", std::process::id(), COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let netns = Netns { name };
+        netns.ip(&["netns", "add", &netns.name]);
+        netns.ip(&["-n", &netns.name, "link", "set", "lo", "up"]);
+        netns
+    }
+
+    /// Runs `ip ARGS`, failing the test when it fails.
+    pub fn ip(&self, args: &[&str]) {
+        let output = Command::new("ip").args(args).output().expect("ip (package iproute2)");
+        assert!(output.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
+    }
+
+    /// Adds an address to the namespace's loopback, usable at once.
+    pub fn add_address(&self, cidr: &str) {
+        self.ip(&["-n", &self.name, "addr", "add", cidr, "dev", "lo", "nodad"]);
+    }
+
+    /// A command that runs inside the namespace.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name]).arg(program);
+        command
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+/// One HTTP GET on loopback: the status code and the whole response.
+pub fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(socket, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, response)
+}
+
 /// Polls `check` until it returns Some or the time is up.
 pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
@@ -206,7 +266,7 @@ impl Proxy {
     pub fn start_in(dir: TestDir, config: &str, ports: &[u16]) -> Proxy {
         let config_path = dir.write("batv-proxy.toml", config);
         let log = std::fs::File::create(dir.join("proxy.log")).unwrap();
-        let child = Command::new(BIN)
+        let child = Command::new(proxy_binary())
             .args(["run", "--config"])
             .arg(&config_path)
             .args(["--log-format", "json"])
@@ -240,7 +300,8 @@ impl Proxy {
     /// Runs a CLI subcommand against this proxy's config.
     pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let (command, rest) = args.split_first().unwrap();
-        let output = Command::new(BIN).arg(command).arg("--config").arg(&self.config).args(rest).output().unwrap();
+        let output =
+            Command::new(proxy_binary()).arg(command).arg("--config").arg(&self.config).args(rest).output().unwrap();
         (
             output.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&output.stdout).trim().to_owned(),

@@ -1,0 +1,121 @@
+//! Outbound decisions: whether and how a sender is signed, and what a
+//! recipient does to a transaction whose signing waits on it.
+
+use crate::batv::Day;
+use crate::batv::tag::{self, Parsed};
+use crate::labels::label_enum;
+use crate::smtp::address::{ForwardPath, Mailbox, ReversePath};
+
+use super::Policy;
+
+label_enum! {
+    /// Why an outbound sender is left unsigned (`reason` of
+    /// `batv_proxy_senders_unsigned_total`).
+    pub enum Unsigned {
+        NullSender => "null_sender",
+        ForeignDomain => "foreign_domain",
+        AlreadyTagged => "already_tagged",
+        Srs => "srs",
+        ListSender => "list_sender",
+        ExemptSender => "exempt_sender",
+        ExemptRecipient => "exempt_recipient",
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SenderDecision {
+    Sign(Mailbox),
+    /// Sign unless the recipients are exempt: hold MAIL until the first RCPT.
+    SignUnlessExempt(Mailbox),
+    Keep(Unsigned),
+}
+
+/// Where a transaction's sender stands when a recipient comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderStage {
+    /// MAIL went upstream as decided at MAIL.
+    Sent,
+    /// MAIL waits for the first recipient to choose the sender's form.
+    Held,
+    /// The first recipient chose: exempt recipients see the plain sender.
+    Decided { exempt: bool },
+}
+
+/// What an outbound recipient does to its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundRecipient {
+    /// Relay the RCPT.
+    Relay,
+    /// First send the held MAIL: signed, or plain for an exempt recipient.
+    SendHeldMail { exempt: bool },
+    /// This recipient needs the other sender form: `452 4.5.3`, so the
+    /// client sends it in a transaction of its own.
+    SeparateTransaction,
+}
+
+impl Policy {
+    /// Outbound: whether and how to sign `MAIL FROM`.
+    pub fn outbound_sender(&self, path: &ReversePath, today: Day) -> SenderDecision {
+        let ReversePath::Mailbox(mailbox) = path else {
+            return SenderDecision::Keep(Unsigned::NullSender);
+        };
+        if !self.is_ours(mailbox) {
+            return SenderDecision::Keep(Unsigned::ForeignDomain);
+        }
+        if let Some(reason) = never_signed(mailbox) {
+            return SenderDecision::Keep(reason);
+        }
+        if self.settings.exempt_senders.iter().any(|pattern| pattern.matches(mailbox)) {
+            return SenderDecision::Keep(Unsigned::ExemptSender);
+        }
+        let signed = self.codec.sign(mailbox, today);
+        if self.settings.exempt_recipients.is_empty() {
+            SenderDecision::Sign(signed)
+        } else {
+            SenderDecision::SignUnlessExempt(signed)
+        }
+    }
+
+    /// Outbound: a recipient that must not see a tagged sender.
+    pub fn exempt_recipient(&self, path: &ForwardPath) -> bool {
+        path.mailbox().is_some_and(|mailbox| self.settings.exempt_recipients.iter().any(|p| p.matches(mailbox)))
+    }
+
+    /// Outbound: what a recipient does to a transaction at `stage`. One
+    /// sender form per transaction: recipients exempt from signing and the
+    /// others never share one.
+    pub fn outbound_recipient(&self, stage: SenderStage, path: &ForwardPath) -> OutboundRecipient {
+        match stage {
+            SenderStage::Sent => OutboundRecipient::Relay,
+            SenderStage::Held => OutboundRecipient::SendHeldMail { exempt: self.exempt_recipient(path) },
+            SenderStage::Decided { exempt } if exempt != self.exempt_recipient(path) => {
+                OutboundRecipient::SeparateTransaction
+            }
+            SenderStage::Decided { .. } => OutboundRecipient::Relay,
+        }
+    }
+}
+
+/// Senders that are never signed, whatever the configuration: tagged
+/// already (by us or another scheme), SRS-rewritten, or list/VERP return
+/// paths, which the list software decodes itself.
+fn never_signed(mailbox: &Mailbox) -> Option<Unsigned> {
+    let local = mailbox.local_part().to_ascii_lowercase();
+    if tag::parse(mailbox) != Parsed::Untagged
+        || ["prvs=", "msprvs1=", "btv1=="].iter().any(|prefix| local.starts_with(prefix))
+    {
+        return Some(Unsigned::AlreadyTagged);
+    }
+    if local.starts_with("srs0=") || local.starts_with("srs1=") {
+        return Some(Unsigned::Srs);
+    }
+    if local.starts_with("owner-")
+        || local.ends_with("-owner")
+        || local.ends_with("-bounces")
+        || local.contains("-bounces+")
+        || local.contains("-return-")
+    {
+        return Some(Unsigned::ListSender);
+    }
+    None
+}
