@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::session::{self, Endpoints, Phase};
 use crate::status::{self, Probe};
+use crate::verdicts::VerdictLog;
 
 /// Runs what `assembly` describes until SIGTERM; SIGHUP reloads
 /// `config_path` through the same build step.
@@ -117,13 +118,11 @@ struct RunningListener {
 struct Server {
     config_path: PathBuf,
     workers: Workers,
-    /// Opened once: a reload keeps it (a changed [ledger] applies at restart).
-    ledger: Arc<Ledger>,
+    shared: Shared,
     ledger_settings: LedgerSettings,
     /// How long transactions in progress may run after SIGTERM before the
     /// rest are told `421 4.3.2`.
     drain_timeout: Duration,
-    metrics: Arc<Metrics>,
     probes: watch::Sender<Vec<Probe>>,
     status_stop: watch::Sender<bool>,
     phase: watch::Sender<Phase>,
@@ -133,27 +132,32 @@ struct Server {
     sessions_done_wait: mpsc::Receiver<()>,
 }
 
-/// Each listener's context: its part of the assembly, with the metrics
-/// and the ledger, which live as long as the process.
-fn contexts(
-    policy: &Policy,
-    listeners: Vec<ListenerParts>,
-    metrics: &Arc<Metrics>,
-    ledger: &Arc<Ledger>,
-) -> Vec<Arc<ListenerContext<TcpStream>>> {
+/// What lives as long as the process and every listener shares.
+#[derive(Clone)]
+struct Shared {
+    metrics: Arc<Metrics>,
+    /// Opened once: a reload keeps it (a changed [ledger] applies at restart).
+    ledger: Arc<Ledger>,
+    verdicts: Arc<VerdictLog>,
+}
+
+/// Each listener's context: its part of the assembly, with what the
+/// process shares.
+fn contexts(policy: &Policy, listeners: Vec<ListenerParts>, shared: &Shared) -> Vec<Arc<ListenerContext<TcpStream>>> {
     listeners
         .into_iter()
         .map(|parts| {
             Arc::new(ListenerContext {
-                metrics: metrics.for_listener(&parts.settings.name),
+                metrics: shared.metrics.for_listener(&parts.settings.name),
                 settings: parts.settings,
                 policy: policy.clone(),
                 server_tls: parts.server_tls,
                 upstream_tls: parts.upstream_tls,
-                ledger: Arc::clone(ledger),
+                ledger: Arc::clone(&shared.ledger),
                 xclient_attributes: Default::default(),
                 dialler: Arc::new(TcpDialler),
                 clock: Arc::new(SystemClock),
+                verdicts: Arc::clone(&shared.verdicts),
             })
         })
         .collect()
@@ -189,7 +193,9 @@ impl Server {
         });
         assembly.remember_first_start().map_err(StartError::Configuration)?;
         let Assembly { config, policy, listeners, probes, .. } = assembly;
-        let contexts = contexts(&policy, listeners, &metrics, &ledger);
+        let shared =
+            Shared { metrics: Arc::clone(&metrics), ledger, verdicts: Arc::new(VerdictLog::new(config.verdicts)) };
+        let contexts = contexts(&policy, listeners, &shared);
         let (probes, probes_receiver) = watch::channel(probes);
         let (status_stop, status_stop_receiver) = watch::channel(false);
         if let Some(address) = config.metrics_listen {
@@ -201,10 +207,9 @@ impl Server {
         let mut server = Server {
             config_path,
             workers,
-            ledger,
+            shared,
             ledger_settings: config.ledger.clone(),
             drain_timeout: config.drain_timeout,
-            metrics,
             probes,
             status_stop,
             phase,
@@ -283,7 +288,7 @@ impl Server {
                 for error in &errors.0 {
                     tracing::error!(error = %error, "reload refused: configuration error; the running configuration stays");
                 }
-                self.metrics.reload(ReloadOutcome::Refused);
+                self.shared.metrics.reload(ReloadOutcome::Refused);
                 return;
             }
         };
@@ -294,7 +299,7 @@ impl Server {
         if config.ledger != self.ledger_settings {
             tracing::warn!("the [ledger] settings changed; they take effect at the next restart");
         }
-        let contexts = contexts(&policy, listeners, &self.metrics, &self.ledger);
+        let contexts = contexts(&policy, listeners, &self.shared);
         // Every new address is bound before anything changes: a reload
         // that cannot take them all changes nothing.
         let new: Vec<&Arc<ListenerContext<TcpStream>>> =
@@ -313,7 +318,7 @@ impl Server {
                         error = %error,
                         "reload refused: cannot listen on the new address; every running listener stays"
                     );
-                    self.metrics.reload(ReloadOutcome::Refused);
+                    self.shared.metrics.reload(ReloadOutcome::Refused);
                     return;
                 }
             }
@@ -337,7 +342,7 @@ impl Server {
                 let _ = running.context.send(context);
             }
         }
-        self.metrics.reload(ReloadOutcome::Applied);
+        self.shared.metrics.reload(ReloadOutcome::Applied);
         tracing::info!("reload applied");
     }
 

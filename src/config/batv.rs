@@ -1,11 +1,10 @@
 //! `[batv]`: the tag scheme, the key file and our domains.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::batv::{HashAlgorithm, KeyRing, MAX_LIFETIME_DAYS, TagForm};
 use crate::keyfile::{self, KeyFileError};
-use crate::smtp::address::Domain;
+pub use crate::policy::DomainSet;
 
 use super::section::Section;
 use super::values::{Problem, check_domain_entry, choice, is_host_name, number, path};
@@ -28,60 +27,6 @@ pub struct BatvSettings {
     /// recipient there may route to our domains through the MTA's aliases
     /// or rewriting, so bounces to it are judged as ours.
     pub mta_names: DomainSet,
-}
-
-/// Our domains: exact names and `*.parent` wildcards. A lookup costs one
-/// hash probe per label of the domain, whatever the number of domains.
-#[derive(Debug, Clone, Default)]
-pub struct DomainSet {
-    exact: HashSet<String>,
-    /// Parents of `*.parent` entries.
-    wildcard_parents: HashSet<String>,
-}
-
-impl DomainSet {
-    pub fn insert(&mut self, entry: &str) {
-        let entry = entry.trim().trim_end_matches('.').to_lowercase();
-        match entry.strip_prefix("*.") {
-            Some(parent) => self.wildcard_parents.insert(parent.to_owned()),
-            None => self.exact.insert(entry),
-        };
-    }
-
-    pub fn len(&self) -> usize {
-        self.exact.len() + self.wildcard_parents.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// `*.example.com` matches `a.example.com` and `a.b.example.com`, not
-    /// `example.com` itself (list it too if it is ours).
-    pub fn contains(&self, domain: &Domain) -> bool {
-        let name = domain.canonical();
-        if self.exact.contains(&name) {
-            return true;
-        }
-        let mut rest = name.as_str();
-        while let Some(dot) = rest.find('.') {
-            rest = &rest[dot + 1..];
-            if self.wildcard_parents.contains(rest) {
-                return true;
-            }
-        }
-        false
-    }
-}
-
-impl FromIterator<String> for DomainSet {
-    fn from_iter<I: IntoIterator<Item = String>>(entries: I) -> Self {
-        let mut set = DomainSet::default();
-        for entry in entries {
-            set.insert(&entry);
-        }
-        set
-    }
 }
 
 /// The settings, and the keys when the key file could be read.

@@ -119,6 +119,8 @@ pub struct Config {
     pub listeners: Vec<ListenerSettings>,
     /// Where `/metrics` and `/healthz` are served, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Recent verdicts kept for `/verdicts` and `batv-proxy explain`.
+    pub verdicts: usize,
     /// How long transactions in progress may run after SIGTERM.
     pub drain_timeout: Duration,
     /// Runtime worker threads; `None`: one per CPU.
@@ -176,6 +178,16 @@ impl Config {
                     self.batv.key_file.display(),
                     if length == 1 { "" } else { "s" },
                     self.batv.key_file.display()
+                ));
+            }
+        }
+        let mut keys: Vec<&String> = self.policy.message_id_patterns.keys().collect();
+        keys.sort();
+        for key in keys {
+            if !self.batv.domains.may_hold(key) {
+                warnings.push(format!(
+                    "policy.message_id_patterns: \"{key}\" is none of batv.domains, so its patterns are never used \
+                     (they apply to bounces to the domain they are listed under); fix: list them under one of your domains"
                 ));
             }
         }
@@ -259,7 +271,7 @@ fn ipv6_wildcard_takes_ipv4() -> bool {
 fn read_config(root: &mut Section, file: &Path, base: &Path) -> Option<Config> {
     let state_dir =
         root.get_or("state_dir", PathBuf::from(DEFAULT_STATE_DIR), path(base, "state_dir = \"/var/lib/batv-proxy\""));
-    let metrics_listen = root.table("metrics", "[metrics]", Presence::Optional, server::read_metrics);
+    let (metrics_listen, verdicts) = root.table("metrics", "[metrics]", Presence::Optional, server::read_metrics);
     let server = root.table("server", "[server]", Presence::Optional, server::read_server);
     let required_batv = Presence::Required("the [batv] table is missing", "add [batv] with key_file and domains");
     let (batv, keys) = root.table("batv", "[batv]", required_batv, |batv| batv::read_batv(batv, base));
@@ -304,6 +316,18 @@ fn read_config(root: &mut Section, file: &Path, base: &Path) -> Option<Config> {
             "set state_dir to a writable directory, or give enforce_after as a date",
         );
     }
+    for (index, exemption) in policy.exemptions.0.iter().enumerate() {
+        for name in &exemption.listeners {
+            if !listeners.iter().any(|listener| &listener.name == name) {
+                let known: Vec<&str> = listeners.iter().map(|listener| listener.name.as_str()).collect();
+                root.report(
+                    &format!("policy.exemption[{}].listeners", index + 1),
+                    format!("\"{name}\" names no listener"),
+                    format!("use listener names as role@address: {}", known.join(", ")),
+                );
+            }
+        }
+    }
     if let Some(address) = metrics_listen
         && listeners.iter().any(|listener| overlap(listener.listen, address, v6_covers_v4))
     {
@@ -321,6 +345,7 @@ fn read_config(root: &mut Section, file: &Path, base: &Path) -> Option<Config> {
         policy,
         listeners,
         metrics_listen,
+        verdicts,
         drain_timeout: server.drain_timeout,
         worker_threads: server.worker_threads,
         ledger,
