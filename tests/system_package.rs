@@ -12,7 +12,6 @@
 mod common;
 mod system;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -40,7 +39,7 @@ fn the_debian_package_installs_starts_upgrades_and_removes_as_documented() {
     // Build the package here, as the guide says.
     let mut package = None;
     for line in &blocks[0] {
-        let out = run_ok(Command::new("sh").arg("-c").arg(line).current_dir(repository()));
+        let out = run_ok(&mut admin_shell(line));
         package = out.lines().last().map(|l| repository().join(l.trim()));
     }
     let package = package.filter(|p| p.is_file()).expect("the build printed no package path");

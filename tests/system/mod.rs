@@ -69,12 +69,31 @@ pub fn documented_blocks(guide: &str, heading: &str) -> Vec<Vec<String>> {
     blocks
 }
 
+/// A guide's command as an admin runs it in the repository: in a shell
+/// without what `cargo test` adds to a test's environment (the package's
+/// `CARGO_*` variables, `LD_LIBRARY_PATH`, the pinned toolchain), which
+/// would make a nested cargo rebuild everything.
+pub fn admin_shell(command: &str) -> Command {
+    let mut shell = Command::new("sh");
+    shell.arg("-c").arg(command).current_dir(repository());
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let added = (name.starts_with("CARGO") && !["CARGO_HOME", "CARGO_TERM_COLOR"].contains(&name.as_ref()))
+            || name.starts_with("RUSTUP_TOOLCHAIN")
+            || ["LD_LIBRARY_PATH", "RUST_RECURSION_COUNT"].contains(&name.as_ref());
+        if added {
+            shell.env_remove(name.as_ref());
+        }
+    }
+    shell
+}
+
 /// `cargo build --release --locked` as the guide says, in the repository:
 /// the binary the system tests install.
 pub fn release_binary(command: &str) -> PathBuf {
     assert!(command.starts_with("cargo build --release"), "not a release build: {command}");
     let started = Instant::now();
-    run_ok(Command::new("sh").arg("-c").arg(command).current_dir(repository()));
+    run_ok(&mut admin_shell(command));
     eprintln!("{command}: {:.1?}", started.elapsed());
     let binary = repository().join("target/release/batv-proxy");
     assert!(binary.is_file(), "{command} made no {}", binary.display());
