@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::assemble::{Assembly, StartError, assemble};
 use crate::batv::{Codec, Day, KeyId, keys};
@@ -151,6 +151,26 @@ enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Print a shell completion script for batv-proxy on standard output.
+    #[command(after_help = "\
+Examples:
+  bash: batv-proxy completions bash > /etc/bash_completion.d/batv-proxy
+  zsh:  batv-proxy completions zsh > /usr/local/share/zsh/site-functions/_batv-proxy
+  fish: batv-proxy completions fish > ~/.config/fish/completions/batv-proxy.fish
+
+The Debian package installs all three.")]
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages, batv-proxy(1) and one per command, into a directory
+    /// (for packagers; the Debian package ships them).
+    #[command(hide = true)]
+    Man {
+        /// Directory to write the pages into; created if missing.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -163,12 +183,36 @@ pub fn main() -> ExitCode {
         Command::Keygen { output, key_id, if_missing, printable } => keygen(output, key_id, if_missing, printable),
         Command::Health { config } => health(config),
         Command::Inspect { file } => inspect(file),
+        Command::Completions { shell } => completions(shell),
+        Command::Man { output } => man_pages(&output),
         Command::Judge { config, from, rcpt, client, listener, date, message } => judge(
             config,
             crate::judge::Question { listener, from, recipients: rcpt, client, message: None },
             date,
             message,
         ),
+    }
+}
+
+/// The command-line definition, for completions and manual pages.
+pub fn command() -> clap::Command {
+    Arguments::command()
+}
+
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    clap_complete::generate(shell, &mut command(), "batv-proxy", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
+/// batv-proxy.1 and batv-proxy-COMMAND.1 for every visible command.
+fn man_pages(output: &Path) -> ExitCode {
+    let result = std::fs::create_dir_all(output).and_then(|()| clap_mangen::generate_to(command(), output));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{}: cannot write the manual pages: {error}", output.display());
+            ExitCode::from(EXIT_FAILURE)
+        }
     }
 }
 

@@ -143,6 +143,15 @@ impl Ledger {
         }
     }
 
+    /// How many Message-IDs the ledger file holds (for the
+    /// `batv_proxy_ledger_entries` gauge); `None` for other stores or when
+    /// the file cannot be read now.
+    pub fn file_entries(&self) -> Option<u64> {
+        let Ledger::File(file) = self else { return None };
+        let transaction = file.database.begin_read().ok()?;
+        transaction.open_table(IDS).ok()?.len().ok()
+    }
+
     /// The first of `ids` that we sent, if any.
     pub async fn find(&self, ids: &[String]) -> Result<Option<String>, LedgerError> {
         let ids: Vec<String> = ids.iter().map(|id| normalize(id)).filter(|id| !id.is_empty()).collect();

@@ -187,6 +187,10 @@ impl Server {
         let (phase, _) = watch::channel(Phase::Running);
         let (sessions_done, sessions_done_wait) = mpsc::channel(1);
         let ledger = assembly.open_ledger().await?;
+        let sampled = Arc::downgrade(&ledger);
+        metrics.sample_on_scrape(move |metrics| {
+            metrics.set_ledger_entries("file", sampled.upgrade().and_then(|ledger| ledger.file_entries()))
+        });
         assembly.remember_first_start().map_err(StartError::Configuration)?;
         let Assembly { config, policy, listeners, probes, .. } = assembly;
         let shared =

@@ -1,5 +1,6 @@
-//! The HTTP status endpoint: `/metrics` (Prometheus text format) and
-//! `/healthz` (200 when every upstream MTA greets, 503 otherwise).
+//! The HTTP status endpoint: `/metrics` (OpenMetrics or Prometheus' classic
+//! text format, as the `Accept` header asks) and `/healthz` (200 when every
+//! upstream MTA greets, 503 otherwise).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::health::HealthCheck;
 pub use crate::health::Probe;
-use crate::metrics::Metrics;
+use crate::metrics::{Format, Metrics};
 
 /// Serves until `stop` turns true. `upstreams` follows reloads.
 pub async fn serve(
@@ -68,7 +69,13 @@ async fn respond(
         return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n".into());
     }
     match request.uri().path() {
-        "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", metrics.encode()),
+        "/metrics" => {
+            let accept = request.headers().get(hyper::header::ACCEPT).and_then(|value| value.to_str().ok());
+            let format = Format::negotiate(accept);
+            let mut response = reply(StatusCode::OK, format.content_type(), metrics.encode_as(format));
+            response.headers_mut().insert(hyper::header::VARY, hyper::header::HeaderValue::from_static("accept"));
+            response
+        }
         "/healthz" => {
             let targets = upstreams.borrow().clone();
             let report = health.report(&targets).await;
