@@ -201,8 +201,14 @@ impl Server {
         if let Some(address) = config.metrics_listen {
             let listener =
                 status::bind(address).await.with_context(|| format!("metrics: cannot listen on {address}"))?;
-            tracing::info!(listen = %address, "serving /metrics and /healthz");
-            tokio::spawn(status::serve(listener, Arc::clone(&metrics), probes_receiver, status_stop_receiver));
+            tracing::info!(listen = %address, "serving /metrics, /healthz and /verdicts");
+            tokio::spawn(status::serve(
+                listener,
+                Arc::clone(&metrics),
+                Arc::clone(&shared.verdicts),
+                probes_receiver,
+                status_stop_receiver,
+            ));
         }
         let mut server = Server {
             config_path,
