@@ -163,6 +163,14 @@ fn contexts(policy: &Policy, listeners: Vec<ListenerParts>, shared: &Shared) -> 
         .collect()
 }
 
+/// The served certificates' expiry, for `batv_proxy_tls_certificate_expiry_seconds`.
+fn publish_certificates(metrics: &Metrics, contexts: &[Arc<ListenerContext<TcpStream>>]) {
+    metrics.set_certificates(contexts.iter().flat_map(|context| {
+        let served = context.server_tls.iter().flat_map(|tls| tls.certificates.iter());
+        served.map(|certificate| (context.settings.name.as_str(), certificate.name.as_str(), certificate.not_after))
+    }));
+}
+
 fn warn_about_identity(settings: &ListenerSettings) {
     if settings.client_identity == ClientIdentity::None {
         tracing::warn!(
@@ -196,6 +204,7 @@ impl Server {
         let shared =
             Shared { metrics: Arc::clone(&metrics), ledger, verdicts: Arc::new(VerdictLog::new(config.verdicts)) };
         let contexts = contexts(&policy, listeners, &shared);
+        publish_certificates(&metrics, &contexts);
         let (probes, probes_receiver) = watch::channel(probes);
         let (status_stop, status_stop_receiver) = watch::channel(false);
         if let Some(address) = config.metrics_listen {
@@ -331,6 +340,7 @@ impl Server {
         }
         self.drain_timeout = config.drain_timeout;
         let _ = self.probes.send(probes);
+        publish_certificates(&self.shared.metrics, &contexts);
         let wanted: Vec<SocketAddr> = contexts.iter().map(|c| c.settings.listen).collect();
         let removed: Vec<SocketAddr> = self.listeners.keys().filter(|a| !wanted.contains(a)).copied().collect();
         for address in removed {

@@ -356,6 +356,8 @@ fn observed() -> &'static Observed {
         let config = format!(
             "state_dir = \"state\"\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n{BATV_SECTION}\
              [policy.message_id_patterns]\n\"example.com\" = [\"*@mx.example.com\"]\n\
+             [policy.actions]\nexpired_tag = \"mark\"\n\
+             [[policy.exemption]]\nname = \"relay-dave\"\nsenders = [\"dave@example.com\"]\nexempts = [\"signing\"]\n\
              [ledger]\nstore = \"file\"\n{}{}{}{}",
             listener("inbound", inbound, fake.port, "none", ""),
             listener("outbound", outbound, fake.port, "none", ""),
@@ -368,6 +370,11 @@ fn observed() -> &'static Observed {
         let body = format!("Subject: a\r\nMessage-ID: {ours}\r\n\r\nx\r\n");
         assert!(ok(&send_mail(outbound, "alice@example.com", &["carol@remote.test"], &body)));
         assert!(ok(&send_mail(outbound, "erin@remote.test", &["carol@remote.test"], "Subject: b\r\n\r\nx\r\n")));
+        // An exempt sender stays unsigned; a bounce to an expired tag is delivered marked.
+        assert!(ok(&send_mail(outbound, "dave@example.com", &["carol@remote.test"], "Subject: d\r\n\r\nx\r\n")));
+        let month_ago = std::process::Command::new("date").args(["-u", "-d", "30 days ago", "+%F"]).output().unwrap();
+        let expired = proxy.sign_on("bob@example.com", String::from_utf8_lossy(&month_ago.stdout).trim());
+        assert!(ok(&send_mail(inbound, "", &[&expired], "Subject: e\r\n\r\nx\r\n")));
         let tagged = proxy.sign("bob@example.com");
         assert!(ok(&send_mail(inbound, "", &[&tagged], "Subject: c\r\n\r\nx\r\n")));
         let forged = format!("{}{}", &tagged[..9], &tagged[9..].replacen(&tagged[9..10], "x", 1));
@@ -591,6 +598,16 @@ fn operations_doc_log_table_matches_the_log_lines() {
     let doc = repository_file("docs/operations.md");
     let logs = &observed().logs;
     let mut rows = 0;
+    // A line belongs to the row with the longest message it starts with.
+    let row_messages: Vec<&str> = section(&doc, "Logs")
+        .lines()
+        .filter_map(|line| line.split('|').nth(1))
+        .map(|cell| cell.trim())
+        .filter(|cell| cell.starts_with('`'))
+        .map(|cell| cell.trim_matches('`'))
+        .collect();
+    let row_of =
+        |logged: &str| row_messages.iter().filter(|row| logged.starts_with(**row)).max_by_key(|row| row.len()).copied();
     for line in section(&doc, "Logs").lines() {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
         if cells.len() < 5 || !cells[1].starts_with('`') {
@@ -604,7 +621,7 @@ fn operations_doc_log_table_matches_the_log_lines() {
         assert!(literal_in_source(message), "no log message starts with `{message}`");
         let fields: Vec<&str> = cells[3].split(',').map(|f| f.trim().trim_matches('`')).collect();
         let seen: Vec<&serde_json::Value> =
-            logs.iter().filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with(message))).collect();
+            logs.iter().filter(|l| l["message"].as_str().is_some_and(|m| row_of(m) == Some(message))).collect();
         for record in &seen {
             assert_eq!(record["level"].as_str(), Some(cells[2]), "level of `{message}`: {record}");
         }

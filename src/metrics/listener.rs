@@ -8,11 +8,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
 use super::{
-    ALERTED, CommandLabels, InspectionLabels, ListenerLabel, Metrics, OutcomeLabels, RejectionLabels, Series,
-    VerificationLabels,
+    ALERTED, CommandLabels, ExemptionLabels, InspectionLabels, ListenerLabel, MarkLabels, Metrics, OutcomeLabels,
+    RejectionLabels, Series, VerificationLabels,
 };
 use crate::labels::{CommandLabel, MessageOutcome, SessionOutcome, TlsHandshake, UpstreamError};
-use crate::policy::{ContentResult, ContentRule, RejectReason, Stage, Unsigned, VerdictReason, VerdictResult};
+use crate::policy::{ContentResult, ContentRule, RejectReason, Scope, Stage, Unsigned, VerdictReason, VerdictResult};
 
 /// The counter families whose label sets are cached per listener.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -199,6 +199,22 @@ impl ListenerMetrics {
 
     pub fn inspection(&self, kind: crate::dsn::Kind, result: ContentResult, rule: ContentRule) {
         self.inspection_counter(kind, result, rule).inc();
+    }
+
+    /// An exemption let mail through unjudged or unsigned.
+    pub fn exemption(&self, name: &str, scope: Scope) {
+        let labels = ExemptionLabels {
+            listener: self.listener.clone(),
+            exemption: name.to_owned(),
+            scope: scope.as_str().into(),
+        };
+        self.metrics.exemptions.get_or_create(&labels).inc();
+    }
+
+    /// A recipient or message was delivered marked instead of refused.
+    pub fn marked(&self, stage: Stage, rule: &'static str) {
+        let labels = MarkLabels { listener: self.listener.clone(), stage: stage.as_str().into(), rule: rule.into() };
+        self.metrics.marked.get_or_create(&labels).inc();
     }
 
     pub fn added_latency(&self, command: CommandLabel, seconds: f64) {

@@ -68,6 +68,26 @@ pub(super) struct CommandLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ExemptionLabels {
+    pub(super) listener: String,
+    pub(super) exemption: String,
+    pub(super) scope: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct MarkLabels {
+    pub(super) listener: String,
+    pub(super) stage: String,
+    pub(super) rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    listener: String,
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoreLabel {
     store: String,
 }
@@ -100,6 +120,9 @@ pub struct Metrics {
     reloads: Family<OutcomeLabels, Counter>,
     inspections: Family<InspectionLabels, Counter>,
     ledger_entries: Family<StoreLabel, Gauge>,
+    pub(super) exemptions: Family<ExemptionLabels, Counter>,
+    pub(super) marked: Family<MarkLabels, Counter>,
+    certificate_expiry: Family<CertificateLabels, Gauge>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -143,6 +166,9 @@ impl Metrics {
             reloads: Family::default(),
             inspections: Family::default(),
             ledger_entries: Family::default(),
+            exemptions: Family::default(),
+            marked: Family::default(),
+            certificate_expiry: Family::default(),
             samplers: Mutex::default(),
             registry: Registry::default(),
         };
@@ -193,6 +219,21 @@ impl Metrics {
             "Message-IDs held in the outbound ledger file, read at scrape time",
             metrics.ledger_entries.clone(),
         );
+        registry.register(
+            "exemptions",
+            "Mail let through unjudged or unsigned by an exemption, by its name and what it exempts",
+            metrics.exemptions.clone(),
+        );
+        registry.register(
+            "marked",
+            "Recipients and messages delivered with the mark header instead of refused (action mark, or monitor mode), by stage and rule",
+            metrics.marked.clone(),
+        );
+        registry.register(
+            "tls_certificate_expiry_seconds",
+            "Unix time at which a certificate served to clients expires, by listener and the name it covers",
+            metrics.certificate_expiry.clone(),
+        );
         for outcome in ReloadOutcome::ALL {
             let labels = OutcomeLabels { listener: String::new(), outcome: outcome.as_str().into() };
             let _ = metrics.reloads.get_or_create(&labels);
@@ -218,6 +259,16 @@ impl Metrics {
             None => {
                 self.ledger_entries.remove(&labels);
             }
+        }
+    }
+
+    /// The certificates the listeners serve now: `(listener, name, not
+    /// after)`; what a reload dropped goes.
+    pub fn set_certificates<'a>(&self, certificates: impl IntoIterator<Item = (&'a str, &'a str, i64)>) {
+        self.certificate_expiry.clear();
+        for (listener, name, not_after) in certificates {
+            let labels = CertificateLabels { listener: listener.to_owned(), name: name.to_owned() };
+            self.certificate_expiry.get_or_create(&labels).set(not_after);
         }
     }
 

@@ -13,7 +13,7 @@ use crate::labels::{MessageOutcome, SessionOutcome, UpstreamError};
 use crate::ledger;
 use crate::policy::{
     Action, Capture, ContentOutcome, ContentPrecheck, ContentRule, DataDecision, Evidence, LedgerAnswer, Marks,
-    RejectReason, STATUS_FIELD, SenderKind, Source, Stage, may_carry_calendar,
+    RejectReason, STATUS_FIELD, Scope, SenderKind, Source, Stage, may_carry_calendar,
 };
 use crate::smtp::data::{DataScanner, Scan, Violation};
 use crate::smtp::header::HeaderGuard;
@@ -453,6 +453,12 @@ impl<S: Transport> Session<S> {
             );
         }
         self.context.metrics.inspection(inspection.kind, result, rule);
+        if let Some(exemption) = &outcome.exemption {
+            self.context.metrics.exemption(exemption, if bounce { Scope::UntaggedBounce } else { Scope::AutoReply });
+        }
+        if outcome.refusal.is_none() && outcome.action == Some(Action::Mark) {
+            self.context.metrics.marked(Stage::Data, rule.as_str());
+        }
         if outcome.refusal.is_some()
             && let Some(reason) = rule.rejection()
         {
