@@ -13,6 +13,7 @@ use std::future::Future;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::deadline::Deadline;
 use crate::smtp::line::{Framed, LineError, next_line};
 use crate::smtp::reply::{Reply, ReplyError};
 
@@ -135,7 +136,8 @@ impl<S: Transport> Transport for Stream<S> {
 /// What came in where a command line was expected.
 #[derive(Debug)]
 pub enum Incoming {
-    Line(BytesMut),
+    /// Copied out of the read buffer, which stays unshared and is reused.
+    Line(Vec<u8>),
     Bad(LineError),
 }
 
@@ -159,6 +161,8 @@ pub struct Connection<S> {
     discarding_line: bool,
     /// A peer that stops reading cannot hold a write forever.
     write_timeout: Duration,
+    /// Bounds each wait for the peer, with one timer for the connection.
+    read_deadline: Deadline,
 }
 
 impl<S: Transport> Connection<S> {
@@ -169,6 +173,7 @@ impl<S: Transport> Connection<S> {
             output: Vec::new(),
             discarding_line: false,
             write_timeout: Duration::from_secs(300),
+            read_deadline: Deadline::new(),
         }
     }
 
@@ -214,11 +219,23 @@ impl<S: Transport> Connection<S> {
         self.stream.fill_buffer(&mut self.input).await
     }
 
+    /// Reads more bytes, waiting at most `limit`. Cancel-safe.
     pub async fn fill_within(&mut self, limit: Duration) -> Result<usize, ReadError> {
-        match tokio::time::timeout(limit, self.fill()).await {
-            Err(_) => Err(ReadError::Timeout),
-            Ok(Ok(0)) => Err(ReadError::Closed),
-            Ok(result) => Ok(result?),
+        self.read_deadline_in(limit);
+        self.fill_before_deadline().await
+    }
+
+    /// Waits for the peer from now on end `limit` from now.
+    pub fn read_deadline_in(&mut self, limit: Duration) {
+        self.read_deadline.set_in(limit);
+    }
+
+    /// Reads more bytes before the deadline last set. Cancel-safe.
+    pub async fn fill_before_deadline(&mut self) -> Result<usize, ReadError> {
+        match self.read_deadline.within(self.stream.fill_buffer(&mut self.input)).await {
+            None => Err(ReadError::Timeout),
+            Some(Ok(0)) => Err(ReadError::Closed),
+            Some(result) => Ok(result?),
         }
     }
 
@@ -244,8 +261,8 @@ impl<S: Transport> Connection<S> {
             return match next_line(&self.input, max) {
                 Framed::Incomplete => None,
                 Framed::Line { len, consumed } => {
-                    let mut line = self.input.split_to(consumed);
-                    line.truncate(len);
+                    let line = self.input[..len].to_vec();
+                    self.input.advance(consumed);
                     Some(Incoming::Line(line))
                 }
                 Framed::Bad { error, consumed, line_ended } => {
@@ -259,17 +276,12 @@ impl<S: Transport> Connection<S> {
 
     /// A complete reply from what is buffered, reading more as needed.
     pub async fn read_reply(&mut self, limit: Duration) -> Result<Reply, ReadError> {
-        let deadline = tokio::time::Instant::now() + limit;
+        self.read_deadline.set_in(limit);
         loop {
             if let Some(reply) = Reply::parse(&mut self.input)? {
                 return Ok(reply);
             }
-            match tokio::time::timeout_at(deadline, self.fill()).await {
-                Err(_) => return Err(ReadError::Timeout),
-                Ok(Ok(0)) => return Err(ReadError::Closed),
-                Ok(Ok(_)) => {}
-                Ok(Err(error)) => return Err(error.into()),
-            }
+            self.fill_before_deadline().await?;
         }
     }
 

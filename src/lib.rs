@@ -11,6 +11,7 @@ pub mod batv;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod deadline;
 pub mod dsn;
 pub mod health;
 pub mod judge;

@@ -21,10 +21,6 @@ use crate::tls::UpstreamTls;
 
 /// How long a QUIT may take before the connection is simply closed.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
-/// An idle upstream is not watched before this: a busy client's next
-/// command usually comes first, and not polling the upstream in between
-/// saves a read system call per command.
-const IDLE_WATCH_DELAY: Duration = Duration::from_millis(500);
 
 /// Why there is no upstream session to go on with.
 #[derive(Debug)]
@@ -200,9 +196,8 @@ impl<S: Transport> UpstreamClient<S> {
     }
 
     /// Resolves when an idle MTA speaks or closes (an idle timeout: "421
-    /// ... timeout exceeded"), after [`IDLE_WATCH_DELAY`].
+    /// ... timeout exceeded").
     pub async fn idle_activity(&mut self) {
-        tokio::time::sleep(IDLE_WATCH_DELAY).await;
         let _ = self.connection.fill().await;
     }
 

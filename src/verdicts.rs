@@ -77,8 +77,9 @@ pub struct MessageRecord {
 /// One transaction.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct VerdictRecord {
-    /// RFC 3339, UTC.
-    pub time: String,
+    /// Written as RFC 3339, UTC; formatted only when someone asks.
+    #[serde(serialize_with = "rfc3339")]
+    pub time: SystemTime,
     pub session: String,
     pub listener: String,
     pub client: IpAddr,
@@ -96,8 +97,6 @@ pub struct VerdictRecord {
 
 impl VerdictRecord {
     pub fn new(time: SystemTime, session: &str, listener: &str, client: IpAddr, sender: String) -> Self {
-        let time =
-            time::OffsetDateTime::from(time).format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         VerdictRecord {
             time,
             session: session.to_owned(),
@@ -116,6 +115,12 @@ impl VerdictRecord {
     pub fn delivered(&self) -> bool {
         self.message.as_ref().is_some_and(|message| message.reply.starts_with('2'))
     }
+}
+
+fn rfc3339<S: serde::Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    let text =
+        time::OffsetDateTime::from(*time).format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    serializer.serialize_str(&text)
 }
 
 /// What a query asks for; every field given must match.

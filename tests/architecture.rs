@@ -23,6 +23,7 @@ const LAYERS: &[&str] = &[
     "metrics",
     "resolve",
     "connection",
+    "deadline",
     "logging",
     "config",
     "keyfile",

@@ -328,6 +328,7 @@ impl<S: Transport> Session<S> {
         };
         let outcome = if reply.is_positive() { MessageOutcome::Accepted } else { MessageOutcome::RefusedUpstream };
         self.context.metrics.message(outcome);
+        let queue_id = queue_id(&reply);
         let captured = &message.capturer.kept;
         let message_id = if plan.headers_only && reply.is_positive() { own_message_id(captured) } else { None };
         let calendar_uids = if plan.headers_only && reply.is_positive() && captured.len() > header_length(captured) {
@@ -345,7 +346,7 @@ impl<S: Transport> Session<S> {
             sender = %sender,
             size = message.scanner.size(),
             result = outcome.as_str(),
-            queue_id = queue_id(&reply).unwrap_or_default(),
+            queue_id = queue_id.as_deref().unwrap_or_default(),
             message_id = message_id.as_deref().unwrap_or(""),
             signed,
             calendar_uids = calendar_uids.len(),
@@ -353,7 +354,6 @@ impl<S: Transport> Session<S> {
             reply = %reply,
             "message relayed"
         );
-        let queue_id = queue_id(&reply);
         self.note_message(MessageRecord {
             reply: self.without_issued_tags(reply.clone()).to_string(),
             queue_id,
@@ -507,7 +507,7 @@ impl<S: Transport> Session<S> {
 /// The upstream's queue id from its final reply (Postfix "queued as X",
 /// Exim "id=X"), so a message can be followed into the MTA's log.
 pub fn queue_id(reply: &Reply) -> Option<String> {
-    let text = reply.lines().pop()?;
+    let text = std::str::from_utf8(reply.last_line()).ok()?;
     let id = if let Some(index) = text.find("queued as ") {
         &text[index + 10..]
     } else if let Some(index) = text.find("InternalId=") {

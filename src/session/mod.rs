@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use crate::batv::Day;
 use crate::config::{ListenerSettings, TlsMode};
 use crate::connection::{Connection, Incoming, ReadError, Stream, Transport};
+use crate::deadline::Deadline;
 use crate::labels::{CommandLabel, SessionOutcome, UpstreamError};
 use crate::listener::ListenerContext;
 use crate::policy::{Policy, RejectReason, Source, Stage};
@@ -147,6 +148,10 @@ struct IssuedTag {
 /// Tags remembered per session; a session that signs more senders than
 /// this forgets the oldest.
 const MAX_ISSUED_TAGS: usize = 32;
+/// A client that sends nothing for this long between commands is idle:
+/// its buffers are freed (ten thousand idle sessions cost little memory)
+/// and the upstream is watched for an idle timeout of its own.
+const IDLE_MARK: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Longest line of a SASL exchange (RFC 4954 §4).
 const MAX_SASL_LINE: usize = 12_288;
@@ -162,6 +167,8 @@ pub struct Session<S: Transport> {
     errors: usize,
     authenticated: bool,
     issued_tags: Vec<IssuedTag>,
+    /// When a client waiting for its next command counts as idle.
+    idle: Deadline,
     /// The client's forward-confirmed name, once looked up (only when an
     /// exemption names clients by name).
     client_name: Option<Option<String>>,
@@ -206,6 +213,7 @@ pub async fn serve<S: Transport>(
         errors: 0,
         authenticated: false,
         issued_tags: Vec::new(),
+        idle: Deadline::new(),
         client_name: None,
         record: None,
         shutdown,
@@ -237,27 +245,24 @@ async fn read_client<S: Transport>(
     shutdown: &mut watch::Receiver<Phase>,
     timeout: std::time::Duration,
 ) -> Result<ReadOutcome, End> {
-    let deadline = tokio::time::Instant::now() + timeout;
+    let outcome = |read: Result<usize, ReadError>| match read {
+        Ok(_) => Ok(ReadOutcome::Read),
+        Err(ReadError::Timeout) => Ok(ReadOutcome::TimedOut),
+        Err(_) => Err(End::client_closed()),
+    };
+    client.read_deadline_in(timeout);
     loop {
         if *shutdown.borrow_and_update() == Phase::Stopping {
             return Err(End::shutdown());
         }
         tokio::select! {
-            read = client.fill() => return match read {
-                Ok(0) | Err(_) => Err(End::client_closed()),
-                Ok(_) => Ok(ReadOutcome::Read),
-            },
+            read = client.fill_before_deadline() => return outcome(read),
             changed = shutdown.changed() => {
                 if changed.is_err() {
                     // No one can stop the process any more: just read.
-                    return match tokio::time::timeout_at(deadline, client.fill()).await {
-                        Ok(Ok(0) | Err(_)) => Err(End::client_closed()),
-                        Ok(Ok(_)) => Ok(ReadOutcome::Read),
-                        Err(_) => Ok(ReadOutcome::TimedOut),
-                    };
+                    return outcome(client.fill_before_deadline().await);
                 }
             }
-            _ = tokio::time::sleep_until(deadline) => return Ok(ReadOutcome::TimedOut),
         }
     }
 }
@@ -446,6 +451,10 @@ impl<S: Transport> Session<S> {
     /// The reply with every tag this session made replaced by the address
     /// the client gave.
     fn without_issued_tags(&self, mut reply: Reply) -> Reply {
+        // Every tag has an '='; most replies have none.
+        if self.issued_tags.is_empty() || !reply.text_contains(b'=') {
+            return reply;
+        }
         for tag in &self.issued_tags {
             if let Some(clean) = reply.replaced(&tag.signed_local, &tag.original_local) {
                 reply = clean;
@@ -552,30 +561,40 @@ impl<S: Transport> Session<S> {
             if self.client.flush().await.is_err() {
                 return Err(End::client_closed());
             }
-            self.client.release_idle_buffers();
-            self.upstream.release_idle_buffers();
-            let deadline = tokio::time::sleep(timeout);
-            tokio::select! {
-                read = self.client.fill() => match read {
-                    Ok(0) | Err(_) => return Err(End::client_closed()),
-                    Ok(_) => {}
-                },
-                _ = self.upstream.idle_activity() => {
-                    // An idle upstream that speaks is closing (e.g. "421 timeout").
-                    self.context.metrics.upstream_error(UpstreamError::ClosedIdle);
-                    return Err(End::with(
-                        SessionOutcome::UpstreamLost,
-                        421,
-                        "4.4.2 Upstream mail server closed the connection; try again later",
-                    ));
-                }
-                _ = self.shutdown.changed() => {}
-                _ = deadline => {
-                    return Err(End::with(
-                        SessionOutcome::ClientTimeout,
-                        421,
-                        "4.4.2 Timeout waiting for a command; closing the connection",
-                    ));
+            self.client.read_deadline_in(timeout);
+            // A busy client's next command usually comes before the idle
+            // mark; only a client idle past it frees the buffers and has
+            // the upstream watched (which costs a read system call).
+            self.idle.set_in(IDLE_MARK);
+            let mut idle = false;
+            loop {
+                tokio::select! {
+                    read = self.client.fill_before_deadline() => match read {
+                        Ok(_) => break,
+                        Err(ReadError::Timeout) => {
+                            return Err(End::with(
+                                SessionOutcome::ClientTimeout,
+                                421,
+                                "4.4.2 Timeout waiting for a command; closing the connection",
+                            ));
+                        }
+                        Err(_) => return Err(End::client_closed()),
+                    },
+                    () = self.idle.expired(), if !idle => {
+                        idle = true;
+                        self.client.release_idle_buffers();
+                        self.upstream.release_idle_buffers();
+                    }
+                    _ = self.upstream.idle_activity(), if idle => {
+                        // An idle upstream that speaks is closing (e.g. "421 timeout").
+                        self.context.metrics.upstream_error(UpstreamError::ClosedIdle);
+                        return Err(End::with(
+                            SessionOutcome::UpstreamLost,
+                            421,
+                            "4.4.2 Upstream mail server closed the connection; try again later",
+                        ));
+                    }
+                    _ = self.shutdown.changed() => break,
                 }
             }
         }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use thiserror::Error;
 
 /// One complete reply, possibly multi-line, kept as its CRLF-terminated
@@ -95,6 +95,19 @@ impl Reply {
         self.code >= 400
     }
 
+    /// Whether the reply's lines hold `byte` (codes and separators aside
+    /// from the first line's, which are digits, '-' and ' ').
+    pub fn text_contains(&self, byte: u8) -> bool {
+        memchr::memchr(byte, &self.wire).is_some()
+    }
+
+    /// The last line's text (after `ddd `), without allocating.
+    pub fn last_line(&self) -> &[u8] {
+        let wire = self.wire.strip_suffix(b"\r\n").unwrap_or(&self.wire);
+        let start = memchr::memrchr(b'\n', wire).map_or(0, |at| at + 1);
+        wire.get(start + 4..).unwrap_or_default()
+    }
+
     /// The text of all lines joined by a space, for logs.
     pub fn text(&self) -> String {
         self.lines().join(" ")
@@ -182,8 +195,14 @@ impl Reply {
             lines += 1;
             offset += newline + 1;
             if !more {
-                let raw = buffer.split_to(offset).freeze();
-                let wire = if canonical { raw } else { recode(line_code, &raw) };
+                // A copy, not a split: the read buffer stays unshared and
+                // is reused for the next reply instead of reallocated.
+                let wire = if canonical {
+                    Bytes::copy_from_slice(&buffer[..offset])
+                } else {
+                    recode(line_code, &buffer[..offset])
+                };
+                buffer.advance(offset);
                 return Ok(Some(Reply { code: line_code, wire }));
             }
             if lines >= MAX_REPLY_LINES {
