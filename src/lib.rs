@@ -8,10 +8,13 @@
 pub mod assemble;
 pub mod batv;
 pub mod cli;
+pub mod cluster_metrics;
 pub mod config;
 pub mod connection;
+pub mod domains;
 pub mod dsn;
 pub mod health;
+pub mod key_status;
 pub mod keyfile;
 mod labels;
 pub mod ledger;

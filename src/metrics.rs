@@ -66,6 +66,8 @@ pub struct Metrics {
     added_latency: HistogramFamily<CommandLabels>,
     reloads: Family<OutcomeLabels, Counter>,
     inspections: Family<InspectionLabels, Counter>,
+    // --- Cluster: ledger and keys (src/cluster_metrics.rs) ---
+    pub cluster: crate::cluster_metrics::ClusterMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -109,6 +111,8 @@ impl Metrics {
             reloads: Family::default(),
             inspections: Family::default(),
             registry: Registry::default(),
+            // --- Cluster: ledger and keys (src/cluster_metrics.rs) ---
+            cluster: crate::cluster_metrics::ClusterMetrics::register(&mut registry),
         };
         registry.register("sessions", "Client sessions ended, by outcome", metrics.sessions.clone());
         registry.register("sessions_active", "Client sessions in progress", metrics.sessions_active.clone());

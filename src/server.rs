@@ -141,6 +141,7 @@ fn contexts(
     metrics: &Arc<Metrics>,
     ledger: &Arc<Ledger>,
 ) -> Vec<Arc<ListenerContext<TcpStream>>> {
+    metrics.cluster.show_keys(policy.codec());
     listeners
         .into_iter()
         .map(|parts| {
@@ -182,7 +183,7 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         let (phase, _) = watch::channel(Phase::Running);
         let (sessions_done, sessions_done_wait) = mpsc::channel(1);
-        let ledger = assembly.open_ledger().await?;
+        let ledger = assembly.open_ledger(Arc::clone(&metrics.cluster.ledger)).await?;
         assembly.remember_first_start().map_err(StartError::Configuration)?;
         let Assembly { config, policy, listeners, probes, .. } = assembly;
         let contexts = contexts(&policy, listeners, &metrics, &ledger);

@@ -71,7 +71,12 @@ async fn respond(
         "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", metrics.encode()),
         "/healthz" => {
             let targets = upstreams.borrow().clone();
-            let report = health.report(&targets).await;
+            let mut report = health.report(&targets).await;
+            // The ledger's line (cluster_metrics): failing writes make the host unhealthy.
+            if let Some((healthy, line)) = metrics.cluster.ledger.health() {
+                report.healthy &= healthy;
+                report.text.push_str(&line);
+            }
             let status = if report.healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
             reply(status, "text/plain", report.text)
         }

@@ -262,7 +262,8 @@ key = "key.pem"
     let config = fixture.parse(text).unwrap_or_else(|errors| panic!("{errors}"));
     let listener = &config.listeners[0];
     assert_eq!((config.worker_threads, config.batv.lifetime_days, config.ledger.max_entries), (Some(2), 9, 5000));
-    assert_eq!(config.ledger.store, LedgerStore::Redis("redis://127.0.0.1:6379/1".into()));
+    let LedgerStore::Redis(redis) = &config.ledger.store else { panic!("{:?}", config.ledger.store) };
+    assert_eq!(redis.topology, crate::config::RedisTopology::Single("redis://127.0.0.1:6379/1".into()));
     assert_eq!(config.policy.bounce_senders, ["postmaster"]);
     assert_eq!((listener.ipv6_client_prefix, listener.limits.max_command_line), (56, 1024));
     assert_eq!(listener.upstream_tls.verify, UpstreamVerify::Pin(vec![[0; 32]]));

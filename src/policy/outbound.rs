@@ -1,7 +1,7 @@
 //! Outbound decisions: whether and how a sender is signed, and what a
 //! recipient does to a transaction whose signing waits on it.
 
-use crate::batv::Day;
+use crate::batv::Moment;
 use crate::batv::tag::{self, Parsed};
 use crate::labels::label_enum;
 use crate::smtp::address::{ForwardPath, Mailbox, ReversePath};
@@ -54,8 +54,9 @@ pub enum OutboundRecipient {
 }
 
 impl Policy {
-    /// Outbound: whether and how to sign `MAIL FROM`.
-    pub fn outbound_sender(&self, path: &ReversePath, today: Day) -> SenderDecision {
+    /// Outbound: whether and how to sign `MAIL FROM` at `now` (which also
+    /// picks the signing key when one is staged).
+    pub fn outbound_sender(&self, path: &ReversePath, now: impl Into<Moment>) -> SenderDecision {
         let ReversePath::Mailbox(mailbox) = path else {
             return SenderDecision::Keep(Unsigned::NullSender);
         };
@@ -68,7 +69,7 @@ impl Policy {
         if self.settings.exempt_senders.iter().any(|pattern| pattern.matches(mailbox)) {
             return SenderDecision::Keep(Unsigned::ExemptSender);
         }
-        let signed = self.codec.sign(mailbox, today);
+        let signed = self.codec.sign(mailbox, now);
         if self.settings.exempt_recipients.is_empty() {
             SenderDecision::Sign(signed)
         } else {

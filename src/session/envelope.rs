@@ -91,7 +91,7 @@ impl<S: Transport> Session<S> {
     }
 
     async fn outbound_mail(&mut self, path: ReversePath, parameters: &Parameters, line: &[u8]) -> Step {
-        let decision = self.policy().outbound_sender(&path, self.today());
+        let decision = self.policy().outbound_sender(&path, self.context.clock.now());
         if let (SenderDecision::Sign(signed) | SenderDecision::SignUnlessExempt(signed), Some(original)) =
             (&decision, path.mailbox())
         {
@@ -133,7 +133,7 @@ impl<S: Transport> Session<S> {
             client = %self.endpoints.peer.ip(),
             sender = %sender,
             signed = %signed,
-            key_id = %self.policy().codec().signing_key(),
+            key_id = crate::batv::tag::key_of(signed).map(|k| k.number()),
             "sender signed"
         );
     }

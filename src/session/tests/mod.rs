@@ -68,7 +68,7 @@ pub(super) async fn harness(role: &str, sections: &str, listener: &str, mta: Mta
     let settings = config.listeners[0].clone();
     let (server_tls, upstream_tls) = crate::tls::for_listener(&settings, 1, &file).unwrap_or_else(|e| panic!("{e:?}"));
     let retention = Duration::from_secs(86_400 * 7);
-    let ledger = Ledger::open(&config.ledger.store, retention, config.ledger.max_entries).await.unwrap();
+    let ledger = Ledger::open(&config.ledger, retention, Arc::default()).await.unwrap();
     let record = Arc::new(Mutex::new(Record::default()));
     let context = Arc::new(ListenerContext {
         metrics: metrics.for_listener(&settings.name),

@@ -1,0 +1,299 @@
+//! Redis as it is deployed: one server (`redis://`, `rediss://` with the
+//! system roots or a CA file and an optional client certificate, both
+//! through rustls), the primary of a Sentinel service (asked for again
+//! after every connection error, so a failover is followed), or a Redis
+//! Cluster. One multiplexed connection is kept and made again when it
+//! fails; every command has a deadline.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, RedisFuture, TlsCertificates,
+    TlsMode, Value,
+};
+use tokio::sync::Mutex;
+
+use crate::config::{RedisSettings, RedisTopology};
+
+use super::Entry;
+
+/// How long a connection or a command may take.
+pub(super) const TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const PREFIX: &str = "batv-proxy:ledger:";
+
+/// Why Redis did not do what was asked, and which setting to look at.
+#[derive(Debug)]
+pub(super) struct RedisFailure {
+    pub message: String,
+    /// `redis_password_file`, `redis_ca_file`, ... or `redis_url`.
+    pub key: &'static str,
+}
+
+impl RedisFailure {
+    fn new(error: &redis::RedisError, settings: &RedisSettings) -> Self {
+        let text = error.to_string();
+        let lower = text.to_lowercase();
+        let key = if matches!(error.kind(), redis::ErrorKind::AuthenticationFailed)
+            || ["wrongpass", "noauth", "invalid username-password", "auth"].iter().any(|w| lower.contains(w))
+        {
+            if settings.password.is_some() { "redis_password_file" } else { "redis_username" }
+        } else if ["certificate", "tls", "handshake", "unknownissuer"].iter().any(|w| lower.contains(w)) {
+            "redis_ca_file"
+        } else {
+            "redis_url"
+        };
+        RedisFailure { message: text, key }
+    }
+
+    fn plain(message: impl Into<String>) -> Self {
+        RedisFailure { message: message.into(), key: "redis_url" }
+    }
+}
+
+enum Target {
+    Single(Client),
+    /// Locked while asking the Sentinels, one question at a time.
+    Sentinel(Mutex<SentinelClient>),
+    Cluster(redis::cluster::ClusterClient),
+}
+
+#[derive(Clone)]
+enum Connection {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(connection) => connection.req_packed_command(cmd),
+            Connection::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(connection) => connection.get_db(),
+            Connection::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
+pub(super) struct RedisStore {
+    settings: RedisSettings,
+    target: Target,
+    connection: Mutex<Option<Connection>>,
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, RedisFailure> {
+    std::fs::read(path).map_err(|e| RedisFailure::plain(format!("cannot read {}: {e}", path.display())))
+}
+
+/// The CA file and client certificate, when the settings name them.
+fn certificates(settings: &RedisSettings) -> Result<Option<TlsCertificates>, RedisFailure> {
+    if settings.ca_file.is_none() && settings.client_cert.is_none() {
+        return Ok(None);
+    }
+    let root_cert = settings.ca_file.as_deref().map(read).transpose()?;
+    let client_tls = match &settings.client_cert {
+        None => None,
+        Some((cert, key)) => Some(redis::ClientTlsConfig { client_cert: read(cert)?, client_key: read(key)? }),
+    };
+    Ok(Some(TlsCertificates { client_tls, root_cert }))
+}
+
+impl RedisStore {
+    /// Builds the client without connecting: errors here are configuration errors.
+    pub(super) fn new(settings: &RedisSettings) -> Result<Self, RedisFailure> {
+        let fail = |error: redis::RedisError| RedisFailure::new(&error, settings);
+        let certificates = certificates(settings)?;
+        let target = match &settings.topology {
+            RedisTopology::Single(url) => {
+                let mut info = url.as_str().into_connection_info().map_err(fail)?;
+                let mut redis = info.redis_settings().clone();
+                if let Some(username) = &settings.username {
+                    redis = redis.set_username(username);
+                }
+                if let Some(password) = &settings.password {
+                    redis = redis.set_password(&password.0);
+                }
+                info = info.set_redis_settings(redis);
+                let client = match certificates {
+                    Some(certificates) => Client::build_with_tls(info, certificates),
+                    None => Client::open(info),
+                };
+                Target::Single(client.map_err(fail)?)
+            }
+            RedisTopology::Sentinel { sentinels, service, db } => {
+                let addresses = sentinels.iter().map(|(host, port)| {
+                    if settings.tls {
+                        ConnectionAddr::TcpTls { host: host.clone(), port: *port, insecure: false, tls_params: None }
+                    } else {
+                        ConnectionAddr::Tcp(host.clone(), *port)
+                    }
+                });
+                let mut builder =
+                    SentinelClientBuilder::new(addresses, service, SentinelServerType::Master).map_err(fail)?;
+                builder = builder.set_client_to_redis_db(*db);
+                if let Some(username) = &settings.username {
+                    builder = builder.set_client_to_redis_username(username);
+                }
+                if let Some(password) = &settings.password {
+                    builder = builder.set_client_to_redis_password(&password.0);
+                }
+                if settings.tls {
+                    builder = builder
+                        .set_client_to_redis_tls_mode(TlsMode::Secure)
+                        .set_client_to_sentinel_tls_mode(TlsMode::Secure);
+                    if let Some(certificates) = certificates {
+                        builder = builder
+                            .set_client_to_redis_certificates(certificates.clone())
+                            .set_client_to_sentinel_certificates(certificates);
+                    }
+                }
+                Target::Sentinel(Mutex::new(builder.build().map_err(fail)?))
+            }
+            RedisTopology::Cluster { nodes } => {
+                let scheme = if settings.tls { "rediss" } else { "redis" };
+                let urls: Vec<String> = nodes.iter().map(|(host, port)| format!("{scheme}://{host}:{port}")).collect();
+                let mut builder = redis::cluster::ClusterClientBuilder::new(urls)
+                    .connection_timeout(TIMEOUT)
+                    .response_timeout(TIMEOUT)
+                    .retries(1);
+                if let Some(username) = &settings.username {
+                    builder = builder.username(username);
+                }
+                if let Some(password) = &settings.password {
+                    builder = builder.password(&password.0);
+                }
+                if settings.tls {
+                    builder = builder.tls(TlsMode::Secure);
+                    if let Some(certificates) = certificates {
+                        builder = builder.certs(certificates);
+                    }
+                }
+                Target::Cluster(builder.build().map_err(fail)?)
+            }
+        };
+        Ok(RedisStore { settings: settings.clone(), target, connection: Mutex::new(None) })
+    }
+
+    pub(super) fn describe(&self) -> String {
+        format!("redis {}", self.settings.describe())
+    }
+
+    async fn connect(&self) -> Result<Connection, redis::RedisError> {
+        let config =
+            AsyncConnectionConfig::new().set_connection_timeout(Some(TIMEOUT)).set_response_timeout(Some(TIMEOUT));
+        match &self.target {
+            Target::Single(client) => {
+                Ok(Connection::Single(client.get_multiplexed_async_connection_with_config(&config).await?))
+            }
+            Target::Sentinel(sentinel) => {
+                // The Sentinels name the primary now; the connection goes to it.
+                let client = sentinel.lock().await.async_get_client().await?;
+                Ok(Connection::Single(client.get_multiplexed_async_connection_with_config(&config).await?))
+            }
+            Target::Cluster(client) => Ok(Connection::Cluster(client.get_async_connection().await?)),
+        }
+    }
+
+    /// The connection, made now if there is none.
+    async fn connection(&self) -> Result<Connection, RedisFailure> {
+        let mut slot = self.connection.lock().await;
+        if let Some(connection) = slot.as_ref() {
+            return Ok(connection.clone());
+        }
+        let connection = tokio::time::timeout(TIMEOUT * 2, self.connect())
+            .await
+            .map_err(|_| RedisFailure::plain("timed out connecting"))?
+            .map_err(|error| RedisFailure::new(&error, &self.settings))?;
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Runs `pipeline`; a failure drops the connection, so the next call
+    /// connects again (to the new primary, after a failover).
+    async fn run<T: redis::FromRedisValue>(&self, pipeline: &Pipeline) -> Result<T, RedisFailure> {
+        let mut connection = self.connection().await?;
+        let result = tokio::time::timeout(TIMEOUT, pipeline.query_async::<T>(&mut connection)).await;
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                self.connection.lock().await.take();
+                Err(RedisFailure::new(&error, &self.settings))
+            }
+            Err(_) => {
+                self.connection.lock().await.take();
+                Err(RedisFailure::plain("timed out"))
+            }
+        }
+    }
+
+    /// Writes `entries` with their remaining lifetime; with
+    /// `redis_wait_replicas`, done only when that many replicas have them.
+    pub(super) async fn write(&self, entries: &[Entry]) -> Result<(), RedisFailure> {
+        let now = super::redb_store::now();
+        let mut pipeline = redis::pipe();
+        let mut any = false;
+        for entry in entries.iter().filter(|entry| entry.expiry > now) {
+            pipeline.cmd("SET").arg(format!("{PREFIX}{}", entry.id)).arg(1).arg("EX").arg(entry.expiry - now).ignore();
+            any = true;
+        }
+        if !any {
+            return Ok(());
+        }
+        let wanted = self.settings.wait_replicas;
+        if wanted == 0 {
+            return self.run::<()>(&pipeline).await;
+        }
+        pipeline.cmd("WAIT").arg(wanted).arg(TIMEOUT.as_millis() as u64 / 2);
+        let (confirmed,): (u32,) = self.run(&pipeline).await?;
+        if confirmed < wanted {
+            return Err(RedisFailure::plain(format!(
+                "only {confirmed} of {wanted} replicas confirmed the write (redis_wait_replicas)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The first of `ids` that Redis holds.
+    pub(super) async fn find(&self, ids: &[String]) -> Result<Option<String>, RedisFailure> {
+        let mut pipeline = redis::pipe();
+        for id in ids {
+            pipeline.cmd("EXISTS").arg(format!("{PREFIX}{id}"));
+        }
+        let found: Vec<i64> = self.run(&pipeline).await?;
+        Ok(ids.iter().zip(found).find(|(_, count)| *count > 0).map(|(id, _)| id.clone()))
+    }
+
+    /// `check-config --connect`: write, read and delete a key of our own;
+    /// says where it got to.
+    pub(super) async fn probe(&self) -> Result<String, RedisFailure> {
+        let key = format!("{PREFIX}check-config:{}", std::process::id());
+        let mut pipeline = redis::pipe();
+        pipeline.cmd("SET").arg(&key).arg(1).arg("EX").arg(60).ignore();
+        pipeline.cmd("GET").arg(&key);
+        pipeline.cmd("DEL").arg(&key).ignore();
+        let (value,): (Option<String>,) = self.run(&pipeline).await?;
+        if value.as_deref() != Some("1") {
+            return Err(RedisFailure::plain("a key written could not be read back"));
+        }
+        Ok(format!("ledger {}: connected, wrote and read a test key", self.describe()))
+    }
+}
