@@ -150,6 +150,7 @@ pub(super) async fn run(backend: Backend, shared: Arc<Shared>, mut receiver: mps
                 }
             }
             Err(error) => {
+                shared.update_pending();
                 let first = shared.status.failed(&error);
                 if first || logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
                     logged = Some(Instant::now());
