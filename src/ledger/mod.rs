@@ -253,13 +253,19 @@ impl Ledger {
             }
             Lookup::Redis(store) => {
                 let answer = store.find(&ids).await;
-                if let Ok(Some(found)) = answer {
+                if let Ok(redis_store::Found::Id(found)) = answer {
                     return Ok(Some(found));
                 }
                 if let Some(found) = self.find_queued(inner, &ids).await {
                     return Ok(Some(found));
                 }
-                answer.map_err(|failure| LedgerError::Unavailable(format!("redis: {}", failure.message)))
+                match answer {
+                    Ok(redis_store::Found::Nothing) => Ok(None),
+                    Ok(_) => Err(LedgerError::Unavailable(
+                        "a proxy host is still replaying ids it kept while Redis was away".into(),
+                    )),
+                    Err(failure) => Err(LedgerError::Unavailable(format!("redis: {}", failure.message))),
+                }
             }
         }
     }

@@ -23,6 +23,31 @@ use super::Entry;
 /// How long a connection or a command may take.
 pub(super) const TIMEOUT: Duration = Duration::from_secs(2);
 pub(super) const PREFIX: &str = "batv-proxy:ledger:";
+/// Sorted set: proxy instance → until when (unix seconds) it holds ids
+/// that are not in Redis yet. While one is there, a lookup that finds
+/// nothing proves nothing.
+const BACKLOG: &str = "batv-proxy:backlog";
+/// How long a backlog mark lasts without being renewed.
+const BACKLOG_SECONDS: u64 = 60;
+
+/// What a write says about this proxy's outage queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Backlog {
+    /// Nothing to say.
+    Same,
+    /// This proxy holds ids Redis lacks: mark it.
+    Holding,
+    /// The queue has emptied: remove the mark.
+    Cleared,
+}
+
+/// What a lookup found.
+pub(super) enum Found {
+    Id(String),
+    Nothing,
+    /// Nothing, but some proxy is still replaying ids it kept during an outage.
+    NothingYet,
+}
 
 /// Why Redis did not do what was asked, and which setting to look at.
 #[derive(Debug)]
@@ -96,6 +121,8 @@ impl ConnectionLike for Connection {
 
 pub(super) struct RedisStore {
     settings: RedisSettings,
+    /// This process, in the backlog set: host name and a random number.
+    instance: String,
     target: Target,
     connection: Mutex<Option<Connection>>,
 }
@@ -190,7 +217,11 @@ impl RedisStore {
                 Target::Cluster(builder.build().map_err(fail)?)
             }
         };
-        Ok(RedisStore { settings: settings.clone(), target, connection: Mutex::new(None) })
+        let mut random = [0u8; 4];
+        let _ = getrandom::fill(&mut random);
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let instance = format!("{}:{}", host.trim(), random.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        Ok(RedisStore { settings: settings.clone(), instance, target, connection: Mutex::new(None) })
     }
 
     pub(super) fn describe(&self) -> String {
@@ -228,8 +259,21 @@ impl RedisStore {
     }
 
     /// Runs `pipeline`; a failure drops the connection, so the next call
-    /// connects again (to the new primary, after a failover).
+    /// connects again (to the new primary, after a failover). A kept
+    /// connection that turns out dead (the server went away since) is
+    /// replaced at once and the pipeline sent again: writes are idempotent.
     async fn run<T: redis::FromRedisValue>(&self, pipeline: &Pipeline) -> Result<T, RedisFailure> {
+        let reused = self.connection.lock().await.is_some();
+        match self.run_once(pipeline).await {
+            Err(failure) if reused => {
+                tracing::debug!(error = %failure.message, "redis connection lost; connecting again");
+                self.run_once(pipeline).await
+            }
+            result => result,
+        }
+    }
+
+    async fn run_once<T: redis::FromRedisValue>(&self, pipeline: &Pipeline) -> Result<T, RedisFailure> {
         let mut connection = self.connection().await?;
         let result = tokio::time::timeout(TIMEOUT, pipeline.query_async::<T>(&mut connection)).await;
         match result {
@@ -245,12 +289,24 @@ impl RedisStore {
         }
     }
 
-    /// Writes `entries` with their remaining lifetime; with
-    /// `redis_wait_replicas`, done only when that many replicas have them.
-    pub(super) async fn write(&self, entries: &[Entry]) -> Result<(), RedisFailure> {
+    /// Writes `entries` with their remaining lifetime, and the backlog
+    /// mark; with `redis_wait_replicas`, done only when that many replicas
+    /// have them.
+    pub(super) async fn write(&self, entries: &[Entry], backlog: Backlog) -> Result<(), RedisFailure> {
         let now = super::redb_store::now();
         let mut pipeline = redis::pipe();
         let mut any = false;
+        match backlog {
+            Backlog::Same => {}
+            Backlog::Holding => {
+                pipeline.cmd("ZADD").arg(BACKLOG).arg(now + BACKLOG_SECONDS).arg(&self.instance).ignore();
+                any = true;
+            }
+            Backlog::Cleared => {
+                pipeline.cmd("ZREM").arg(BACKLOG).arg(&self.instance).ignore();
+                any = true;
+            }
+        }
         for entry in entries.iter().filter(|entry| entry.expiry > now) {
             pipeline.cmd("SET").arg(format!("{PREFIX}{}", entry.id)).arg(1).arg("EX").arg(entry.expiry - now).ignore();
             any = true;
@@ -272,14 +328,20 @@ impl RedisStore {
         Ok(())
     }
 
-    /// The first of `ids` that Redis holds.
-    pub(super) async fn find(&self, ids: &[String]) -> Result<Option<String>, RedisFailure> {
+    /// The first of `ids` that Redis holds; when none, whether some proxy
+    /// has marked a backlog.
+    pub(super) async fn find(&self, ids: &[String]) -> Result<Found, RedisFailure> {
         let mut pipeline = redis::pipe();
         for id in ids {
             pipeline.cmd("EXISTS").arg(format!("{PREFIX}{id}"));
         }
-        let found: Vec<i64> = self.run(&pipeline).await?;
-        Ok(ids.iter().zip(found).find(|(_, count)| *count > 0).map(|(id, _)| id.clone()))
+        pipeline.cmd("ZCOUNT").arg(BACKLOG).arg(super::redb_store::now()).arg("+inf");
+        let mut found: Vec<i64> = self.run(&pipeline).await?;
+        let backlog = found.pop().unwrap_or(0);
+        if let Some((id, _)) = ids.iter().zip(found).find(|(_, count)| *count > 0) {
+            return Ok(Found::Id(id.clone()));
+        }
+        Ok(if backlog > 0 { Found::NothingYet } else { Found::Nothing })
     }
 
     /// `check-config --connect`: write, read and delete a key of our own;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::redb_store::{self, RedbFile};
-use super::redis_store::RedisStore;
+use super::redis_store::{Backlog, RedisStore};
 use super::status::LedgerStatus;
 use super::{Entry, blocking};
 
@@ -40,6 +40,8 @@ pub(super) struct Shared {
     pub queue: Mutex<Option<Arc<RedbFile>>>,
     pub queued: AtomicU64,
     pub queue_max: u64,
+    /// Redis holds this proxy's backlog mark.
+    marked: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -50,6 +52,7 @@ impl Shared {
             queue: Mutex::new(None),
             queued: AtomicU64::new(0),
             queue_max,
+            marked: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -152,6 +155,7 @@ pub(super) async fn run(backend: Backend, shared: Arc<Shared>, mut receiver: mps
             Err(error) => {
                 shared.update_pending();
                 let first = shared.status.failed(&error);
+                tracing::debug!(error = %error, "ledger write attempt failed");
                 if first || logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
                     logged = Some(Instant::now());
                     tracing::error!(
@@ -200,7 +204,10 @@ async fn write_file(
 }
 
 /// New ids to Redis, or, while the queue holds older ones, behind them;
-/// then one batch of the queue, oldest first.
+/// then one batch of the queue, oldest first. While the queue holds ids,
+/// every write marks this proxy's backlog in Redis (other proxies answer
+/// 451 rather than 550 for what they cannot find meanwhile); the write
+/// that empties it removes the mark.
 async fn write_redis(store: &RedisStore, queue_path: &std::path::Path, shared: &Shared) -> Result<bool, String> {
     if shared.queued.load(Ordering::Relaxed) > 0 {
         spill(shared, queue_path).await?;
@@ -208,10 +215,12 @@ async fn write_redis(store: &RedisStore, queue_path: &std::path::Path, shared: &
     let batch: Vec<Entry> = shared.memory().iter().take(BATCH).cloned().collect();
     if !batch.is_empty() {
         let count = batch.len();
-        if let Err(failure) = store.write(&batch).await {
+        let backlog = if shared.marked.load(Ordering::Relaxed) { Backlog::Cleared } else { Backlog::Same };
+        if let Err(failure) = store.write(&batch, backlog).await {
             let _ = spill(shared, queue_path).await;
             return Err(failure.message);
         }
+        shared.marked.store(false, Ordering::Relaxed);
         shared.memory().drain(..count);
         return Ok(true);
     }
@@ -224,16 +233,24 @@ async fn write_redis(store: &RedisStore, queue_path: &std::path::Path, shared: &
     .await?;
     if oldest.is_empty() {
         shared.queued.store(0, Ordering::Relaxed);
+        if shared.marked.load(Ordering::Relaxed) {
+            store.write(&[], Backlog::Cleared).await.map_err(|failure| failure.message)?;
+            shared.marked.store(false, Ordering::Relaxed);
+        }
         return Ok(false);
     }
     let entries: Vec<Entry> = oldest.iter().map(|(_, entry)| entry.clone()).collect();
-    store.write(&entries).await.map_err(|failure| failure.message)?;
+    // Marked first: the mark reaches Redis even when WAIT then fails.
+    shared.marked.store(true, Ordering::Relaxed);
+    store.write(&entries, Backlog::Holding).await.map_err(|failure| failure.message)?;
     let count = oldest.len() as u64;
     let left = blocking(move || redb_store::queue_remove(&handle, &oldest)).await?;
     shared.queued.store(left, Ordering::Relaxed);
     shared.status.replayed.inc_by(count);
     if left == 0 {
-        tracing::info!("ledger queue replayed: every id kept during the outage is in Redis");
+        store.write(&[], Backlog::Cleared).await.map_err(|failure| failure.message)?;
+        shared.marked.store(false, Ordering::Relaxed);
+        tracing::info!(replayed = count, "ledger queue replayed: every id kept during the outage is in Redis");
     }
     Ok(true)
 }
