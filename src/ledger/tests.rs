@@ -2,7 +2,7 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTableMetadata};
 
-use super::redb_store::{IDS, commit};
+use super::redb_store::{IDS, RedbFile, commit};
 use super::*;
 use crate::config::LedgerStore;
 
@@ -125,4 +125,56 @@ fn expired_ids_are_purged() {
     let ids = transaction.open_table(IDS).unwrap();
     assert!(ids.get("old@x").unwrap().is_none());
     assert!(ids.get("new@x").unwrap().is_some());
+}
+
+#[test]
+fn the_outage_queue_gives_back_the_oldest_first_and_forgets_what_was_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = RedbFile::open(&dir.path().join("queue.redb")).unwrap();
+    let handle = file.handle().unwrap();
+    let entry = |n: u32| Entry { id: format!("q{n}@x"), expiry: 4_000_000_000 };
+    redb_store::queue_push(&handle, &(0..5).map(entry).collect::<Vec<_>>()).unwrap();
+    let length = redb_store::queue_push(&handle, &[entry(5), entry(2)]).unwrap();
+    assert_eq!(length, 6, "an id already queued is not queued twice");
+    let oldest = redb_store::queue_oldest(&handle, 3).unwrap();
+    let ids: Vec<&str> = oldest.iter().map(|(_, e)| e.id.as_str()).collect();
+    assert_eq!(ids, ["q0@x", "q1@x", "q2@x"]);
+    assert_eq!(redb_store::find(&handle, &["q1@x".into()], true).unwrap().as_deref(), Some("q1@x"));
+    assert_eq!(redb_store::queue_remove(&handle, &oldest).unwrap(), 3);
+    assert_eq!(redb_store::find(&handle, &["q1@x".into()], true).unwrap(), None);
+    let next: Vec<String> = redb_store::queue_oldest(&handle, 10).unwrap().into_iter().map(|(_, e)| e.id).collect();
+    assert_eq!(next, ["q3@x", "q4@x", "q5@x"]);
+    drop(handle);
+    file.reopen().expect("reopened in place when no reader holds it");
+    assert_eq!(redb_store::queue_len(&file.handle().unwrap()).unwrap(), 3, "kept across the reopen");
+}
+
+/// Sizing for docs/cluster.md: bytes per entry of the redb ledger, for
+/// 100 000 Message-IDs of 50 characters committed in batches of 512 as the
+/// writer does. Run: cargo test --release --lib -- --ignored --nocapture redb_bytes_per_entry
+#[test]
+#[ignore]
+fn redb_bytes_per_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sizing.redb");
+    let database = Database::create(&path).unwrap();
+    let count = 100_000u32;
+    let expiry = redb_store::now() + 7 * 86_400;
+    let ids: Vec<Entry> =
+        (0..count).map(|n| Entry { id: format!("20261204173012.{n:010}@mailhost0001.example.com"), expiry }).collect();
+    assert_eq!(ids[0].id.len(), 50);
+    for batch in ids.chunks(super::writer::BATCH) {
+        commit(&database, batch, 1_000_000).unwrap();
+    }
+    drop(database);
+    let bytes = std::fs::metadata(&path).unwrap().len();
+    let allocated = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&path).unwrap().blocks() * 512
+    };
+    eprintln!(
+        "redb: {count} ids of 50 characters: file {bytes} bytes ({:.0} per entry), allocated {allocated} ({:.0} per entry)",
+        bytes as f64 / f64::from(count),
+        allocated as f64 / f64::from(count)
+    );
 }
