@@ -126,6 +126,8 @@ enum Command {
     },
     /// Look at the keys: `keys status` lists each key's id, fingerprint, role and activation.
     Keys {
+        #[arg(long, short, global = true, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
         #[command(subcommand)]
         command: KeysCommand,
     },
@@ -149,10 +151,7 @@ enum KeysCommand {
     /// List every key of the key file (and of each [[batv.keys]] set): number, fingerprint
     /// (a short hash, never the secret), role now (signing, verifying, staged) and activation.
     /// Compare the output of two hosts to see that they sign alike.
-    Status {
-        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
-    },
+    Status,
 }
 
 pub fn main() -> ExitCode {
@@ -165,7 +164,7 @@ pub fn main() -> ExitCode {
         Command::Keygen { output, key_id, if_missing, printable, activate_at } => {
             keygen(output, key_id, if_missing, printable, activate_at)
         }
-        Command::Keys { command: KeysCommand::Status { config } } => keys_status(config),
+        Command::Keys { config, command: KeysCommand::Status } => keys_status(config),
         Command::Health { config } => health(config),
         Command::Inspect { file } => inspect(file),
     }

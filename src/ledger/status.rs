@@ -89,9 +89,9 @@ impl LedgerStatus {
     #[cfg(test)]
     pub(super) fn write_seconds_count(&self) -> u64 {
         let mut text = String::new();
-        let mut registry = prometheus_client::registry::Registry::default();
-        registry.register("w", "", self.write_seconds.clone());
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let mut scratch = prometheus_client::registry::Registry::default();
+        scratch.register("w", "", self.write_seconds.clone());
+        prometheus_client::encoding::text::encode(&mut text, &scratch).unwrap();
         text.lines().find_map(|l| l.strip_prefix("w_count ")).and_then(|n| n.parse().ok()).unwrap_or(0)
     }
 
