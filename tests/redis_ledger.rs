@@ -178,3 +178,101 @@ fn the_outage_queue_outlives_a_restart_and_is_replayed() {
     let t = send_mail(inbound, "", &["judy@example.com"], &bounce_for("<never@example.com>", "judy@example.com"));
     assert_eq!(t.end.unwrap().code, 550);
 }
+
+/// A Redis Cluster of three primaries on loopback, killed on drop.
+struct RedisCluster {
+    ports: Vec<u16>,
+    _nodes: Vec<Running>,
+    _dir: TestDir,
+}
+
+impl RedisCluster {
+    fn start() -> RedisCluster {
+        provision();
+        let dir = TestDir::new("redis-cluster.");
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let nodes = ports
+            .iter()
+            .map(|port| {
+                let node = Running::spawn(
+                    Command::new("redis-server")
+                        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                        .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                        .arg("--cluster-config-file")
+                        .arg(dir.join(&format!("nodes-{port}.conf")))
+                        .arg("--dir")
+                        .arg(&dir.path)
+                        .stdout(Stdio::null()),
+                );
+                assert!(wait_port(*port, Duration::from_secs(5)), "redis did not start");
+                node
+            })
+            .collect();
+        let addresses: Vec<String> = ports.iter().map(|port| format!("127.0.0.1:{port}")).collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .unwrap();
+        assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stdout));
+        let ready = eventually(Duration::from_secs(15), || {
+            let info =
+                Command::new("redis-cli").args(["-p", &ports[0].to_string(), "CLUSTER", "INFO"]).output().ok()?;
+            String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok").then_some(())
+        });
+        assert!(ready.is_some(), "the cluster did not form");
+        RedisCluster { ports, _nodes: nodes, _dir: dir }
+    }
+}
+
+#[test]
+fn a_redis_cluster_holds_the_ledger_across_its_slots() {
+    let cluster = RedisCluster::start();
+    let sink = Sink::start();
+    let (inbound, outbound) = (free_port(), free_port());
+    let config = format!(
+        "state_dir = \"state\"\n{BATV_SECTION}[ledger]\nstore = \"redis\"\n\
+         redis_url = \"redis+cluster://127.0.0.1:{},127.0.0.1:{}\"\n{}{}",
+        cluster.ports[0],
+        cluster.ports[1],
+        listener("inbound", inbound, sink.port, "none", ""),
+        listener("outbound", outbound, sink.port, "none", "")
+    );
+    let dir = TestDir::new("redis-cluster-proxy.");
+    write_keys(&dir.join("keys"), 3, b"integration-test-secret");
+    let (code, stdout, stderr) = check_config(&dir, &config, true);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let _proxy = Proxy::start_in(dir, &config, &[inbound, outbound]);
+    let ids: Vec<String> = (0..20)
+        .map(|n| {
+            let id = format!("<{}@example.com>", unique(&format!("cluster{n}")));
+            let body = format!("Subject: x\r\nMessage-ID: {id}\r\n\r\nx\r\n");
+            assert!(send_mail(outbound, "judy@example.com", &["nobody@remote.test"], &body).end.unwrap().is(250));
+            id
+        })
+        .collect();
+    // Spread over the three primaries' slots.
+    let per_node: Vec<usize> = cluster
+        .ports
+        .iter()
+        .map(|port| {
+            eventually(Duration::from_secs(10), || {
+                let output = Command::new("redis-cli").args(["-p", &port.to_string(), "DBSIZE"]).output().ok()?;
+                let size: usize = String::from_utf8_lossy(&output.stdout).trim().parse().ok()?;
+                (size > 0).then_some(size)
+            })
+            .unwrap_or(0)
+        })
+        .collect();
+    assert!(per_node.iter().all(|size| *size > 0), "keys on each node: {per_node:?}");
+    for id in ids.iter().step_by(4) {
+        let accepted = eventually(Duration::from_secs(10), || {
+            let t = send_mail(inbound, "", &["judy@example.com"], &bounce_for(id, "judy@example.com"));
+            t.end.unwrap().is(250).then_some(())
+        });
+        assert!(accepted.is_some(), "{id}: a bounce for mail recorded in the cluster was refused");
+    }
+    let t = send_mail(inbound, "", &["judy@example.com"], &bounce_for("<never@example.com>", "judy@example.com"));
+    assert_eq!(t.end.unwrap().code, 550);
+}

@@ -258,26 +258,52 @@ impl RedisStore {
         Ok(connection)
     }
 
-    /// Runs `pipeline`; a failure drops the connection, so the next call
-    /// connects again (to the new primary, after a failover). A kept
-    /// connection that turns out dead (the server went away since) is
-    /// replaced at once and the pipeline sent again: writes are idempotent.
-    async fn run<T: redis::FromRedisValue>(&self, pipeline: &Pipeline) -> Result<T, RedisFailure> {
+    /// Runs `commands` and returns their replies in order: one pipeline
+    /// on a single server; each command on its own in a Cluster, whose
+    /// pipelines must stay within one slot. A failure drops the
+    /// connection, so the next call connects again (to the new primary,
+    /// after a failover). A kept connection that turns out dead (the
+    /// server went away since) is replaced at once and the commands sent
+    /// again: they are all idempotent.
+    async fn run(&self, commands: &[Cmd]) -> Result<Vec<Value>, RedisFailure> {
         let reused = self.connection.lock().await.is_some();
-        match self.run_once(pipeline).await {
+        match self.run_once(commands).await {
             Err(failure) if reused => {
                 tracing::debug!(error = %failure.message, "redis connection lost; connecting again");
-                self.run_once(pipeline).await
+                self.run_once(commands).await
             }
             result => result,
         }
     }
 
-    async fn run_once<T: redis::FromRedisValue>(&self, pipeline: &Pipeline) -> Result<T, RedisFailure> {
-        let mut connection = self.connection().await?;
-        let result = tokio::time::timeout(TIMEOUT, pipeline.query_async::<T>(&mut connection)).await;
-        match result {
-            Ok(Ok(value)) => Ok(value),
+    async fn run_once(&self, commands: &[Cmd]) -> Result<Vec<Value>, RedisFailure> {
+        let connection = self.connection().await?;
+        let replies = async {
+            match connection {
+                Connection::Single(mut connection) => {
+                    let mut pipeline = redis::pipe();
+                    for command in commands {
+                        pipeline.add_command(command.clone());
+                    }
+                    pipeline.query_async::<Vec<Value>>(&mut connection).await
+                }
+                Connection::Cluster(connection) => {
+                    let mut running = tokio::task::JoinSet::new();
+                    for (index, command) in commands.iter().cloned().enumerate() {
+                        let mut connection = connection.clone();
+                        running.spawn(async move { (index, command.query_async::<Value>(&mut connection).await) });
+                    }
+                    let mut replies = vec![Value::Nil; commands.len()];
+                    while let Some(done) = running.join_next().await {
+                        let (index, reply) = done.map_err(|e| redis::RedisError::from(std::io::Error::other(e)))?;
+                        replies[index] = reply?;
+                    }
+                    Ok(replies)
+                }
+            }
+        };
+        match tokio::time::timeout(TIMEOUT, replies).await {
+            Ok(Ok(replies)) => Ok(replies),
             Ok(Err(error)) => {
                 self.connection.lock().await.take();
                 Err(RedisFailure::new(&error, &self.settings))
@@ -294,36 +320,33 @@ impl RedisStore {
     /// have them.
     pub(super) async fn write(&self, entries: &[Entry], backlog: Backlog) -> Result<(), RedisFailure> {
         let now = super::redb_store::now();
-        let mut pipeline = redis::pipe();
-        let mut any = false;
+        let mut commands = Vec::new();
         match backlog {
             Backlog::Same => {}
             Backlog::Holding => {
-                pipeline.cmd("ZADD").arg(BACKLOG).arg(now + BACKLOG_SECONDS).arg(&self.instance).ignore();
-                any = true;
+                commands.push(redis::cmd("ZADD").arg(BACKLOG).arg(now + BACKLOG_SECONDS).arg(&self.instance).clone())
             }
-            Backlog::Cleared => {
-                pipeline.cmd("ZREM").arg(BACKLOG).arg(&self.instance).ignore();
-                any = true;
-            }
+            Backlog::Cleared => commands.push(redis::cmd("ZREM").arg(BACKLOG).arg(&self.instance).clone()),
         }
         for entry in entries.iter().filter(|entry| entry.expiry > now) {
-            pipeline.cmd("SET").arg(format!("{PREFIX}{}", entry.id)).arg(1).arg("EX").arg(entry.expiry - now).ignore();
-            any = true;
+            let key = format!("{PREFIX}{}", entry.id);
+            commands.push(redis::cmd("SET").arg(key).arg(1).arg("EX").arg(entry.expiry - now).clone());
         }
-        if !any {
+        if commands.is_empty() {
             return Ok(());
         }
         let wanted = self.settings.wait_replicas;
-        if wanted == 0 {
-            return self.run::<()>(&pipeline).await;
+        if wanted > 0 {
+            commands.push(redis::cmd("WAIT").arg(wanted).arg(TIMEOUT.as_millis() as u64 / 2).clone());
         }
-        pipeline.cmd("WAIT").arg(wanted).arg(TIMEOUT.as_millis() as u64 / 2);
-        let (confirmed,): (u32,) = self.run(&pipeline).await?;
-        if confirmed < wanted {
-            return Err(RedisFailure::plain(format!(
-                "only {confirmed} of {wanted} replicas confirmed the write (redis_wait_replicas)"
-            )));
+        let replies = self.run(&commands).await?;
+        if wanted > 0 {
+            let confirmed = replies.last().cloned().map_or(Ok(0), redis::from_redis_value::<u32>).unwrap_or(0);
+            if confirmed < wanted {
+                return Err(RedisFailure::plain(format!(
+                    "only {confirmed} of {wanted} replicas confirmed the write (redis_wait_replicas)"
+                )));
+            }
         }
         Ok(())
     }
@@ -331,14 +354,13 @@ impl RedisStore {
     /// The first of `ids` that Redis holds; when none, whether some proxy
     /// has marked a backlog.
     pub(super) async fn find(&self, ids: &[String]) -> Result<Found, RedisFailure> {
-        let mut pipeline = redis::pipe();
-        for id in ids {
-            pipeline.cmd("EXISTS").arg(format!("{PREFIX}{id}"));
-        }
-        pipeline.cmd("ZCOUNT").arg(BACKLOG).arg(super::redb_store::now()).arg("+inf");
-        let mut found: Vec<i64> = self.run(&pipeline).await?;
-        let backlog = found.pop().unwrap_or(0);
-        if let Some((id, _)) = ids.iter().zip(found).find(|(_, count)| *count > 0) {
+        let mut commands: Vec<Cmd> =
+            ids.iter().map(|id| redis::cmd("EXISTS").arg(format!("{PREFIX}{id}")).clone()).collect();
+        commands.push(redis::cmd("ZCOUNT").arg(BACKLOG).arg(super::redb_store::now()).arg("+inf").clone());
+        let counts: Vec<i64> =
+            self.run(&commands).await?.into_iter().map(|reply| redis::from_redis_value(reply).unwrap_or(0)).collect();
+        let (backlog, found) = counts.split_last().map_or((0, &[][..]), |(last, rest)| (*last, rest));
+        if let Some((id, _)) = ids.iter().zip(found).find(|(_, count)| **count > 0) {
             return Ok(Found::Id(id.clone()));
         }
         Ok(if backlog > 0 { Found::NothingYet } else { Found::Nothing })
@@ -348,12 +370,13 @@ impl RedisStore {
     /// says where it got to.
     pub(super) async fn probe(&self) -> Result<String, RedisFailure> {
         let key = format!("{PREFIX}check-config:{}", std::process::id());
-        let mut pipeline = redis::pipe();
-        pipeline.cmd("SET").arg(&key).arg(1).arg("EX").arg(60).ignore();
-        pipeline.cmd("GET").arg(&key);
-        pipeline.cmd("DEL").arg(&key).ignore();
-        let (value,): (Option<String>,) = self.run(&pipeline).await?;
-        if value.as_deref() != Some("1") {
+        let set = redis::cmd("SET").arg(&key).arg(1).arg("EX").arg(60).clone();
+        self.run(&[set]).await?;
+        // One at a time: a Cluster runs the commands of one call side by side.
+        let replies = self.run(&[redis::cmd("GET").arg(&key).clone()]).await?;
+        self.run(&[redis::cmd("DEL").arg(&key).clone()]).await?;
+        let value = replies.into_iter().next().and_then(|reply| redis::from_redis_value::<Option<String>>(reply).ok());
+        if value.flatten().as_deref() != Some("1") {
             return Err(RedisFailure::plain("a key written could not be read back"));
         }
         Ok(format!("ledger {}: connected, wrote and read a test key", self.describe()))
