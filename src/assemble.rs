@@ -72,6 +72,18 @@ pub enum StartError {
     Runtime(#[from] anyhow::Error),
 }
 
+impl Assembly {
+    /// Valid but risky settings, and certificates about to expire.
+    pub fn warnings(&self) -> Vec<String> {
+        let now = std::time::SystemTime::now();
+        let mut warnings = self.config.warnings();
+        let served = self.listeners.iter().filter_map(|listener| listener.server_tls.as_ref());
+        warnings
+            .extend(served.flat_map(|tls| tls.certificates.iter().filter_map(|certificate| certificate.warning(now))));
+        warnings
+    }
+}
+
 /// Builds everything `config` describes, or reports every problem found.
 pub fn assemble(config: Config) -> Result<Assembly, ConfigErrors> {
     let mut errors = Vec::new();

@@ -22,8 +22,9 @@ pub const EXIT_FAILURE: u8 = 1;
 
 const EXAMPLES: &str = "\
 Examples:
-  Create a key file (mode 0600), then check the configuration:
-    batv-proxy keygen --output /etc/batv-proxy/keys
+  Create a key file (mode 0600, in the state directory the unit gives the
+  service user), then check the configuration:
+    runuser -u batv-proxy -- batv-proxy keygen --printable --output /var/lib/batv-proxy/keys
     batv-proxy check-config --config /etc/batv-proxy/batv-proxy.toml
 
   Run the proxy in the foreground:
@@ -37,7 +38,7 @@ Examples:
     batv-proxy inspect bounce.eml
 
   Rotate keys: after the reload the new key signs, old tags keep verifying:
-    batv-proxy keygen --output /etc/batv-proxy/keys --key-id 4
+    runuser -u batv-proxy -- batv-proxy keygen --printable --output /var/lib/batv-proxy/keys --key-id 4
     systemctl reload batv-proxy
 
   Rotate keys on many hosts at one second: stage the key, copy the file, reload:
@@ -138,6 +139,31 @@ enum Command {
         /// The message, as a file (e.g. saved .eml) or - for standard input.
         file: PathBuf,
     },
+    /// What would the proxy do with this mail? Runs the real policy, with the real keys,
+    /// exemptions and ledger (only read), on an envelope and optionally a message (a file,
+    /// or - for standard input); prints the verdicts as JSON: per recipient, and for the
+    /// message after DATA. Exit 0 if the mail would be taken, 1 if refused.
+    Judge {
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// MAIL FROM, e.g. '' for a bounce or bob@remote.example.
+        #[arg(long)]
+        from: String,
+        /// RCPT TO; repeat for several recipients.
+        #[arg(long, required = true)]
+        rcpt: Vec<String>,
+        /// The client's address, for exemptions by network.
+        #[arg(long, default_value = crate::judge::DEFAULT_CLIENT)]
+        client: std::net::IpAddr,
+        /// The listener to judge on (role@address); default the first inbound one.
+        #[arg(long)]
+        listener: Option<String>,
+        /// Judge as if on this day (YYYY-MM-DD, UTC); default today.
+        #[arg(long)]
+        date: Option<String>,
+        /// The message, as a file (e.g. a saved .eml) or - for standard input.
+        message: Option<PathBuf>,
+    },
     /// Ask a running proxy's /healthz (from [metrics] listen) whether every upstream MTA
     /// answers; exit 0 if so, 1 otherwise. For container health checks.
     Health {
@@ -167,7 +193,70 @@ pub fn main() -> ExitCode {
         Command::Keys { config, command: KeysCommand::Status } => keys_status(config),
         Command::Health { config } => health(config),
         Command::Inspect { file } => inspect(file),
+        Command::Judge { config, from, rcpt, client, listener, date, message } => judge(
+            config,
+            crate::judge::Question { listener, from, recipients: rcpt, client, message: None },
+            date,
+            message,
+        ),
     }
+}
+
+fn judge(
+    config_path: PathBuf,
+    mut question: crate::judge::Question,
+    date: Option<String>,
+    message: Option<PathBuf>,
+) -> ExitCode {
+    let result = (|| {
+        let assembly = load_and_assemble(&config_path)?;
+        let clock: std::sync::Arc<dyn crate::listener::Clock> = match date {
+            Some(_) => std::sync::Arc::new(crate::listener::FixedClock::on(day(date)?)),
+            None => std::sync::Arc::new(crate::listener::SystemClock),
+        };
+        if let Some(file) = message {
+            question.message = Some(read_message(&file)?);
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|error| {
+            eprintln!("judge: {error}");
+            ExitCode::from(EXIT_FAILURE)
+        })?;
+        runtime.block_on(async {
+            let ledger = open_ledger_to_read(&assembly).await?;
+            let answer = crate::judge::judge(assembly, ledger, clock, question).await.map_err(|error| {
+                eprintln!("judge: {error}");
+                ExitCode::from(EXIT_FAILURE)
+            })?;
+            let json = serde_json::json!({ "accepted": answer.accepted, "verdicts": answer.record });
+            let _ = writeln!(std::io::stdout(), "{json}");
+            Ok(if answer.accepted { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILURE) })
+        })
+    })();
+    result.unwrap_or_else(|code| code)
+}
+
+/// The ledger, opened only to look Message-IDs up.
+async fn open_ledger_to_read(assembly: &Assembly) -> Result<std::sync::Arc<crate::ledger::Ledger>, ExitCode> {
+    assembly.open_ledger(Default::default()).await.map_err(|error| {
+        eprintln!("judge: the ledger: {error}");
+        ExitCode::from(EXIT_FAILURE)
+    })
+}
+
+/// A message from a file, or standard input for `-`, at most 64 MiB.
+fn read_message(file: &Path) -> Result<Vec<u8>, ExitCode> {
+    use std::io::Read;
+    const LIMIT: u64 = 64 * 1024 * 1024;
+    let mut message = Vec::new();
+    let read = if file.as_os_str() == "-" {
+        std::io::stdin().take(LIMIT).read_to_end(&mut message)
+    } else {
+        std::fs::File::open(file).and_then(|f| f.take(LIMIT).read_to_end(&mut message))
+    };
+    read.map(|_| message).map_err(|error| {
+        eprintln!("{}: {error}", file.display());
+        ExitCode::from(EXIT_FAILURE)
+    })
 }
 
 fn load(path: &Path) -> Result<Config, ExitCode> {
@@ -193,7 +282,7 @@ fn run(config_path: PathBuf, log_format: LogFormat) -> ExitCode {
         Err(code) => return code,
     };
     logging::init(log_format);
-    for warning in assembly.config.warnings() {
+    for warning in assembly.warnings() {
         tracing::warn!(warning, "check the configuration");
     }
     match crate::server::run(config_path.clone(), assembly) {
@@ -208,7 +297,8 @@ fn run(config_path: PathBuf, log_format: LogFormat) -> ExitCode {
 
 fn check_config(config_path: PathBuf, connect: bool) -> ExitCode {
     match load_and_assemble(&config_path) {
-        Ok(Assembly { config, .. }) => {
+        Ok(assembly) => {
+            let config = &assembly.config;
             let now = Moment::from(std::time::SystemTime::now());
             println!(
                 "{}: ok ({} listener{}, {} domain entr{}, signing key {})",
@@ -219,7 +309,7 @@ fn check_config(config_path: PathBuf, connect: bool) -> ExitCode {
                 if config.batv.domains.len() == 1 { "y" } else { "ies" },
                 config.keys.signing_key_at(now)
             );
-            for warning in config.warnings() {
+            for warning in assembly.warnings() {
                 eprintln!("warning: {warning}");
             }
             if connect {
@@ -406,19 +496,11 @@ fn get_healthz(address: std::net::SocketAddr) -> std::io::Result<(u16, String)> 
 }
 
 fn inspect(file: PathBuf) -> ExitCode {
-    use std::io::Read;
-    // More than the proxy ever reads of a message.
-    const LIMIT: u64 = 64 * 1024 * 1024;
-    let mut message = Vec::new();
-    let read = if file.as_os_str() == "-" {
-        std::io::stdin().take(LIMIT).read_to_end(&mut message)
-    } else {
-        std::fs::File::open(&file).and_then(|f| f.take(LIMIT).read_to_end(&mut message))
-    };
-    if let Err(error) = read {
-        eprintln!("{}: {error}", file.display());
-        return ExitCode::from(EXIT_FAILURE);
+    match read_message(&file) {
+        Ok(message) => {
+            let _ = writeln!(std::io::stdout(), "{}", crate::dsn::inspect(&message).to_json());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
     }
-    let _ = writeln!(std::io::stdout(), "{}", crate::dsn::inspect(&message).to_json());
-    ExitCode::SUCCESS
 }

@@ -17,6 +17,7 @@ use crate::ledger::Ledger;
 use crate::metrics::ListenerMetrics;
 use crate::policy::Policy;
 use crate::tls::{ServerTls, UpstreamTls};
+use crate::verdicts::VerdictLog;
 
 /// Opens a byte stream to the upstream MTA.
 pub trait Dial<S>: Send + Sync {
@@ -88,4 +89,6 @@ pub struct ListenerContext<S> {
     pub xclient_attributes: Mutex<Option<Vec<String>>>,
     pub dialler: Arc<dyn Dial<S>>,
     pub clock: Arc<dyn Clock>,
+    /// Where each transaction's verdicts go (the ring behind `/verdicts`).
+    pub verdicts: Arc<VerdictLog>,
 }

@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::session::{self, Endpoints, Phase};
 use crate::status::{self, Probe};
+use crate::verdicts::VerdictLog;
 
 /// Runs what `assembly` describes until SIGTERM; SIGHUP reloads
 /// `config_path` through the same build step.
@@ -117,13 +118,11 @@ struct RunningListener {
 struct Server {
     config_path: PathBuf,
     workers: Workers,
-    /// Opened once: a reload keeps it (a changed [ledger] applies at restart).
-    ledger: Arc<Ledger>,
+    shared: Shared,
     ledger_settings: LedgerSettings,
     /// How long transactions in progress may run after SIGTERM before the
     /// rest are told `421 4.3.2`.
     drain_timeout: Duration,
-    metrics: Arc<Metrics>,
     probes: watch::Sender<Vec<Probe>>,
     status_stop: watch::Sender<bool>,
     phase: watch::Sender<Phase>,
@@ -133,28 +132,33 @@ struct Server {
     sessions_done_wait: mpsc::Receiver<()>,
 }
 
-/// Each listener's context: its part of the assembly, with the metrics
-/// and the ledger, which live as long as the process.
-fn contexts(
-    policy: &Policy,
-    listeners: Vec<ListenerParts>,
-    metrics: &Arc<Metrics>,
-    ledger: &Arc<Ledger>,
-) -> Vec<Arc<ListenerContext<TcpStream>>> {
-    metrics.cluster.show_keys(policy.codec());
+/// What lives as long as the process and every listener shares.
+#[derive(Clone)]
+struct Shared {
+    metrics: Arc<Metrics>,
+    /// Opened once: a reload keeps it (a changed [ledger] applies at restart).
+    ledger: Arc<Ledger>,
+    verdicts: Arc<VerdictLog>,
+}
+
+/// Each listener's context: its part of the assembly, with what the
+/// process shares.
+fn contexts(policy: &Policy, listeners: Vec<ListenerParts>, shared: &Shared) -> Vec<Arc<ListenerContext<TcpStream>>> {
+    shared.metrics.cluster.show_keys(policy.codec());
     listeners
         .into_iter()
         .map(|parts| {
             Arc::new(ListenerContext {
-                metrics: metrics.for_listener(&parts.settings.name),
+                metrics: shared.metrics.for_listener(&parts.settings.name),
                 settings: parts.settings,
                 policy: policy.clone(),
                 server_tls: parts.server_tls,
                 upstream_tls: parts.upstream_tls,
-                ledger: Arc::clone(ledger),
+                ledger: Arc::clone(&shared.ledger),
                 xclient_attributes: Default::default(),
                 dialler: Arc::new(TcpDialler),
                 clock: Arc::new(SystemClock),
+                verdicts: Arc::clone(&shared.verdicts),
             })
         })
         .collect()
@@ -186,7 +190,9 @@ impl Server {
         let ledger = assembly.open_ledger(Arc::clone(&metrics.cluster.ledger)).await?;
         assembly.remember_first_start().map_err(StartError::Configuration)?;
         let Assembly { config, policy, listeners, probes, .. } = assembly;
-        let contexts = contexts(&policy, listeners, &metrics, &ledger);
+        let shared =
+            Shared { metrics: Arc::clone(&metrics), ledger, verdicts: Arc::new(VerdictLog::new(config.verdicts)) };
+        let contexts = contexts(&policy, listeners, &shared);
         let (probes, probes_receiver) = watch::channel(probes);
         let (status_stop, status_stop_receiver) = watch::channel(false);
         if let Some(address) = config.metrics_listen {
@@ -198,10 +204,9 @@ impl Server {
         let mut server = Server {
             config_path,
             workers,
-            ledger,
+            shared,
             ledger_settings: config.ledger.clone(),
             drain_timeout: config.drain_timeout,
-            metrics,
             probes,
             status_stop,
             phase,
@@ -209,10 +214,8 @@ impl Server {
             sessions_done,
             sessions_done_wait,
         };
-        for context in contexts {
-            let address = context.settings.listen;
-            let sockets = bind(address, server.workers.handles.len())
-                .with_context(|| format!("listener {}: cannot listen on {address}", context.settings.name))?;
+        let bound = bind_all(&contexts, server.workers.handles.len(), &config)?;
+        for (context, sockets) in contexts.into_iter().zip(bound) {
             server.spawn_listener(sockets, context);
         }
         Ok(server)
@@ -282,15 +285,41 @@ impl Server {
                 for error in &errors.0 {
                     tracing::error!(error = %error, "reload refused: configuration error; the running configuration stays");
                 }
-                self.metrics.reload(ReloadOutcome::Refused);
+                self.shared.metrics.reload(ReloadOutcome::Refused);
                 return;
             }
         };
+        for warning in assembly.warnings() {
+            tracing::warn!(warning, "check the configuration");
+        }
         let Assembly { config, policy, listeners, probes, .. } = assembly;
         if config.ledger != self.ledger_settings {
             tracing::warn!("the [ledger] settings changed; they take effect at the next restart");
         }
-        let contexts = contexts(&policy, listeners, &self.metrics, &self.ledger);
+        let contexts = contexts(&policy, listeners, &self.shared);
+        // Every new address is bound before anything changes: a reload
+        // that cannot take them all changes nothing.
+        let new: Vec<&Arc<ListenerContext<TcpStream>>> =
+            contexts.iter().filter(|context| !self.listeners.contains_key(&context.settings.listen)).collect();
+        let mut bound = HashMap::new();
+        for context in new {
+            let address = context.settings.listen;
+            match bind(address, self.workers.handles.len()) {
+                Ok(sockets) => {
+                    bound.insert(address, sockets);
+                }
+                Err(error) => {
+                    tracing::error!(
+                        listener = %context.settings.name,
+                        listen = %address,
+                        error = %error,
+                        "reload refused: cannot listen on the new address; every running listener stays"
+                    );
+                    self.shared.metrics.reload(ReloadOutcome::Refused);
+                    return;
+                }
+            }
+        }
         self.drain_timeout = config.drain_timeout;
         let _ = self.probes.send(probes);
         let wanted: Vec<SocketAddr> = contexts.iter().map(|c| c.settings.listen).collect();
@@ -303,19 +332,14 @@ impl Server {
         }
         for context in contexts {
             let address = context.settings.listen;
-            if let Some(running) = self.listeners.get(&address) {
+            if let Some(sockets) = bound.remove(&address) {
+                self.spawn_listener(sockets, context);
+            } else if let Some(running) = self.listeners.get(&address) {
                 warn_about_identity(&context.settings);
                 let _ = running.context.send(context);
-            } else {
-                match bind(address, self.workers.handles.len()) {
-                    Ok(sockets) => self.spawn_listener(sockets, context),
-                    Err(error) => {
-                        tracing::error!(listen = %address, error = %error, "cannot listen on the new address")
-                    }
-                }
             }
         }
-        self.metrics.reload(ReloadOutcome::Applied);
+        self.shared.metrics.reload(ReloadOutcome::Applied);
         tracing::info!("reload applied");
     }
 
@@ -341,6 +365,41 @@ impl Server {
         tracing::info!("stopped");
     }
 }
+/// Binds every listener's address at start. An address this host does not
+/// have, or a port the service may not bind, is a configuration problem
+/// (exit 2); one in use may be free at the next try (exit 1).
+fn bind_all(
+    contexts: &[Arc<ListenerContext<TcpStream>>],
+    count: usize,
+    config: &Config,
+) -> Result<Vec<Vec<std::net::TcpListener>>, StartError> {
+    let mut bound = Vec::new();
+    let mut problems = Vec::new();
+    for (index, context) in contexts.iter().enumerate() {
+        let address = context.settings.listen;
+        match bind(address, count) {
+            Ok(sockets) => bound.push(sockets),
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(StartError::Runtime(anyhow::anyhow!(
+                    "listener {}: cannot listen on {address}: {error}; another process (the MTA, or another batv-proxy) holds it",
+                    context.settings.name
+                )));
+            }
+            Err(error) => problems.push(crate::config::ConfigError::new(
+                &config.file,
+                &format!("listener[{}].listen", index + 1),
+                format!("cannot listen on {address}: {error}"),
+                if error.kind() == std::io::ErrorKind::PermissionDenied {
+                    "ports below 1024 need CAP_NET_BIND_SERVICE (the unit grants it) or root"
+                } else {
+                    "use an address of this host, or 0.0.0.0 / [::] for all of them"
+                },
+            )),
+        }
+    }
+    if problems.is_empty() { Ok(bound) } else { Err(StartError::Configuration(crate::config::ConfigErrors(problems))) }
+}
+
 /// `count` listening sockets on one address (SO_REUSEPORT), non-blocking,
 /// ready to be registered with the workers' runtimes.
 fn bind(address: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -36,6 +36,87 @@ pub struct ServerTls {
     pub mode: TlsMode,
     pub require: bool,
     pub handshake_timeout: Duration,
+    /// The leaf certificates served, for expiry warnings and metrics.
+    pub certificates: Vec<Validity>,
+}
+
+/// A certificate is warned about this long before it expires.
+pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 86_400);
+
+/// When a served certificate is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validity {
+    /// The first name the certificate covers, or its file when it names none.
+    pub name: String,
+    pub file: std::path::PathBuf,
+    /// Unix seconds.
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+impl Validity {
+    /// A warning when the certificate expires within [`EXPIRY_WARNING`] of `now`.
+    pub fn warning(&self, now: SystemTime) -> Option<String> {
+        let now = unix_seconds(now);
+        let left = self.not_after - now;
+        (left < EXPIRY_WARNING.as_secs() as i64).then(|| {
+            format!(
+                "the TLS certificate for {} ({}) expires in {} days, on {}; renew it, then systemctl reload batv-proxy",
+                self.name,
+                self.file.display(),
+                left.max(0) / 86_400,
+                date(self.not_after)
+            )
+        })
+    }
+}
+
+fn unix_seconds(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(since) => since.as_secs() as i64,
+        Err(before) => -(before.duration().as_secs() as i64),
+    }
+}
+
+fn date(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|date| date.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// The validity of a chain's leaf; a leaf outside its validity at `now`
+/// is refused, since every client would refuse it.
+fn leaf_validity(files: &CertificateFiles, certified: &CertifiedKey, now: SystemTime) -> Result<Validity, String> {
+    let leaf = certified.cert.first().ok_or_else(|| format!("{}: holds no certificate", files.cert.display()))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map_err(|error| format!("{}: the first certificate cannot be read: {error}", files.cert.display()))?;
+    let validity = parsed.validity();
+    let name = certificate_names(certified).into_iter().next().unwrap_or_else(|| files.cert.display().to_string());
+    let validity = Validity {
+        name,
+        file: files.cert.clone(),
+        not_before: validity.not_before.timestamp(),
+        not_after: validity.not_after.timestamp(),
+    };
+    let now = unix_seconds(now);
+    if now > validity.not_after {
+        return Err(format!(
+            "{}: the certificate for {} expired on {}",
+            files.cert.display(),
+            validity.name,
+            date(validity.not_after)
+        ));
+    }
+    if now < validity.not_before {
+        return Err(format!(
+            "{}: the certificate for {} is not valid before {}",
+            files.cert.display(),
+            validity.name,
+            date(validity.not_before)
+        ));
+    }
+    Ok(validity)
 }
 
 /// TLS towards the upstream MTA, for one listener.
@@ -105,8 +186,10 @@ pub fn server(settings: &TlsSettings) -> Result<ServerTls, String> {
     let provider = provider();
     let mut by_name = HashMap::new();
     let mut default = None;
+    let mut certificates = Vec::new();
     for files in &settings.certificates {
         let certified = Arc::new(load_certified_key(files, &provider)?);
+        certificates.push(leaf_validity(files, &certified, SystemTime::now())?);
         for name in certificate_names(&certified) {
             by_name.entry(name).or_insert_with(|| Arc::clone(&certified));
         }
@@ -123,6 +206,7 @@ pub fn server(settings: &TlsSettings) -> Result<ServerTls, String> {
         mode: settings.mode,
         require: settings.require,
         handshake_timeout: settings.handshake_timeout,
+        certificates,
     })
 }
 

@@ -13,6 +13,7 @@ use crate::connection::{Connection, ReadError, Stream, Transport};
 use crate::listener::ListenerContext;
 use crate::metrics::UpstreamError;
 use crate::proxy_protocol;
+use crate::resolve::{ClientName, client_name};
 use crate::smtp::capabilities::Capabilities;
 use crate::smtp::command::xtext_encode;
 use crate::smtp::reply::Reply;
@@ -20,7 +21,6 @@ use crate::tls::UpstreamTls;
 
 /// How long a QUIT may take before the connection is simply closed.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
-const NAME_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// An idle upstream is not watched before this: a busy client's next
 /// command usually comes first, and not polling the upstream in between
 /// saves a read system call per command.
@@ -241,7 +241,7 @@ impl<S: Transport> UpstreamClient<S> {
                     let Some(attributes) =
                         Capabilities::from_ehlo(&ehlo).arguments("XCLIENT").filter(|_| ehlo.code() == 250)
                     else {
-                        warn_once_identity();
+                        warn_once_identity(client.session);
                         tracing::error!(
                             session = client.session,
                             "the upstream MTA does not offer XCLIENT to the proxy, so it cannot learn the real client; \
@@ -360,55 +360,11 @@ async fn starttls<S: Transport>(
     Ok(Connection::new(stream).with_write_timeout(timeout))
 }
 
-fn warn_once_identity() {
+/// A one-time summary beside the per-session error lines.
+fn warn_once_identity(session: &str) {
     static WARNED: AtomicBool = AtomicBool::new(false);
     if !WARNED.swap(true, Ordering::Relaxed) {
-        tracing::error!("client identity: XCLIENT is configured but the upstream does not offer it");
-    }
-}
-
-/// The client's host names as Postfix's XCLIENT wants them.
-struct ClientName {
-    /// Forward-confirmed (the name resolves back to the address), or a
-    /// `[UNAVAILABLE]` / `[TEMPUNAVAIL]` placeholder.
-    verified: String,
-    /// What the PTR record says, unconfirmed.
-    reverse: String,
-}
-
-impl ClientName {
-    fn unavailable() -> Self {
-        ClientName { verified: "[UNAVAILABLE]".into(), reverse: "[UNAVAILABLE]".into() }
-    }
-
-    fn temporarily_unavailable() -> Self {
-        ClientName { verified: "[TEMPUNAVAIL]".into(), reverse: "[TEMPUNAVAIL]".into() }
-    }
-}
-
-/// Reverse lookup, then forward confirmation, as Postfix's smtpd does
-/// when it sees the client itself; through the system resolver.
-async fn client_name(ip: IpAddr) -> ClientName {
-    let lookup = tokio::task::spawn_blocking(move || {
-        let temporary = |error: &dns_lookup::LookupError| matches!(error.kind(), dns_lookup::LookupErrorKind::Again);
-        let reverse = match dns_lookup::lookup_addr(&ip) {
-            Ok(name) => name,
-            Err(error) if temporary(&error) => return ClientName::temporarily_unavailable(),
-            Err(_) => return ClientName::unavailable(),
-        };
-        let verified = match dns_lookup::lookup_host(&reverse) {
-            Ok(addresses) => {
-                let confirmed = addresses.into_iter().any(|address| address == ip);
-                if confirmed { reverse.clone() } else { "[UNAVAILABLE]".into() }
-            }
-            Err(error) if temporary(&error) => "[TEMPUNAVAIL]".into(),
-            Err(_) => "[UNAVAILABLE]".into(),
-        };
-        ClientName { verified, reverse }
-    });
-    match tokio::time::timeout(NAME_LOOKUP_TIMEOUT, lookup).await {
-        Ok(Ok(name)) => name,
-        _ => ClientName::temporarily_unavailable(),
+        tracing::error!(session, "client identity: XCLIENT is configured but the upstream does not offer it");
     }
 }
 

@@ -189,3 +189,32 @@ fn the_shipped_config_runs() {
     let status = proxy.wait_exit(Duration::from_secs(10)).expect("the proxy did not stop on SIGTERM");
     assert!(status.success(), "SIGTERM must end the proxy with status 0");
 }
+
+/// `sign` and `inspect` exit 1 when there is nothing to sign or read, as
+/// the README says.
+#[test]
+fn sign_and_inspect_exit_1_on_what_they_cannot_take() {
+    let (dir, config) = config_dir();
+    let (code, _, err) = run(&["sign", "--config", &config, "<>"]);
+    assert_eq!(code, 1, "{err}");
+    let (code, _, err) = run(&["inspect", &dir.join("no-such.eml").display().to_string()]);
+    assert_eq!(code, 1, "{err}");
+    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let row =
+        |command: &str| readme.lines().find(|l| l.starts_with(&format!("| `batv-proxy {command}"))).unwrap().to_owned();
+    assert!(row("sign").contains("1 not an address"), "{}", row("sign"));
+    assert!(row("inspect").contains("1 when the file cannot be read"), "{}", row("inspect"));
+}
+
+/// `--help` puts the key file where the unit and the install guide do.
+#[test]
+fn help_names_the_key_file_the_unit_makes() {
+    let (_, out, _) = run(&["--help"]);
+    let unit =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dist/batv-proxy.service"))
+            .unwrap();
+    let made = unit.lines().find_map(|l| l.strip_prefix("ExecStartPre=")).unwrap();
+    let path = made.split_whitespace().skip_while(|w| *w != "--output").nth(1).unwrap();
+    assert!(out.contains(&format!("--output {path}")), "--help does not use {path}:\n{out}");
+    assert!(!out.contains("/etc/batv-proxy/keys"), "{out}");
+}

@@ -186,6 +186,49 @@ fn every_configuration_in_the_guides_passes_check_config() {
     }
 }
 
+/// The TOML fences of docs/operations.md, each added to a minimal working
+/// configuration, pass check-config: the examples admins copy are valid.
+#[test]
+fn every_toml_example_in_operations_passes_check_config() {
+    let doc = repository_file("docs/operations.md");
+    let mut examples = Vec::new();
+    let mut current: Option<String> = None;
+    for line in doc.lines() {
+        let trimmed = line.trim_start();
+        match (&mut current, trimmed) {
+            (None, "```toml") => current = Some(String::new()),
+            (Some(_), "```") => examples.extend(current.take()),
+            (Some(text), _) => {
+                text.push_str(trimmed);
+                text.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    assert!(examples.len() >= 5, "{examples:?}");
+    assert!(
+        examples.iter().any(|e| e.contains("[[policy.exemption]]"))
+            && examples.iter().any(|e| e.contains("[policy.actions]"))
+    );
+    for example in examples {
+        let dir = TestDir::new("docs-example.");
+        write_keys(&dir.join("keys"), 1, b"printable-secret-for-the-docs-test");
+        let config = format!(
+            "state_dir = \"{}\"\n[batv]\nkey_file = \"keys\"\ndomains = [\"example.com\", \"example.org\"]\n{example}\n{}",
+            dir.join("state").display(),
+            listener("inbound", 2525, 10025, "xclient", "")
+        );
+        let path = dir.write("example.toml", &config);
+        let output = Command::new(BIN).args(["check-config", "--config"]).arg(&path).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{example}\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
 /// `(subcommand, flags)` for every `batv-proxy SUBCOMMAND ...` in the
 /// guides' code, inline or fenced, and in the shell snippets.
 fn command_lines() -> Vec<(String, String, Vec<String>)> {
@@ -765,4 +808,25 @@ fn links_between_the_guides_resolve() {
         }
     }
     assert!(links >= 5, "only {links} links");
+}
+
+/// Keys the guides tell admins to make are printable, like the unit's
+/// first key, so Exim's configuration can hold them and rotations do not
+/// change the kind of key.
+#[test]
+fn every_keygen_into_the_state_directory_is_printable() {
+    let mut checked = 0;
+    for guide in guides() {
+        let text = std::fs::read_to_string(&guide).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (index, line) in lines.iter().enumerate() {
+            if line.contains("keygen") && line.contains("/var/lib/batv-proxy/keys") {
+                // A command wrapped in prose may go on on the next line.
+                let command = format!("{line} {}", lines.get(index + 1).unwrap_or(&""));
+                assert!(command.contains("--printable"), "{}: {line}", guide.display());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 2, "{checked}");
 }

@@ -280,6 +280,8 @@ fn exim_daemon_behind_batv_proxy_sees_the_real_client_through_the_proxy_protocol
     let config = substitute(
         &repository_file("docs/exim/batv-proxy-front.toml"),
         &[
+            // The guide starts in monitor mode; this test is the switch to enforcement.
+            ("mode = \"monitor\"", "mode = \"enforce\"".to_owned()),
             ("state_dir = \"/var/lib/batv-proxy\"", format!("state_dir = \"{}\"", proxy_dir.join("state").display())),
             ("key_file = \"/var/lib/batv-proxy/keys\"", format!("key_file = \"{}\"", keys.display())),
             ("\"0.0.0.0:25\"", format!("\"127.0.0.1:{inbound}\"")),
@@ -410,4 +412,35 @@ s.quit()
     assert!(t.end.as_ref().is_some_and(|r| r.is(250)), "{:?} {:?}", t.rcpts, t.end);
     assert!(exim.delivered("alice", &direct_token), "not delivered:\n{}", exim.log());
     assert!(exim.log().lines().any(|l| l.contains(" => ") && l.contains(&format!("<{sender}>"))), "{}", exim.log());
+}
+
+/// docs/operations.md, "Moving from Exim's prvs": the secret of an Exim
+/// `${prvs}` imported with the guide's script signs exactly as Exim does,
+/// and tags Exim made verify in batv-proxy.
+#[test]
+fn an_exim_secret_imported_as_the_guide_says_signs_as_exim_does() {
+    let dir = TestDir::new("exim-import.");
+    let keys = dir.join("keys");
+    let secret = "Our old exim prvs secret, 2019";
+    let script = substitute(
+        &repository_file("docs/exim/import-exim-secret.sh"),
+        &[
+            ("secret='the secret from exim.conf'", format!("secret='{secret}'")),
+            ("key=0", "key=4".to_owned()),
+            ("/var/lib/batv-proxy/keys", keys.display().to_string()),
+            ("chown batv-proxy:batv-proxy", "chown root:root".to_owned()),
+        ],
+    );
+    let output = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    assert!(output.status.success(), "the import script: {}", String::from_utf8_lossy(&output.stderr));
+    let config = sha1_config(&dir, &keys);
+    let (code, check) = cli(&config, &["check-config"]);
+    assert_eq!(code, 0, "the imported key file is refused: {check}");
+    let empty = dir.write("empty.conf", "");
+    for address in ["alice@example.com", "Bob.Smith@example.org"] {
+        let ours = cli(&config, &["sign", address]).1;
+        let exims = expand(&empty, &[format!("${{prvs{{{address}}}{{{secret}}}{{4}}}}")]).remove(0);
+        assert_eq!(ours, exims, "{address}: batv-proxy and Exim sign differently");
+        assert_eq!(cli(&config, &["verify", &exims]), (0, address.to_owned()), "{address}");
+    }
 }

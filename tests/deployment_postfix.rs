@@ -84,7 +84,10 @@ fn front_relaying_to(master: &str, identity: &str, relay: Option<u16>) -> Front 
     postfix.wait(submission_port);
     let auth = postfix.start_auth("alice@example.com", PASSWORD);
     let (inbound, submission, submissions, metrics) = (free_port(), free_port(), free_port(), free_port());
+    // The guide starts in monitor mode; these tests are the switch to enforcement.
     let mut toml = repository_file("docs/postfix/batv-proxy-front.toml");
+    assert!(toml.contains("mode = \"monitor\""), "the guide's snippet starts in monitor mode");
+    toml = toml.replace("mode = \"monitor\"", "mode = \"enforce\"");
     if identity != "xclient" {
         assert_eq!(toml.matches("client_identity = \"xclient\"").count(), 3, "three listeners use XCLIENT");
         toml = toml.replace("client_identity = \"xclient\"", &format!("client_identity = \"{identity}\""));

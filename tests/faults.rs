@@ -181,3 +181,24 @@ fn an_upstream_that_times_out_an_idle_session_is_reported_to_the_client() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(smtp.closed_within(Duration::from_secs(5)));
 }
+
+/// Every ERROR line about an upstream that will not take XCLIENT names the
+/// session it ended.
+#[test]
+fn xclient_refusals_are_logged_with_the_session() {
+    let fake = FakeUpstream::start(Fault::None);
+    let port = free_port();
+    let config = format!("{BATV_SECTION}{}", listener("inbound", port, fake.port, "xclient", ""));
+    let proxy = Proxy::start(&config, &[port]);
+    let mut smtp = Smtp::connect(port);
+    let reply = smtp.command("EHLO client.test");
+    assert_eq!(reply.code, 421, "{reply:?}");
+    let log = eventually(Duration::from_secs(5), || {
+        let log = proxy.log();
+        (log.matches("\"level\":\"ERROR\"").count() >= 2).then_some(log)
+    })
+    .expect("two ERROR lines");
+    for line in log.lines().filter(|l| l.contains("\"level\":\"ERROR\"")) {
+        assert!(line.contains("\"session\":\""), "an ERROR line without its session: {line}");
+    }
+}

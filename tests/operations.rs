@@ -326,3 +326,63 @@ fn a_second_proxy_on_the_same_ledger_file_says_who_holds_it() {
     assert!(said.contains("held by another batv-proxy") && said.contains(&ledger), "{said}");
     assert!(!said.contains('\u{1b}'), "colour codes written into a pipe: {said:?}");
 }
+
+/// A reload that cannot bind a new address changes nothing: the old
+/// listener keeps serving, and the refusal is logged and counted.
+#[test]
+fn a_reload_onto_a_held_port_keeps_the_old_listener() {
+    let fake = FakeUpstream::start(Fault::None);
+    let (old, metrics) = (free_port(), free_port());
+    let config = |listen: u16, extra: &str| {
+        format!(
+            "[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n{BATV_SECTION}{}{extra}",
+            listener("outbound", listen, fake.port, "none", "")
+        )
+    };
+    let proxy = Proxy::start(&config(old, ""), &[old, metrics]);
+    // Another process holds the port the new configuration moves to.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().port();
+    let second = free_port();
+    std::fs::write(&proxy.config, config(taken, &listener("inbound", second, fake.port, "none", ""))).unwrap();
+    proxy.signal("HUP");
+    assert!(
+        eventually(Duration::from_secs(5), || proxy.log().contains("reload refused: cannot listen").then_some(()))
+            .is_some(),
+        "{}",
+        proxy.log()
+    );
+    let (_, text) = http_get(metrics, "/metrics");
+    assert_eq!(metric(&text, "batv_proxy_reloads_total{listener=\"\",outcome=\"refused\"}"), 1.0, "{text}");
+    assert_eq!(metric(&text, "batv_proxy_reloads_total{listener=\"\",outcome=\"applied\"}"), 0.0, "{text}");
+    // The old listener still serves, and the other new one was not started.
+    let t = send_mail(old, "alice@example.com", &["carol@remote.test"], "Subject: still here\r\n\r\nx\r\n");
+    assert!(t.end.unwrap().is(250));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", second)).is_err(), "half a reload was applied");
+    drop(held);
+}
+
+/// Listeners whose addresses overlap cannot both listen: check-config and
+/// run refuse them with status 2, so systemd does not restart in a loop.
+#[test]
+fn overlapping_listeners_are_a_configuration_error() {
+    let dir = TestDir::new("overlap.");
+    write_keys(&dir.join("keys"), 3, b"overlap-secret");
+    let port = free_port();
+    let config = dir.write(
+        "cfg.toml",
+        &format!(
+            "{BATV_SECTION}{}{}",
+            listener("inbound", port, 10025, "none", "").replace("127.0.0.1:", "0.0.0.0:"),
+            listener("outbound", port, 10587, "none", "")
+        )
+        .replace("upstream = \"0.0.0.0:10025\"", "upstream = \"127.0.0.1:10025\""),
+    );
+    for command in ["check-config", "run"] {
+        let output =
+            std::process::Command::new(proxy_binary()).args([command, "--config"]).arg(&config).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command}: {stderr}");
+        assert!(stderr.contains("overlap") && stderr.contains("listener[2].listen"), "{command}: {stderr}");
+    }
+}

@@ -389,3 +389,82 @@ print("sent")
     assert!(client.wait().success() && rest.contains("sent"), "the session open across the reload broke");
     assert!(sink.find("across-reload").is_some());
 }
+
+/// A certificate made with openssl as if the clock said `when`, valid
+/// `days`: `name.pem` and `name.key` in `dir`.
+fn dated_certificate(dir: &TestDir, name: &str, when: &str, days: u32) {
+    let output = Command::new("faketime")
+        .arg(when)
+        .args(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"])
+        .args(["-subj", "/CN=mx.example.com", "-addext", "subjectAltName=DNS:mx.example.com"])
+        .arg("-days")
+        .arg(days.to_string())
+        .arg("-keyout")
+        .arg(dir.join(&format!("{name}.key")))
+        .arg("-out")
+        .arg(dir.join(&format!("{name}.pem")))
+        .output()
+        .expect("faketime and openssl");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Expired and not yet valid certificates are refused at check-config, at
+/// start and at reload; one expiring within 14 days is warned about.
+#[test]
+fn expired_certificates_are_refused_and_expiring_ones_warned_about() {
+    provision();
+    let dir = TestDir::new("dated-certs.");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let day = |offset: i64| {
+        let seconds = now as i64 + offset * 86_400;
+        let output = Command::new("date")
+            .arg("-u")
+            .arg("-d")
+            .arg(format!("@{seconds}"))
+            .arg("+%Y-%m-%d %H:%M:%S")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    dated_certificate(&dir, "expired", &day(-30), 10);
+    dated_certificate(&dir, "future", &day(30), 10);
+    dated_certificate(&dir, "expiring", &day(-80), 85);
+    dated_certificate(&dir, "good", &day(-1), 365);
+    let fake = common::fake_upstream::FakeUpstream::start(common::fake_upstream::Fault::None);
+    let port = free_port();
+    let config = |name: &str| {
+        format!(
+            "{BATV_SECTION}{}[listener.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            listener("inbound", port, fake.port, "none", ""),
+            dir.join(&format!("{name}.pem")).display(),
+            dir.join(&format!("{name}.key")).display()
+        )
+    };
+    let check = |name: &str| {
+        let path = dir.write(&format!("{name}.toml"), &config(name));
+        let output = Command::new(proxy_binary()).args(["check-config", "--config"]).arg(&path).output().unwrap();
+        (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    write_keys(&dir.join("keys"), 3, b"dated-certificate-secret");
+    let (code, stderr) = check("expired");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("expired on"), "{stderr}");
+    let (code, stderr) = check("future");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("not valid before"), "{stderr}");
+    let (code, stderr) = check("expiring");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("expires in 4 days") || stderr.contains("expires in 5 days"), "{stderr}");
+    let (code, stderr) = check("good");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("expires in"), "{stderr}");
+    // Running on a good certificate, a reload onto an expired one is refused.
+    let run_dir = TestDir::new("dated-run.");
+    write_keys(&run_dir.join("keys"), 3, b"dated-certificate-secret");
+    let proxy = Proxy::start_in(run_dir, &config("good"), &[port]);
+    std::fs::write(&proxy.config, config("expired")).unwrap();
+    proxy.signal("HUP");
+    assert!(eventually(Duration::from_secs(5), || proxy.log().contains("reload refused").then_some(())).is_some());
+    assert!(proxy.log().contains("expired on"), "{}", proxy.log());
+    assert!(Smtp::connect(port).greeting.is(220), "the running listener stays");
+}

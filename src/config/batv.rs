@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::batv::{HashAlgorithm, KeyRing, MAX_LIFETIME_DAYS, Moment, TagForm};
-use crate::domains::{DomainMap, DomainSet};
+use crate::domains::DomainMap;
 use crate::keyfile::{self, KeyFileError};
+pub use crate::policy::DomainSet;
 
 use super::section::{Presence, Section};
 use super::values::{Problem, check_domain_entry, choice, is_host_name, number, path};

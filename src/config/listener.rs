@@ -1,10 +1,12 @@
 //! `[[listener]]`: one address, its role, its upstream MTA and its limits.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use toml::Value;
+
+pub use crate::policy::ClientNetwork;
 
 use super::batv::system_hostname;
 use super::section::Section;
@@ -100,44 +102,6 @@ impl Default for Limits {
             upstream_connect_timeout: DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             upstream_data_timeout: DEFAULT_UPSTREAM_DATA_TIMEOUT,
-        }
-    }
-}
-
-/// An address or network in CIDR notation (`192.0.2.0/24`, `2001:db8::/32`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientNetwork {
-    address: IpAddr,
-    prefix: u8,
-}
-
-impl ClientNetwork {
-    pub fn parse(text: &str) -> Option<Self> {
-        let (address, prefix) = match text.trim().split_once('/') {
-            Some((address, prefix)) => (address.parse::<IpAddr>().ok()?, Some(prefix.parse::<u8>().ok()?)),
-            None => (text.trim().parse().ok()?, None),
-        };
-        let bits = if address.is_ipv4() { 32 } else { 128 };
-        let prefix = prefix.unwrap_or(bits);
-        (prefix <= bits).then_some(ClientNetwork { address, prefix })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        let mask = |bits: u32, width: u32| if bits == 0 { 0u128 } else { u128::MAX << (width - bits) };
-        match (self.address, ip) {
-            (IpAddr::V4(network), IpAddr::V4(ip)) => {
-                let mask = mask(u32::from(self.prefix), 32) as u32;
-                u32::from(network) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(network), IpAddr::V6(ip)) => {
-                let mask = mask(u32::from(self.prefix), 128);
-                u128::from(network) & mask == u128::from(ip) & mask
-            }
-            _ => false,
         }
     }
 }

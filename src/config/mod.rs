@@ -18,7 +18,6 @@ mod tests;
 mod tls;
 mod values;
 
-use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,7 +27,7 @@ use toml::Table;
 
 use crate::batv::KeyRing;
 
-pub use self::batv::{BatvSettings, DEFAULT_LIFETIME_DAYS, DomainKeys};
+pub use self::batv::{BatvSettings, DEFAULT_LIFETIME_DAYS, DomainKeys, DomainSet};
 pub use self::ledger::{
     DEFAULT_LEDGER_FILE, DEFAULT_LEDGER_MAX_ENTRIES, DEFAULT_LEDGER_QUEUE_MAX_ENTRIES, LedgerSettings, LedgerStore,
     RedisPassword, RedisSettings, RedisTopology, redact_url,
@@ -49,7 +48,6 @@ pub use self::tls::{
     UpstreamVerify,
 };
 pub use self::values::parse_size;
-pub use crate::domains::DomainSet;
 
 use self::section::{Presence, Report, Section};
 use self::values::path;
@@ -126,6 +124,8 @@ pub struct Config {
     pub listeners: Vec<ListenerSettings>,
     /// Where `/metrics` and `/healthz` are served, if anywhere.
     pub metrics_listen: Option<SocketAddr>,
+    /// Recent verdicts kept for `/verdicts` and `batv-proxy explain`.
+    pub verdicts: usize,
     /// How long transactions in progress may run after SIGTERM.
     pub drain_timeout: Duration,
     /// Runtime worker threads; `None`: one per CPU.
@@ -190,6 +190,16 @@ impl Config {
                 }
             }
         }
+        let mut keys: Vec<&String> = self.policy.message_id_patterns.keys().collect();
+        keys.sort();
+        for key in keys {
+            if !self.batv.domains.may_hold(key) {
+                warnings.push(format!(
+                    "policy.message_id_patterns: \"{key}\" is none of batv.domains, so its patterns are never used \
+                     (they apply to bounces to the domain they are listed under); fix: list them under one of your domains"
+                ));
+            }
+        }
         if self.policy.mode == Mode::Monitor {
             warnings.push("policy.mode = \"monitor\": nothing is rejected for BATV reasons".into());
         }
@@ -246,10 +256,31 @@ impl Config {
 }
 
 /// The file's sections, and the checks that involve more than one.
+/// Whether two listening addresses cannot both be bound: the same port
+/// and either the same address or a wildcard of the other's family (or,
+/// where the system maps IPv4 onto IPv6 sockets, the IPv6 wildcard and
+/// any IPv4 address).
+pub fn overlap(a: SocketAddr, b: SocketAddr, v6_wildcard_takes_v4: bool) -> bool {
+    if a.port() != b.port() {
+        return false;
+    }
+    let covers = |wide: SocketAddr, narrow: SocketAddr| {
+        wide.ip().is_unspecified()
+            && (wide.is_ipv4() == narrow.is_ipv4() || (wide.is_ipv6() && narrow.is_ipv4() && v6_wildcard_takes_v4))
+    };
+    a.ip() == b.ip() || covers(a, b) || covers(b, a)
+}
+
+/// Whether an IPv6 wildcard socket takes IPv4 connections too (Linux's
+/// `net.ipv6.bindv6only = 0`, the default).
+fn ipv6_wildcard_takes_ipv4() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only").map_or(true, |value| value.trim() == "0")
+}
+
 fn read_config(root: &mut Section, file: &Path, base: &Path) -> Option<Config> {
     let state_dir =
         root.get_or("state_dir", PathBuf::from(DEFAULT_STATE_DIR), path(base, "state_dir = \"/var/lib/batv-proxy\""));
-    let metrics_listen = root.table("metrics", "[metrics]", Presence::Optional, server::read_metrics);
+    let (metrics_listen, verdicts) = root.table("metrics", "[metrics]", Presence::Optional, server::read_metrics);
     let server = root.table("server", "[server]", Presence::Optional, server::read_server);
     let required_batv = Presence::Required("the [batv] table is missing", "add [batv] with key_file and domains");
     let batv::ReadBatv { settings: batv, keys, domain_keys } =
@@ -267,13 +298,20 @@ fn read_config(root: &mut Section, file: &Path, base: &Path) -> Option<Config> {
     let ledger =
         root.table("ledger", "[ledger]", Presence::Optional, |ledger| ledger::read_ledger(ledger, &state_dir, base));
 
-    let mut addresses = HashSet::new();
-    for listener in &listeners {
-        if !addresses.insert(listener.listen) {
+    let v6_covers_v4 = ipv6_wildcard_takes_ipv4();
+    for (index, listener) in listeners.iter().enumerate() {
+        if let Some(other) =
+            listeners[..index].iter().find(|other| overlap(other.listen, listener.listen, v6_covers_v4))
+        {
+            let problem = if other.listen == listener.listen {
+                format!("two listeners use {}", listener.listen)
+            } else {
+                format!("{} and {} overlap: one address takes the other's connections", other.listen, listener.listen)
+            };
             root.report(
-                "listener",
-                format!("two listeners use {}", listener.listen),
-                "give each listener its own listen address",
+                &format!("listener[{}].listen", index + 1),
+                problem,
+                "give each listener an address and port of its own (a wildcard address takes every address of its port)",
             );
         }
     }
@@ -289,8 +327,20 @@ fn read_config(root: &mut Section, file: &Path, base: &Path) -> Option<Config> {
             "set state_dir to a writable directory, or give enforce_after as a date",
         );
     }
+    for (index, exemption) in policy.exemptions.0.iter().enumerate() {
+        for name in &exemption.listeners {
+            if !listeners.iter().any(|listener| &listener.name == name) {
+                let known: Vec<&str> = listeners.iter().map(|listener| listener.name.as_str()).collect();
+                root.report(
+                    &format!("policy.exemption[{}].listeners", index + 1),
+                    format!("\"{name}\" names no listener"),
+                    format!("use listener names as role@address: {}", known.join(", ")),
+                );
+            }
+        }
+    }
     if let Some(address) = metrics_listen
-        && listeners.iter().any(|listener| listener.listen == address)
+        && listeners.iter().any(|listener| overlap(listener.listen, address, v6_covers_v4))
     {
         root.report(
             "metrics.listen",
@@ -307,6 +357,7 @@ fn read_config(root: &mut Section, file: &Path, base: &Path) -> Option<Config> {
         policy,
         listeners,
         metrics_listen,
+        verdicts,
         drain_timeout: server.drain_timeout,
         worker_threads: server.worker_threads,
         ledger,

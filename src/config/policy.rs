@@ -1,15 +1,21 @@
 //! `[policy]`: what is judged and how, and the patterns that exempt.
 
 use std::collections::HashMap;
-use std::fmt;
 
 use toml::Value;
 
 use crate::batv::Day;
-use crate::smtp::address::{Domain, Mailbox};
+use crate::policy::{Action, Actions, ClientNetwork, Exemption, Exemptions, MarkHeader, Scope};
+pub use crate::policy::{
+    AddressPattern, EnforceAfter, Mode, NonBounceInvalidTag, PolicySettings, UntaggedBounce, UntaggedStage,
+};
+
+use super::section::Presence;
 
 use super::section::Section;
-use super::values::{Parsed, Problem, check_domain_entry, choice, invalid, size, texts, type_name, wrong_type};
+use super::values::{
+    Parsed, Problem, check_domain_entry, choice, invalid, is_host_name, size, text, texts, type_name, wrong_type,
+};
 
 /// A bounce says what it is about in its first few kilobytes; this leaves
 /// room for a long header and a quoted original.
@@ -20,147 +26,12 @@ pub const DEFAULT_BOUNCE_SENDER: &str = "mailer-daemon";
 /// The longest grace period `enforce_after = N` takes, ten years.
 const MAX_GRACE_DAYS: i64 = 3650;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Enforce,
-    /// Log and mark verdicts, reject nothing for BATV reasons.
-    Monitor,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UntaggedBounce {
-    Reject,
-    Accept,
-    /// Judge by the bounce's content (the original Message-ID).
-    Inspect,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UntaggedStage {
-    /// Accept at RCPT (so sender callouts keep working), refuse at DATA.
-    Data,
-    Rcpt,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NonBounceInvalidTag {
-    /// Deliver with the tag stripped (replies to subscriptions made with a tagged sender).
-    Strip,
-    Reject,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EnforceAfter {
-    Date(Day),
-    /// Days after the first start, remembered in `state_dir`.
-    DaysAfterFirstStart(u32),
-}
-
 const MODES: &[(&str, Mode)] = &[("enforce", Mode::Enforce), ("monitor", Mode::Monitor)];
 const UNTAGGED_BOUNCES: &[(&str, UntaggedBounce)] =
     &[("reject", UntaggedBounce::Reject), ("accept", UntaggedBounce::Accept), ("inspect", UntaggedBounce::Inspect)];
 const UNTAGGED_STAGES: &[(&str, UntaggedStage)] = &[("data", UntaggedStage::Data), ("rcpt", UntaggedStage::Rcpt)];
 const NON_BOUNCE_INVALID_TAGS: &[(&str, NonBounceInvalidTag)] =
     &[("strip", NonBounceInvalidTag::Strip), ("reject", NonBounceInvalidTag::Reject)];
-
-/// A `*` wildcard pattern over an address (`*@lists.example.com`,
-/// `owner-*`) or, without `@`, over a domain (`example.net`, `*.example.net`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AddressPattern(String);
-
-impl AddressPattern {
-    pub fn new(text: &str) -> Self {
-        AddressPattern(text.trim().to_lowercase())
-    }
-
-    pub fn matches(&self, mailbox: &Mailbox) -> bool {
-        if self.0.contains('@') {
-            glob_match(&self.0, &mailbox.canonical_text().to_lowercase())
-        } else {
-            glob_match(&self.0, &mailbox.domain().canonical())
-        }
-    }
-}
-
-impl fmt::Display for AddressPattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// `*` matches any run of characters (greedy with backtracking, linear in practice).
-pub(super) fn glob_match(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let mut backtrack: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == '*' {
-            backtrack = Some((pi, ti));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if let Some((star, matched)) = backtrack {
-            pi = star + 1;
-            ti = matched + 1;
-            backtrack = Some((star, matched + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
-}
-
-#[derive(Debug, Clone)]
-pub struct PolicySettings {
-    pub mode: Mode,
-    pub untagged_bounce: UntaggedBounce,
-    pub untagged_stage: UntaggedStage,
-    pub enforce_after: Option<EnforceAfter>,
-    /// Sender local parts that mark a bounce, lower case.
-    pub bounce_senders: Vec<String>,
-    pub non_bounce_invalid_tag: NonBounceInvalidTag,
-    /// Outbound: senders never signed.
-    pub exempt_senders: Vec<AddressPattern>,
-    /// Outbound: recipients that must not see a tagged sender.
-    pub exempt_recipients: Vec<AddressPattern>,
-    /// Inbound: recipients whose untagged bounces are let through.
-    pub unverified_recipients: Vec<AddressPattern>,
-    /// Per domain (lower case): `*` patterns matching the Message-IDs our
-    /// mail systems write, without angle brackets.
-    pub message_id_patterns: HashMap<String, Vec<String>>,
-    /// How much of a message `inspect` reads.
-    pub inspect_max_bytes: usize,
-}
-
-impl PolicySettings {
-    /// Whether a Message-ID (brackets optional) matches a pattern of `domain`.
-    /// A domain's patterns are those under its own name or under a
-    /// `*.parent` key that covers it.
-    pub fn matches_message_id(&self, domain: &Domain, message_id: &str) -> bool {
-        let id = message_id.trim().trim_start_matches('<').trim_end_matches('>').to_lowercase();
-        let matches = |key: &str| {
-            self.message_id_patterns.get(key).is_some_and(|patterns| patterns.iter().any(|p| glob_match(p, &id)))
-        };
-        let name = domain.canonical();
-        if matches(&name) {
-            return true;
-        }
-        let mut rest = name.as_str();
-        while let Some(dot) = rest.find('.') {
-            rest = &rest[dot + 1..];
-            if matches(&format!("*.{rest}")) {
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Recipients whose untagged bounces and automatic replies pass.
-    pub fn is_unverified(&self, mailbox: &Mailbox) -> bool {
-        self.unverified_recipients.iter().any(|pattern| pattern.matches(mailbox))
-    }
-}
 
 pub(super) fn read_policy(policy: &mut Section) -> PolicySettings {
     let patterns = |texts: Vec<String>| texts.iter().map(|text| AddressPattern::new(text)).collect();
@@ -184,7 +55,136 @@ pub(super) fn read_policy(policy: &mut Section) -> PolicySettings {
         unverified_recipients: patterns(policy.get_or("unverified_recipients", Vec::new(), texts)),
         message_id_patterns: policy.get_or("message_id_patterns", HashMap::new(), message_id_patterns),
         inspect_max_bytes: policy.get_or("inspect_max_bytes", DEFAULT_INSPECT_MAX_BYTES, inspect_max_bytes) as usize,
+        actions: policy.table("actions", "[policy.actions]", Presence::Optional, read_actions),
+        exemptions: Exemptions(
+            policy
+                .tables("exemption", "[[policy.exemption]]", Presence::Optional, read_exemption)
+                .into_iter()
+                .flatten()
+                .collect(),
+        ),
     }
+}
+
+const ACTIONS: &[(&str, Action)] =
+    &[("reject", Action::Reject), ("tempfail", Action::TempFail), ("mark", Action::Mark)];
+const SCOPES: &[(&str, Scope)] =
+    &[("untagged_bounce", Scope::UntaggedBounce), ("auto_reply", Scope::AutoReply), ("signing", Scope::Signing)];
+
+/// `[policy.actions]`: one action per rule, every one `reject` by default
+/// but `ledger_unavailable`, which asks the sender to retry.
+fn read_actions(actions: &mut Section) -> Actions {
+    let defaults = Actions::default();
+    Actions {
+        forged_tag: actions.get_or("forged_tag", defaults.forged_tag, choice(ACTIONS)),
+        expired_tag: actions.get_or("expired_tag", defaults.expired_tag, choice(ACTIONS)),
+        unknown_key: actions.get_or("unknown_key", defaults.unknown_key, choice(ACTIONS)),
+        untagged_bounce: actions.get_or("untagged_bounce", defaults.untagged_bounce, choice(ACTIONS)),
+        untagged_autoreply: actions.get_or("untagged_autoreply", defaults.untagged_autoreply, choice(ACTIONS)),
+        ledger_unavailable: actions.get_or("ledger_unavailable", defaults.ledger_unavailable, choice(ACTIONS)),
+        mark_header: actions.get_or("mark_header", defaults.mark_header, mark_header),
+    }
+}
+
+/// `"Name: value"`, a header field as it is written.
+fn mark_header(key: &str, value: &Value) -> Parsed<MarkHeader> {
+    let field = text("mark_header = \"X-Spam-Flag: YES\"")(key, value)?;
+    let valid_name = |name: &str| !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
+    match field.split_once(':') {
+        Some((name, value))
+            if valid_name(name.trim_end())
+                && !value.trim().is_empty()
+                && value.chars().all(|c| c == ' ' || c == '\t' || (c.is_ascii() && !c.is_ascii_control())) =>
+        {
+            Ok(MarkHeader { name: name.trim_end().to_owned(), value: value.trim().to_owned() })
+        }
+        _ => invalid(
+            format!("\"{field}\" is not a header field"),
+            "write mark_header = \"X-Spam-Flag: YES\" (a name, a colon, a value, printable ASCII on one line)",
+        ),
+    }
+}
+
+/// One `[[policy.exemption]]`; `None` when it cannot be used.
+fn read_exemption(exemption: &mut Section) -> Option<Exemption> {
+    let host = |text: &str| {
+        let name = text.trim().to_ascii_lowercase();
+        let bare = name.strip_prefix("*.").or_else(|| name.strip_prefix('.')).unwrap_or(&name);
+        if is_host_name(bare) {
+            Ok(name)
+        } else {
+            Err(Problem::new(
+                format!("\"{text}\" is not a host name"),
+                "write mx.example.net, or .example.net for every name under it",
+            ))
+        }
+    };
+    let network = |text: &str| {
+        ClientNetwork::parse(text).ok_or_else(|| {
+            Problem::new(
+                format!("\"{text}\" is not an address or network"),
+                "write addresses or CIDR networks: \"192.0.2.0/24\"",
+            )
+        })
+    };
+    let pattern = |text: &str| Ok::<_, Problem>(AddressPattern::new(text));
+    let name = exemption.require(
+        "name",
+        "add name = \"partner-relays\" (it names the exemption in logs and metrics)",
+        text("name = \"partner-relays\""),
+    );
+    let scopes = exemption.require(
+        "exempts",
+        "add exempts = [\"untagged_bounce\", \"auto_reply\", \"signing\"] (what it exempts)",
+        |key, value| {
+            let words = texts(key, value)?;
+            let mut scopes = Vec::new();
+            for word in &words {
+                match SCOPES.iter().find(|(name, _)| name == word) {
+                    Some((_, scope)) => scopes.push(*scope),
+                    None => {
+                        return invalid(
+                            format!("\"{word}\" is not something an exemption exempts"),
+                            "use \"untagged_bounce\", \"auto_reply\" and \"signing\"",
+                        );
+                    }
+                }
+            }
+            if scopes.is_empty() {
+                invalid("exempts nothing", "list what it exempts: \"untagged_bounce\", \"auto_reply\", \"signing\"")
+            } else {
+                Ok(scopes)
+            }
+        },
+    );
+    let exemption_read = Exemption {
+        name: name.clone().unwrap_or_default(),
+        scopes: scopes.clone().unwrap_or_default(),
+        listeners: exemption.get_or("listeners", Vec::new(), texts),
+        clients: exemption.get_each("clients", network).unwrap_or_default(),
+        client_names: exemption.get_each("client_names", host).unwrap_or_default(),
+        senders: exemption.get_each("senders", pattern).unwrap_or_default(),
+        reporting_mtas: exemption.get_each("reporting_mtas", host).unwrap_or_default(),
+        recipient_domains: exemption.get_each("recipient_domains", pattern).unwrap_or_default(),
+    };
+    if !exemption_read.has_criteria() {
+        exemption.report(
+            "exempts",
+            "the exemption names no clients, client_names, senders, reporting_mtas or recipient_domains, so it would exempt all mail",
+            "say whose mail it exempts",
+        );
+        return None;
+    }
+    if !exemption_read.recipient_domains.is_empty() && exemption_read.scopes != [Scope::Signing] {
+        exemption.report(
+            "recipient_domains",
+            "recipient_domains say where signed senders must not go, which only signing knows",
+            "use recipient_domains with exempts = [\"signing\"] alone",
+        );
+    }
+    name?;
+    scopes?;
+    Some(exemption_read)
 }
 
 /// A date (`"2026-12-01"` or a TOML date) or a number of days after the first start.

@@ -22,7 +22,11 @@ pub(super) fn read_server(server: &mut Section) -> ServerSettings {
     }
 }
 
-/// Where `/metrics` and `/healthz` are served; `None`: nowhere.
-pub(super) fn read_metrics(metrics: &mut Section) -> Option<SocketAddr> {
-    metrics.get("listen", socket_address("listen = \"127.0.0.1:9325\""))
+/// Where `/metrics`, `/healthz` and `/verdicts` are served (`None`:
+/// nowhere), and how many recent verdicts are kept for `/verdicts`.
+pub(super) fn read_metrics(metrics: &mut Section) -> (Option<SocketAddr>, usize) {
+    (
+        metrics.get("listen", socket_address("listen = \"127.0.0.1:9325\"")),
+        metrics.get_or("verdicts", crate::verdicts::DEFAULT_CAPACITY, number(0..=1_000_000)),
+    )
 }

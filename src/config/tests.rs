@@ -1,8 +1,8 @@
 use std::os::unix::fs::PermissionsExt;
 
-use super::policy::glob_match;
 use super::*;
 use crate::batv::{Day, HashAlgorithm};
+use crate::policy::glob_match;
 use crate::smtp::address::{Domain, Mailbox};
 
 struct Fixture {
@@ -497,5 +497,51 @@ fn per_domain_key_sets_and_staged_keys() {
     ] {
         let found = problems(&fixture, &batv(tables));
         assert!(found.iter().any(|p| p.starts_with(wanted)), "{tables}: {found:?}");
+    }
+}
+
+#[test]
+fn message_id_pattern_keys_outside_our_domains_are_warned_about() {
+    let fixture = Fixture::new();
+    let text = format!(
+        "{MINIMAL}[policy.message_id_patterns]\n\"example.com\" = [\"*@mx.example.com\"]\n\"*.example.org\" = [\"*@a\"]\n\
+         \"example.net\" = [\"*@mx.example.net\"]\n\"*.example.com\" = [\"*@b\"]\n"
+    );
+    let warnings = fixture.parse(&text).unwrap().warnings();
+    let unused: Vec<&String> = warnings.iter().filter(|w| w.contains("message_id_patterns")).collect();
+    assert_eq!(unused.len(), 2, "{unused:?}");
+    assert!(unused[0].contains("\"*.example.com\"") && unused[1].contains("\"example.net\""), "{unused:?}");
+}
+
+#[test]
+fn exemptions_are_read_and_checked() {
+    let fixture = Fixture::new();
+    let good = format!(
+        "{MINIMAL}[[policy.exemption]]\nname = \"partner\"\nclients = [\"192.0.2.0/24\"]\nclient_names = [\".partner.example\"]\n\
+         exempts = [\"untagged_bounce\", \"auto_reply\"]\nlisteners = [\"inbound@127.0.0.1:2525\"]\n\
+         [policy.actions]\nuntagged_autoreply = \"mark\"\nmark_header = \"X-Spam-Flag: YES\"\n"
+    );
+    let config = fixture.parse(&good).unwrap();
+    let exemption = &config.policy.exemptions.0[0];
+    assert_eq!(
+        (exemption.name.as_str(), exemption.scopes.len(), exemption.client_names[0].as_str()),
+        ("partner", 2, ".partner.example")
+    );
+    assert_eq!(config.policy.actions.untagged_autoreply, crate::policy::Action::Mark);
+    assert_eq!(config.policy.actions.mark_header.name, "X-Spam-Flag");
+    let bad = format!(
+        "{MINIMAL}[[policy.exemption]]\nname = \"everything\"\nexempts = [\"untagged_bounce\"]\n\
+         [[policy.exemption]]\nname = \"typo\"\nclients = [\"192.0.2.0/33\"]\nexempts = [\"bounces\"]\nlisteners = [\"inbound@1.2.3.4:25\"]\n\
+         [policy.actions]\nforged_tag = \"drop\"\nmark_header = \"no colon\"\n"
+    );
+    let errors = fixture.parse(&bad).unwrap_err();
+    for key in [
+        "policy.exemption[1].exempts",
+        "policy.exemption[2].clients",
+        "policy.exemption[2].exempts",
+        "policy.actions.forged_tag",
+        "policy.actions.mark_header",
+    ] {
+        assert!(errors.0.iter().any(|e| e.key == key), "{key} not reported:\n{errors}");
     }
 }

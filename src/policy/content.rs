@@ -1,13 +1,15 @@
 //! DATA: whether a message is relayed, what of it the proxy keeps while it
 //! streams, and the verdict on a message judged by its content.
 
+use super::settings::UntaggedBounce;
 use crate::batv::Day;
-use crate::config::UntaggedBounce;
 use crate::dsn::{self, Inspection};
 use crate::smtp::address::Domain;
 use crate::smtp::reply::Reply;
 
 use super::Policy;
+use super::actions::{Action, ActionRule, MarkHeader, reply_for};
+use super::exemptions::{Scope, Source};
 use super::inbound::{Class, Deferred, REPLY_UNTAGGED, Verdict};
 use super::rules::{ContentResult, ContentRule, RejectReason};
 
@@ -37,9 +39,40 @@ impl Capture {
 pub enum DataDecision {
     /// Refused without reading the message.
     Refuse { reply: Reply, reason: RejectReason },
-    /// Relayed, keeping `capture`, with the proxy's `X-Batv-Status` value in front.
-    Relay { capture: Capture, status_header: Option<String> },
+    /// Relayed, keeping `capture`; `marks` go in front of the message
+    /// (when the content decides, after its verdict).
+    Relay { capture: Capture, marks: Marks },
 }
+
+/// The fields the proxy puts in front of a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// The `X-Batv-Status` value.
+    pub status: Option<String>,
+    /// The configured mark header, for mail a verdict would refuse.
+    pub mark: Option<MarkHeader>,
+}
+
+impl Marks {
+    /// The header lines, CRLF-terminated.
+    pub fn lines(&self) -> String {
+        let mut lines = String::new();
+        if let Some(status) = &self.status {
+            lines.push_str(&format!("{STATUS_FIELD}: {status}\r\n"));
+        }
+        if let Some(mark) = &self.mark {
+            lines.push_str(&format!("{}: {}\r\n", mark.name, mark.value));
+        }
+        lines
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.status.is_none() && self.mark.is_none()
+    }
+}
+
+/// The field that carries the proxy's verdict; only the proxy writes it.
+pub const STATUS_FIELD: &str = "X-Batv-Status";
 
 /// The verdict on a message judged by its content, with the rule that decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,8 +117,8 @@ pub enum LedgerAnswer {
     Unavailable,
 }
 
-/// The end of a content judgement: the verdict, and the reply that refuses
-/// the message, if it is refused.
+/// The end of a content judgement: the verdict, and what it does: refuse
+/// the message (`refusal`), or deliver it marked (`mark`), or neither.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContentOutcome {
     pub verdict: ContentVerdict,
@@ -93,7 +126,13 @@ pub struct ContentOutcome {
     pub monitor: bool,
     /// The grace period: answers to mail sent before deployment pass.
     pub grace: bool,
+    /// The action a refusing verdict took.
+    pub action: Option<Action>,
     pub refusal: Option<Reply>,
+    /// Deliver with these in front (the status and the mark header).
+    pub marks: Marks,
+    /// The source exemption that accepted the message, if one did.
+    pub exemption: Option<String>,
 }
 
 impl Policy {
@@ -105,14 +144,25 @@ impl Policy {
         } else {
             Capture::NONE
         };
-        DataDecision::Relay { capture, status_header: None }
+        DataDecision::Relay { capture, marks: Marks::default() }
     }
 
-    /// Inbound DATA, from the recipients' class, their verdicts and
-    /// whether any recipient's message the content decides.
-    pub fn inbound_data(&self, class: Option<Class>, verdicts: &[Verdict], content_decides: bool) -> DataDecision {
+    /// Inbound DATA, from the recipients' class, their verdicts, whether
+    /// any of them is marked, and whether any recipient's message the
+    /// content decides.
+    pub fn inbound_data(
+        &self,
+        class: Option<Class>,
+        verdicts: &[Verdict],
+        marked: bool,
+        content_decides: bool,
+    ) -> DataDecision {
+        let mut marked = marked;
         if class == Some(Class::Deferred(Deferred::Reject)) {
-            return DataDecision::Refuse { reply: Reply::new(550, REPLY_UNTAGGED), reason: RejectReason::Untagged };
+            match reply_for(self.action(ActionRule::UntaggedBounce), Reply::new(550, REPLY_UNTAGGED)) {
+                Some(reply) => return DataDecision::Refuse { reply, reason: RejectReason::Untagged },
+                None => marked = true,
+            }
         }
         let judge = class == Some(Class::Deferred(Deferred::Inspect))
             || (content_decides && self.settings.untagged_bounce == UntaggedBounce::Inspect);
@@ -121,8 +171,11 @@ impl Policy {
         } else {
             Capture::NONE
         };
-        let status_header = if self.monitor() { status_header(verdicts) } else { None };
-        DataDecision::Relay { capture, status_header }
+        let marks = Marks {
+            status: if self.monitor() || marked { status_header(verdicts) } else { None },
+            mark: marked.then(|| self.settings.actions.mark_header.clone()),
+        };
+        DataDecision::Relay { capture, marks }
     }
 
     /// Judges a message to untagged recipients by what it says it answers.
@@ -162,22 +215,60 @@ impl Policy {
         }
     }
 
-    /// The reply a content verdict earns. Monitor mode and the grace period
-    /// enforce nothing: answers to mail sent before deployment have no tag
-    /// and no ledger entry, and pass, logged.
-    pub fn content_outcome(&self, verdict: ContentVerdict, kind: dsn::Kind, today: Day) -> ContentOutcome {
+    /// What a content verdict does to a message from `source`: an
+    /// exemption that needs the message's Reporting-MTA may accept it now;
+    /// a refusing verdict takes its rule's action. Monitor mode marks, and
+    /// the grace period passes answers to mail sent before deployment,
+    /// which have no tag and no ledger entry.
+    pub fn content_outcome(
+        &self,
+        verdict: ContentVerdict,
+        bounce: bool,
+        kind: dsn::Kind,
+        source: &Source<'_>,
+        base: Marks,
+        today: Day,
+    ) -> ContentOutcome {
         let monitor = self.monitor();
         let grace = !self.enforcing_untagged(today);
-        let refusal = match verdict {
-            _ if monitor || grace => None,
-            ContentVerdict::Accept(_) => None,
-            ContentVerdict::Reject(_) if kind == dsn::Kind::AutoReply => {
-                Some(Reply::new(550, REPLY_AUTOREPLY_NOT_OURS))
-            }
-            ContentVerdict::Reject(_) => Some(Reply::new(550, REPLY_BOUNCE_NOT_OURS)),
-            ContentVerdict::TempFail(_) => Some(Reply::new(451, REPLY_CANNOT_CHECK)),
+        let scope = if bounce { Scope::UntaggedBounce } else { Scope::AutoReply };
+        let refusing = !matches!(verdict, ContentVerdict::Accept(_));
+        let pass = |verdict, exemption| ContentOutcome {
+            verdict,
+            monitor,
+            grace,
+            action: None,
+            refusal: None,
+            marks: base.clone(),
+            exemption,
         };
-        ContentOutcome { verdict, monitor, grace, refusal }
+        if refusing && let Some(exemption) = self.settings.exemptions.find(scope, source) {
+            return pass(ContentVerdict::Accept(ContentRule::Exemption), Some(exemption.name.clone()));
+        }
+        if !refusing || grace {
+            return pass(verdict, None);
+        }
+        let (rule, refusal) = match verdict {
+            ContentVerdict::TempFail(_) => (ActionRule::LedgerUnavailable, Reply::new(451, REPLY_CANNOT_CHECK)),
+            _ if bounce => (ActionRule::UntaggedBounce, Reply::new(550, REPLY_BOUNCE_NOT_OURS)),
+            _ if kind == dsn::Kind::AutoReply => {
+                (ActionRule::UntaggedAutoreply, Reply::new(550, REPLY_AUTOREPLY_NOT_OURS))
+            }
+            _ => (ActionRule::UntaggedAutoreply, Reply::new(550, REPLY_BOUNCE_NOT_OURS)),
+        };
+        let action = self.action(rule);
+        let refusal = reply_for(action, refusal);
+        let marks = if refusal.is_none() {
+            Marks {
+                status: Some(
+                    base.status.clone().unwrap_or_else(|| format!("{}, {}", kind.as_str(), verdict.rule().as_str())),
+                ),
+                mark: Some(self.settings.actions.mark_header.clone()),
+            }
+        } else {
+            base
+        };
+        ContentOutcome { verdict, monitor, grace, action: Some(action), refusal, marks, exemption: None }
     }
 }
 

@@ -1,12 +1,14 @@
 //! Inbound recipients: the verdict on each, where it really routes, and
 //! which recipients may share a transaction.
 
+use super::settings::{Mode, NonBounceInvalidTag, UntaggedBounce, UntaggedStage};
 use crate::batv::tag::{self, Parsed};
 use crate::batv::{Day, Failure, KeyId};
-use crate::config::{Mode, NonBounceInvalidTag, UntaggedBounce, UntaggedStage};
 use crate::smtp::address::{Domain, ForwardPath, Mailbox};
 use crate::smtp::reply::Reply;
 
+use super::actions::{Action, ActionRule, reply_for};
+use super::exemptions::{Scope, Source};
 use super::route::{self, Route};
 use super::rules::{RecipientRule, RejectReason, VerdictReason, VerdictResult};
 use super::{Policy, SenderKind};
@@ -114,6 +116,11 @@ pub struct RecipientDecision {
     /// The rule that decided, for the log line.
     pub rule: RecipientRule,
     pub content: ContentCheck,
+    /// A refusing verdict whose action is `mark`: the message is delivered
+    /// with `X-Batv-Status` and the mark header.
+    pub mark: bool,
+    /// The source exemption that decided, if one did.
+    pub exemption: Option<String>,
 }
 
 fn decide(
@@ -123,7 +130,13 @@ fn decide(
     rule: RecipientRule,
     content: ContentCheck,
 ) -> RecipientDecision {
-    RecipientDecision { action, verdict, key_id, rule, content }
+    RecipientDecision { action, verdict, key_id, rule, content, mark: false, exemption: None }
+}
+
+impl RecipientDecision {
+    fn marked(self) -> Self {
+        RecipientDecision { mark: true, ..self }
+    }
 }
 
 impl Policy {
@@ -134,7 +147,13 @@ impl Policy {
     /// address, and one at the MTA's own names as ours. A recipient whose
     /// tag fails is judged like an untagged one: the content of a regular
     /// sender's message still decides whether it is an automatic reply.
-    pub fn inbound_recipient(&self, sender: SenderKind, path: &ForwardPath, today: Day) -> RecipientDecision {
+    pub fn inbound_recipient(
+        &self,
+        sender: SenderKind,
+        path: &ForwardPath,
+        source: &Source<'_>,
+        today: Day,
+    ) -> RecipientDecision {
         let ForwardPath::Mailbox(written) = path else {
             return decide(
                 RecipientAction::Forward,
@@ -166,9 +185,42 @@ impl Policy {
         };
         let judge = ContentCheck::Judge { patterns };
         let unverified = self.settings.is_unverified(target) || self.settings.is_unverified(written);
+        let source = Source { recipient: Some(path), ..*source };
         match tag::parse(target) {
-            Parsed::Tagged(_) | Parsed::Malformed => self.tagged_recipient(sender, target, unverified, judge, today),
-            Parsed::Untagged => self.untagged_recipient(sender, target, unverified, judge, today),
+            Parsed::Tagged(_) | Parsed::Malformed => {
+                self.tagged_recipient(sender, target, unverified, judge, &source, today)
+            }
+            Parsed::Untagged => self.untagged_recipient(sender, target, unverified, judge, &source, today),
+        }
+    }
+
+    /// What a refusing verdict of `rule` does: every one marks in monitor mode.
+    pub fn action(&self, rule: ActionRule) -> Action {
+        if self.settings.mode == Mode::Monitor { Action::Mark } else { self.settings.actions.for_rule(rule) }
+    }
+
+    /// An exemption of `scope` for mail from `source` that the envelope can
+    /// decide (not one that needs the message's Reporting-MTA).
+    fn envelope_exemption(&self, scope: Scope, source: &Source<'_>) -> Option<String> {
+        let exemptions = &self.settings.exemptions.0;
+        let found = exemptions.iter().find(|exemption| !exemption.needs_content() && exemption.applies(scope, source));
+        found.map(|exemption| exemption.name.clone())
+    }
+
+    /// Mail from a regular sender that may be an automatic reply: judged
+    /// by its content, unless its recipient or its source is exempt.
+    fn maybe_automatic(
+        &self,
+        unverified: bool,
+        judge: ContentCheck,
+        source: &Source<'_>,
+    ) -> (ContentCheck, Option<String>) {
+        if unverified {
+            return (ContentCheck::No, None);
+        }
+        match self.envelope_exemption(Scope::AutoReply, source) {
+            Some(name) => (ContentCheck::No, Some(name)),
+            None => (judge, None),
         }
     }
 
@@ -178,6 +230,7 @@ impl Policy {
         target: &Mailbox,
         unverified: bool,
         judge: ContentCheck,
+        source: &Source<'_>,
         today: Day,
     ) -> RecipientDecision {
         let invalid = match self.codec.verify(target, today) {
@@ -198,30 +251,36 @@ impl Policy {
             SenderKind::Bounce => true,
             SenderKind::Regular => self.settings.non_bounce_invalid_tag == NonBounceInvalidTag::Reject,
         };
-        if refuse && !monitor {
+        let pass_on = |rule, content| match invalid.original.clone() {
+            Some(original) => decide(RecipientAction::Rewrite(original), verdict, invalid.key_id, rule, content),
+            None => decide(RecipientAction::Forward, verdict, None, rule, content),
+        };
+        if refuse {
             let text = if invalid.reason == Failure::Expired { REPLY_TAG_EXPIRED } else { REPLY_TAG_INVALID };
-            return decide(
-                RecipientAction::Reject(Reply::new(550, text), invalid.reason.into()),
-                verdict,
-                invalid.key_id,
-                RecipientRule::InvalidTag,
-                ContentCheck::No,
-            );
+            let action = self.action(ActionRule::from(invalid.reason));
+            return match reply_for(action, Reply::new(550, text)) {
+                Some(reply) => decide(
+                    RecipientAction::Reject(reply, invalid.reason.into()),
+                    verdict,
+                    invalid.key_id,
+                    RecipientRule::InvalidTag,
+                    ContentCheck::No,
+                ),
+                // Monitor mode still reads the content, to log what enforcing would do.
+                None if monitor => pass_on(RecipientRule::Monitor, judge).marked(),
+                None => pass_on(RecipientRule::InvalidTag, ContentCheck::No).marked(),
+            };
         }
         // Passed on: judged from here on as if it had no tag.
         let unverified =
             unverified || invalid.original.as_ref().is_some_and(|original| self.settings.is_unverified(original));
-        let content = if unverified { ContentCheck::No } else { judge };
-        match invalid.original {
-            Some(original) => {
-                let rule = if monitor { RecipientRule::Monitor } else { RecipientRule::NonBounceStrip };
-                decide(RecipientAction::Rewrite(original), verdict, invalid.key_id, rule, content)
-            }
-            None => {
-                let rule = if monitor { RecipientRule::Monitor } else { RecipientRule::NonBounce };
-                decide(RecipientAction::Forward, verdict, None, rule, content)
-            }
-        }
+        let (content, exemption) = self.maybe_automatic(unverified, judge, source);
+        let rule = match (monitor, invalid.original.is_some()) {
+            (true, _) => RecipientRule::Monitor,
+            (false, true) => RecipientRule::NonBounceStrip,
+            (false, false) => RecipientRule::NonBounce,
+        };
+        RecipientDecision { exemption, ..pass_on(rule, content) }
     }
 
     fn untagged_recipient(
@@ -230,11 +289,14 @@ impl Policy {
         target: &Mailbox,
         unverified: bool,
         judge: ContentCheck,
+        source: &Source<'_>,
         today: Day,
     ) -> RecipientDecision {
         if sender == SenderKind::Regular {
-            let content = if unverified { ContentCheck::No } else { judge };
-            return decide(RecipientAction::Forward, Verdict::NotBounce, None, RecipientRule::NotBounce, content);
+            let (content, exemption) = self.maybe_automatic(unverified, judge, source);
+            let decision =
+                decide(RecipientAction::Forward, Verdict::NotBounce, None, RecipientRule::NotBounce, content);
+            return RecipientDecision { exemption, ..decision };
         }
         if unverified {
             return decide(
@@ -255,27 +317,55 @@ impl Policy {
                 ContentCheck::No,
             );
         }
-        let (action, rule, content) = if self.settings.mode == Mode::Monitor {
-            (RecipientAction::Forward, RecipientRule::Monitor, judge)
-        } else if !self.enforcing_untagged(today) {
-            (RecipientAction::Forward, RecipientRule::GracePeriod, ContentCheck::No)
-        } else {
-            // "rcpt" refuses before any content exists, so it overrides "inspect".
-            match (self.settings.untagged_bounce, self.settings.untagged_stage) {
-                (UntaggedBounce::Accept, _) => {
-                    (RecipientAction::Forward, RecipientRule::UntaggedAccept, ContentCheck::No)
+        if let Some(name) = self.envelope_exemption(Scope::UntaggedBounce, source) {
+            let decision = decide(
+                RecipientAction::Forward,
+                Verdict::Exempt,
+                None,
+                RecipientRule::SourceExemption,
+                ContentCheck::No,
+            );
+            return RecipientDecision { exemption: Some(name), ..decision };
+        }
+        if self.settings.mode == Mode::Monitor {
+            return decide(RecipientAction::Forward, Verdict::Missing, None, RecipientRule::Monitor, judge);
+        }
+        if !self.enforcing_untagged(today) {
+            return decide(
+                RecipientAction::Forward,
+                Verdict::Missing,
+                None,
+                RecipientRule::GracePeriod,
+                ContentCheck::No,
+            );
+        }
+        // "rcpt" refuses before any content exists, so it overrides "inspect".
+        let (action, rule, content) = match (self.settings.untagged_bounce, self.settings.untagged_stage) {
+            (UntaggedBounce::Accept, _) => (RecipientAction::Forward, RecipientRule::UntaggedAccept, ContentCheck::No),
+            (_, UntaggedStage::Rcpt) => {
+                match reply_for(self.action(ActionRule::UntaggedBounce), Reply::new(550, REPLY_UNTAGGED)) {
+                    Some(reply) => (
+                        RecipientAction::Reject(reply, RejectReason::Untagged),
+                        RecipientRule::UntaggedRejectRcpt,
+                        ContentCheck::No,
+                    ),
+                    None => {
+                        let marked = decide(
+                            RecipientAction::Forward,
+                            Verdict::Missing,
+                            None,
+                            RecipientRule::UntaggedRejectRcpt,
+                            ContentCheck::No,
+                        );
+                        return marked.marked();
+                    }
                 }
-                (_, UntaggedStage::Rcpt) => (
-                    RecipientAction::Reject(Reply::new(550, REPLY_UNTAGGED), RejectReason::Untagged),
-                    RecipientRule::UntaggedRejectRcpt,
-                    ContentCheck::No,
-                ),
-                (UntaggedBounce::Inspect, UntaggedStage::Data) => {
-                    (RecipientAction::Defer(Deferred::Inspect), RecipientRule::UntaggedInspect, judge)
-                }
-                (UntaggedBounce::Reject, UntaggedStage::Data) => {
-                    (RecipientAction::Defer(Deferred::Reject), RecipientRule::UntaggedRejectData, ContentCheck::No)
-                }
+            }
+            (UntaggedBounce::Inspect, UntaggedStage::Data) => {
+                (RecipientAction::Defer(Deferred::Inspect), RecipientRule::UntaggedInspect, judge)
+            }
+            (UntaggedBounce::Reject, UntaggedStage::Data) => {
+                (RecipientAction::Defer(Deferred::Reject), RecipientRule::UntaggedRejectData, ContentCheck::No)
             }
         };
         decide(action, Verdict::Missing, None, rule, content)
@@ -286,14 +376,23 @@ impl Policy {
     /// other mail passes to the MTA, and its content still decides whether
     /// it is an automatic reply, which only the ledger can then accept.
     fn unresolvable_recipient(&self, sender: SenderKind) -> RecipientDecision {
-        let (action, verdict) = match sender {
-            SenderKind::Bounce if self.settings.mode == Mode::Monitor => (RecipientAction::Forward, Verdict::Missing),
-            SenderKind::Bounce => (
-                RecipientAction::Reject(Reply::new(550, REPLY_UNRESOLVABLE), RejectReason::UnresolvableRoute),
+        let judge = ContentCheck::Judge { patterns: None };
+        let refusal = reply_for(self.action(ActionRule::UntaggedBounce), Reply::new(550, REPLY_UNRESOLVABLE));
+        match (sender, refusal) {
+            (SenderKind::Bounce, Some(reply)) => decide(
+                RecipientAction::Reject(reply, RejectReason::UnresolvableRoute),
                 Verdict::Missing,
+                None,
+                RecipientRule::UnresolvableRoute,
+                judge,
             ),
-            SenderKind::Regular => (RecipientAction::Forward, Verdict::NotBounce),
-        };
-        decide(action, verdict, None, RecipientRule::UnresolvableRoute, ContentCheck::Judge { patterns: None })
+            (SenderKind::Bounce, None) => {
+                decide(RecipientAction::Forward, Verdict::Missing, None, RecipientRule::UnresolvableRoute, judge)
+                    .marked()
+            }
+            (SenderKind::Regular, _) => {
+                decide(RecipientAction::Forward, Verdict::NotBounce, None, RecipientRule::UnresolvableRoute, judge)
+            }
+        }
     }
 }

@@ -3,20 +3,28 @@
 //! asks and moves bytes; the policy answers with typed verdicts that name
 //! the rule that decided, the same values the logs and metrics carry.
 
+pub mod actions;
 mod content;
+pub mod exemptions;
 mod inbound;
 mod outbound;
+mod pattern;
 pub mod route;
 pub mod rules;
+mod settings;
 #[cfg(test)]
 mod tests;
 
 use crate::batv::{Codec, Day};
-use crate::config::{DomainSet, EnforceAfter, Mode, PolicySettings};
 use crate::smtp::address::{Mailbox, ReversePath};
+pub use actions::{Action, ActionRule, Actions, MarkHeader};
+pub use exemptions::{Exemption, Exemptions, Scope, Source};
+pub use pattern::{AddressPattern, ClientNetwork, DomainSet, glob_match};
+pub use settings::{EnforceAfter, Mode, NonBounceInvalidTag, PolicySettings, UntaggedBounce, UntaggedStage};
 
 pub use content::{
-    Capture, ContentOutcome, ContentPrecheck, ContentVerdict, DataDecision, LedgerAnswer, status_header,
+    Capture, ContentOutcome, ContentPrecheck, ContentVerdict, DataDecision, LedgerAnswer, Marks, STATUS_FIELD,
+    status_header,
 };
 pub use inbound::{Class, ContentCheck, Deferred, RecipientAction, RecipientDecision, Verdict};
 pub use outbound::{OutboundRecipient, SenderDecision, SenderStage, Unsigned};

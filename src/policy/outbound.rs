@@ -7,6 +7,7 @@ use crate::labels::label_enum;
 use crate::smtp::address::{ForwardPath, Mailbox, ReversePath};
 
 use super::Policy;
+use super::exemptions::{Scope, Source};
 
 label_enum! {
     /// Why an outbound sender is left unsigned (`reason` of
@@ -19,6 +20,7 @@ label_enum! {
         ListSender => "list_sender",
         ExemptSender => "exempt_sender",
         ExemptRecipient => "exempt_recipient",
+        ExemptSource => "exempt_source",
     }
 }
 
@@ -27,7 +29,8 @@ pub enum SenderDecision {
     Sign(Mailbox),
     /// Sign unless the recipients are exempt: hold MAIL until the first RCPT.
     SignUnlessExempt(Mailbox),
-    Keep(Unsigned),
+    /// Not signed; the exemption that decided, if one did.
+    Keep(Unsigned, Option<String>),
 }
 
 /// Where a transaction's sender stands when a recipient comes.
@@ -54,42 +57,62 @@ pub enum OutboundRecipient {
 }
 
 impl Policy {
-    /// Outbound: whether and how to sign `MAIL FROM` at `now` (which also
-    /// picks the signing key when one is staged).
-    pub fn outbound_sender(&self, path: &ReversePath, now: impl Into<Moment>) -> SenderDecision {
+    /// Outbound: whether and how to sign `MAIL FROM` of a client at
+    /// `source`, at `now` (which also picks the signing key when one is
+    /// staged).
+    pub fn outbound_sender(&self, path: &ReversePath, source: &Source<'_>, now: impl Into<Moment>) -> SenderDecision {
+        let keep = |reason| SenderDecision::Keep(reason, None);
         let ReversePath::Mailbox(mailbox) = path else {
-            return SenderDecision::Keep(Unsigned::NullSender);
+            return keep(Unsigned::NullSender);
         };
         if !self.is_ours(mailbox) {
-            return SenderDecision::Keep(Unsigned::ForeignDomain);
+            return keep(Unsigned::ForeignDomain);
         }
         if let Some(reason) = never_signed(mailbox) {
-            return SenderDecision::Keep(reason);
+            return keep(reason);
         }
         if self.settings.exempt_senders.iter().any(|pattern| pattern.matches(mailbox)) {
-            return SenderDecision::Keep(Unsigned::ExemptSender);
+            return keep(Unsigned::ExemptSender);
+        }
+        let by_source = Source { sender: Some(path), recipient: None, ..*source };
+        let exemption =
+            self.settings.exemptions.0.iter().find(|exemption| {
+                exemption.recipient_domains.is_empty() && exemption.applies(Scope::Signing, &by_source)
+            });
+        if let Some(exemption) = exemption {
+            return SenderDecision::Keep(Unsigned::ExemptSource, Some(exemption.name.clone()));
         }
         let signed = self.codec.sign(mailbox, now);
-        if self.settings.exempt_recipients.is_empty() {
+        if self.settings.exempt_recipients.is_empty() && !self.settings.exemptions.depend_on_recipients() {
             SenderDecision::Sign(signed)
         } else {
             SenderDecision::SignUnlessExempt(signed)
         }
     }
 
-    /// Outbound: a recipient that must not see a tagged sender.
-    pub fn exempt_recipient(&self, path: &ForwardPath) -> bool {
-        path.mailbox().is_some_and(|mailbox| self.settings.exempt_recipients.iter().any(|p| p.matches(mailbox)))
+    /// Outbound: a recipient that must not see a tagged sender, by
+    /// `exempt_recipients` or an exemption's `recipient_domains`.
+    pub fn exempt_recipient(&self, path: &ForwardPath, source: &Source<'_>) -> bool {
+        let listed =
+            path.mailbox().is_some_and(|mailbox| self.settings.exempt_recipients.iter().any(|p| p.matches(mailbox)));
+        listed || {
+            let toward = Source { recipient: Some(path), ..*source };
+            self.settings
+                .exemptions
+                .0
+                .iter()
+                .any(|exemption| !exemption.recipient_domains.is_empty() && exemption.applies(Scope::Signing, &toward))
+        }
     }
 
     /// Outbound: what a recipient does to a transaction at `stage`. One
     /// sender form per transaction: recipients exempt from signing and the
     /// others never share one.
-    pub fn outbound_recipient(&self, stage: SenderStage, path: &ForwardPath) -> OutboundRecipient {
+    pub fn outbound_recipient(&self, stage: SenderStage, path: &ForwardPath, source: &Source<'_>) -> OutboundRecipient {
         match stage {
             SenderStage::Sent => OutboundRecipient::Relay,
-            SenderStage::Held => OutboundRecipient::SendHeldMail { exempt: self.exempt_recipient(path) },
-            SenderStage::Decided { exempt } if exempt != self.exempt_recipient(path) => {
+            SenderStage::Held => OutboundRecipient::SendHeldMail { exempt: self.exempt_recipient(path, source) },
+            SenderStage::Decided { exempt } if exempt != self.exempt_recipient(path, source) => {
                 OutboundRecipient::SeparateTransaction
             }
             SenderStage::Decided { .. } => OutboundRecipient::Relay,

@@ -25,6 +25,7 @@ label_enum! {
         Postmaster => "postmaster",
         NotBounce => "not_bounce",
         UnresolvableRoute => "unresolvable_route",
+        SourceExemption => "source_exemption",
     }
 }
 
@@ -38,6 +39,7 @@ label_enum! {
         NotOurs => "not_ours",
         NoPatternNoLedger => "no_pattern_no_ledger",
         LedgerUnavailable => "ledger_unavailable",
+        Exemption => "exemption",
     }
 }
 
@@ -170,7 +172,10 @@ impl ContentRule {
             ContentRule::NotOurs => Some(RejectReason::NotOurs),
             ContentRule::NoPatternNoLedger => Some(RejectReason::NoPatternNoLedger),
             ContentRule::LedgerUnavailable => Some(RejectReason::LedgerUnavailable),
-            ContentRule::NotAutomatic | ContentRule::MessageIdPattern | ContentRule::Ledger => None,
+            ContentRule::NotAutomatic
+            | ContentRule::MessageIdPattern
+            | ContentRule::Ledger
+            | ContentRule::Exemption => None,
         }
     }
 }

@@ -1,10 +1,9 @@
 use std::path::Path;
 
 use super::*;
+use super::{AddressPattern, Mode, NonBounceInvalidTag, PolicySettings, UntaggedBounce, UntaggedStage};
 use crate::batv::{Day, Failure};
 use crate::batv::{HashAlgorithm, KeyRing, TagForm};
-use crate::config::AddressPattern;
-use crate::config::{Mode, NonBounceInvalidTag, PolicySettings, UntaggedBounce, UntaggedStage};
 use crate::smtp::address::{Domain, ForwardPath, Mailbox, ReversePath};
 use crate::smtp::reply::Reply;
 use inbound::{REPLY_TAG_EXPIRED, REPLY_TAG_INVALID, REPLY_UNRESOLVABLE, REPLY_UNTAGGED};
@@ -22,6 +21,8 @@ fn settings() -> PolicySettings {
         unverified_recipients: vec![],
         message_id_patterns: Default::default(),
         inspect_max_bytes: 256 * 1024,
+        actions: Actions::default(),
+        exemptions: Exemptions::default(),
     }
 }
 
@@ -65,9 +66,12 @@ fn bounce_senders() {
 fn outbound_signing_table() {
     let policy = policy_with(PolicySettings { exempt_senders: vec![AddressPattern::new("noreply@*")], ..settings() });
     assert!(
-        matches!(policy.outbound_sender(&sender("alice@example.com"), today()), SenderDecision::Sign(m) if m.local_part().starts_with("prvs=3"))
+        matches!(policy.outbound_sender(&sender("alice@example.com"), &Source::default(), today()), SenderDecision::Sign(m) if m.local_part().starts_with("prvs=3"))
     );
-    assert!(matches!(policy.outbound_sender(&sender("Alice@EXAMPLE.com"), today()), SenderDecision::Sign(_)));
+    assert!(matches!(
+        policy.outbound_sender(&sender("Alice@EXAMPLE.com"), &Source::default(), today()),
+        SenderDecision::Sign(_)
+    ));
     let kept = [
         ("", Unsigned::NullSender),
         ("bob@other.test", Unsigned::ForeignDomain),
@@ -81,16 +85,20 @@ fn outbound_signing_table() {
         ("noreply@example.com", Unsigned::ExemptSender),
     ];
     for (address, reason) in kept {
-        assert_eq!(policy.outbound_sender(&sender(address), today()), SenderDecision::Keep(reason), "{address}");
+        assert_eq!(
+            policy.outbound_sender(&sender(address), &Source::default(), today()),
+            SenderDecision::Keep(reason, None),
+            "{address}"
+        );
     }
     let holding =
         policy_with(PolicySettings { exempt_recipients: vec![AddressPattern::new("lists.example.net")], ..settings() });
     assert!(matches!(
-        holding.outbound_sender(&sender("alice@example.com"), today()),
+        holding.outbound_sender(&sender("alice@example.com"), &Source::default(), today()),
         SenderDecision::SignUnlessExempt(_)
     ));
-    assert!(holding.exempt_recipient(&rcpt("list@Lists.Example.net")));
-    assert!(!holding.exempt_recipient(&rcpt("carol@remote.test")));
+    assert!(holding.exempt_recipient(&rcpt("list@Lists.Example.net"), &Source::default()));
+    assert!(!holding.exempt_recipient(&rcpt("carol@remote.test"), &Source::default()));
 }
 
 #[test]
@@ -128,7 +136,7 @@ fn inbound_recipient_table() {
         (SenderKind::Regular, &expired, Rewrite(mailbox("alice@example.com")), Verdict::Invalid(Failure::Expired)),
     ];
     for (kind, address, action, verdict) in table {
-        let decision = policy.inbound_recipient(kind, &rcpt(address), today());
+        let decision = policy.inbound_recipient(kind, &rcpt(address), &Source::default(), today());
         assert_eq!((decision.action, decision.verdict), (action, verdict), "{kind:?} {address}");
     }
 }
@@ -137,7 +145,12 @@ fn inbound_recipient_table() {
 fn untagged_bounce_settings() {
     let untagged = |settings: PolicySettings, day: &str| {
         policy_with(settings)
-            .inbound_recipient(SenderKind::Bounce, &rcpt("alice@example.com"), Day::parse(day).unwrap())
+            .inbound_recipient(
+                SenderKind::Bounce,
+                &rcpt("alice@example.com"),
+                &Source::default(),
+                Day::parse(day).unwrap(),
+            )
             .action
     };
     let reply = RecipientAction::Reject(Reply::new(550, REPLY_UNTAGGED), RejectReason::Untagged);
@@ -170,7 +183,7 @@ fn monitor_mode_rejects_nothing() {
     let policy = policy_with(PolicySettings { mode: Mode::Monitor, ..settings() });
     let tagged = policy.codec().sign(&mailbox("alice@example.com"), today()).to_string();
     let forged = format!("{}000000{}", &tagged[..9], &tagged[15..]);
-    let decision = policy.inbound_recipient(SenderKind::Bounce, &rcpt(&forged), today());
+    let decision = policy.inbound_recipient(SenderKind::Bounce, &rcpt(&forged), &Source::default(), today());
     assert_eq!(decision.action, RecipientAction::Rewrite(mailbox("alice@example.com")));
     assert_eq!(decision.verdict, Verdict::Invalid(Failure::BadSignature));
     assert_eq!(status_header(&[Verdict::Valid, decision.verdict]).unwrap(), "invalid, bad_signature");
@@ -192,35 +205,37 @@ fn spellings_that_route_to_our_domains_are_judged_as_ours() {
         "\"alice@example.com\"@localhost",
         "alice%example.com%localhost@localhost",
     ] {
-        let bounce = policy.inbound_recipient(SenderKind::Bounce, &rcpt(spelling), today());
+        let bounce = policy.inbound_recipient(SenderKind::Bounce, &rcpt(spelling), &Source::default(), today());
         assert_eq!(bounce.verdict, Verdict::Missing, "{spelling}");
         assert_eq!(bounce.action, RecipientAction::Defer(Deferred::Inspect), "{spelling}");
         assert_eq!(bounce.content, ContentCheck::Judge { patterns: ours.clone() }, "{spelling}");
-        let regular = policy.inbound_recipient(SenderKind::Regular, &rcpt(spelling), today());
+        let regular = policy.inbound_recipient(SenderKind::Regular, &rcpt(spelling), &Source::default(), today());
         assert_eq!(regular.content, ContentCheck::Judge { patterns: ours.clone() }, "automatic replies: {spelling}");
     }
     // The MTA's own names and literals: judged, with no domain's patterns.
     for local in ["alice@localhost", "alice@MX.example.net", "alice@[127.0.0.1]", "alice@[IPv6:::1]"] {
-        let bounce = policy.inbound_recipient(SenderKind::Bounce, &rcpt(local), today());
+        let bounce = policy.inbound_recipient(SenderKind::Bounce, &rcpt(local), &Source::default(), today());
         assert_eq!(bounce.verdict, Verdict::Missing, "{local}");
         assert_eq!(bounce.content, ContentCheck::Judge { patterns: None }, "{local}");
     }
     // A tag inside a spelling is verified where the spelling leads.
     let tagged = policy.codec().sign(&mailbox("alice@example.com"), today()).to_string();
     let spelled = tagged.replace("@example.com", "%example.com@localhost");
-    let decision = policy.inbound_recipient(SenderKind::Bounce, &rcpt(&spelled), today());
+    let decision = policy.inbound_recipient(SenderKind::Bounce, &rcpt(&spelled), &Source::default(), today());
     assert_eq!(decision.action, RecipientAction::Rewrite(mailbox("alice@example.com")));
     // Elsewhere, and where it cannot be followed.
-    let foreign = policy.inbound_recipient(SenderKind::Bounce, &rcpt("alice%remote.test@localhost"), today());
+    let foreign =
+        policy.inbound_recipient(SenderKind::Bounce, &rcpt("alice%remote.test@localhost"), &Source::default(), today());
     assert_eq!(foreign.verdict, Verdict::Foreign);
     let deep = format!("alice{}@localhost", "%localhost".repeat(route::MAX_HOPS + 1));
-    let refused = policy.inbound_recipient(SenderKind::Bounce, &rcpt(&deep), today());
+    let refused = policy.inbound_recipient(SenderKind::Bounce, &rcpt(&deep), &Source::default(), today());
     assert_eq!(
         refused.action,
         RecipientAction::Reject(Reply::new(550, REPLY_UNRESOLVABLE), RejectReason::UnresolvableRoute)
     );
     // Postmaster takes reports at every domain of ours.
-    let postmaster = policy.inbound_recipient(SenderKind::Bounce, &rcpt("PostMaster@example.com"), today());
+    let postmaster =
+        policy.inbound_recipient(SenderKind::Bounce, &rcpt("PostMaster@example.com"), &Source::default(), today());
     assert_eq!((postmaster.action, postmaster.verdict), (RecipientAction::Forward, Verdict::Exempt));
 }
 
@@ -231,18 +246,23 @@ fn a_failing_tag_is_judged_like_no_tag() {
     for forged in
         ["prvs=0999abcdef=alice@example.com", "alice+prvs=0999abcdef@example.com", "prvs=9123abcdef=alice@example.com"]
     {
-        let decision = policy.inbound_recipient(SenderKind::Regular, &rcpt(forged), today());
+        let decision = policy.inbound_recipient(SenderKind::Regular, &rcpt(forged), &Source::default(), today());
         assert!(matches!(decision.verdict, Verdict::Invalid(_)), "{forged}");
         assert_eq!(decision.content, ours, "{forged}: a failing tag must not switch inspection off");
-        let untagged = policy.inbound_recipient(SenderKind::Regular, &rcpt("alice@example.com"), today());
+        let untagged =
+            policy.inbound_recipient(SenderKind::Regular, &rcpt("alice@example.com"), &Source::default(), today());
         assert_eq!(untagged.content, decision.content);
     }
     let unverified = policy_with(PolicySettings {
         unverified_recipients: vec![AddressPattern::new("alice@example.com")],
         ..settings()
     });
-    let decision =
-        unverified.inbound_recipient(SenderKind::Regular, &rcpt("prvs=0999abcdef=alice@example.com"), today());
+    let decision = unverified.inbound_recipient(
+        SenderKind::Regular,
+        &rcpt("prvs=0999abcdef=alice@example.com"),
+        &Source::default(),
+        today(),
+    );
     assert_eq!(decision.content, ContentCheck::No, "unverified recipients stay unjudged, tagged or not");
 }
 
@@ -250,6 +270,6 @@ fn a_failing_tag_is_judged_like_no_tag() {
 fn non_bounce_invalid_tags_can_be_refused() {
     let policy = policy_with(PolicySettings { non_bounce_invalid_tag: NonBounceInvalidTag::Reject, ..settings() });
     let expired = policy.codec().sign(&mailbox("alice@example.com"), Day::parse("2026-10-01").unwrap()).to_string();
-    let decision = policy.inbound_recipient(SenderKind::Regular, &rcpt(&expired), today());
+    let decision = policy.inbound_recipient(SenderKind::Regular, &rcpt(&expired), &Source::default(), today());
     assert!(matches!(decision.action, RecipientAction::Reject(..)));
 }

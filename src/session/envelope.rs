@@ -15,10 +15,11 @@ use crate::smtp::address::{ForwardPath, Mailbox, ReversePath};
 use crate::smtp::capabilities::{Offer, client_ehlo_reply};
 use crate::smtp::command::{self, Parameter, Parameters, xtext_encode};
 use crate::smtp::reply::Reply;
+use crate::verdicts::RecipientRecord;
 
 impl<S: Transport> Session<S> {
     pub(super) async fn hello(&mut self, extended: bool, domain: String, line: &[u8]) -> Step {
-        self.transaction = None;
+        self.end_transaction();
         self.hello = Some(Hello { extended, domain, line: line.to_vec() });
         let upstream = self.upstream().await?;
         let reply = upstream.hello(line).await?;
@@ -76,12 +77,21 @@ impl<S: Transport> Session<S> {
             }
             return self.reply(reply);
         }
+        self.learn_client_name().await;
         match self.settings().role {
             Role::Inbound => {
                 let kind = self.policy().sender_kind(&path);
                 let reply = self.exchange(line).await?;
                 if reply.is_positive() {
-                    let inbound = Inbound { sender: path, kind, class: None, verdicts: Vec::new(), judged: Vec::new() };
+                    self.start_record(&path);
+                    let inbound = Inbound {
+                        sender: path,
+                        kind,
+                        class: None,
+                        verdicts: Vec::new(),
+                        judged: Vec::new(),
+                        marked: false,
+                    };
                     self.transaction = Some(Transaction::Inbound(inbound));
                 }
                 self.reply(reply)
@@ -91,7 +101,8 @@ impl<S: Transport> Session<S> {
     }
 
     async fn outbound_mail(&mut self, path: ReversePath, parameters: &Parameters, line: &[u8]) -> Step {
-        let decision = self.policy().outbound_sender(&path, self.context.clock.now());
+        let decision = self.policy().outbound_sender(&path, &self.source(Some(&path)), self.context.clock.now());
+        let mut unsigned = None;
         if let (SenderDecision::Sign(signed) | SenderDecision::SignUnlessExempt(signed), Some(original)) =
             (&decision, path.mailbox())
         {
@@ -105,25 +116,56 @@ impl<S: Transport> Session<S> {
             SenderDecision::SignUnlessExempt(signed) => {
                 let signed_line = command::mail_line(&ReversePath::Mailbox(signed.clone()), parameters);
                 let held = HeldMail { plain_line: line.to_vec(), signed_line, signed };
+                self.start_record(&path);
                 let outbound = Outbound { sender: path, form: SenderForm::Held(held), recipients: 0 };
                 self.transaction = Some(Transaction::Outbound(outbound));
                 // Answered for real after the first RCPT shows whether to sign.
                 return self.reply(Reply::new(250, "2.1.0 Ok"));
             }
-            SenderDecision::Keep(reason) => {
+            SenderDecision::Keep(reason, exemption) => {
                 self.context.metrics.sender_unsigned(reason);
-                tracing::debug!(session = %self.id, sender = %path, reason = reason.as_str(), "sender not signed");
+                unsigned = Some(reason);
+                match exemption {
+                    Some(exemption) => {
+                        tracing::info!(session = %self.id, client = %self.endpoints.peer.ip(), sender = %path, exemption, "sender not signed: exempt source")
+                    }
+                    None => {
+                        tracing::debug!(session = %self.id, sender = %path, reason = reason.as_str(), "sender not signed")
+                    }
+                }
                 (SenderForm::Plain, line.to_vec())
             }
         };
         let reply = self.exchange(&forwarded).await?;
         if reply.is_positive() {
+            self.start_record(&path);
             if let SenderForm::Signed(signed) = &form {
                 self.note_signed(&path, signed);
             }
+            let signed = if let SenderForm::Signed(signed) = &form { Some(signed) } else { None };
+            self.note_sender_form(unsigned, signed);
             self.transaction = Some(Transaction::Outbound(Outbound { sender: path, form, recipients: 0 }));
         }
         self.reply(reply)
+    }
+
+    /// The sender's form in the transaction's record: signed with the
+    /// key its tag names, or why not.
+    fn note_sender_form(&mut self, unsigned: Option<Unsigned>, signed: Option<&Mailbox>) {
+        let key = signed.and_then(crate::batv::tag::key_of).map(|key| key.number());
+        if let Some(record) = &mut self.record {
+            match unsigned {
+                Some(reason) => record.unsigned_reason = Some(reason.as_str()),
+                None => record.signed_with_key = key,
+            }
+        }
+    }
+
+    /// A recipient's fate in the transaction's record.
+    fn note_recipient(&mut self, recipient: RecipientRecord) {
+        if let Some(record) = &mut self.record {
+            record.recipients.push(recipient);
+        }
     }
 
     fn note_signed(&self, sender: &ReversePath, signed: &Mailbox) {
@@ -146,6 +188,15 @@ impl<S: Transport> Session<S> {
             return self.reply(Reply::new(503, "5.5.1 Need MAIL before RCPT"));
         };
         let step = if transaction.recipients() >= self.settings().limits.max_recipients {
+            self.note_recipient(RecipientRecord {
+                address: path.to_string().trim_matches(['<', '>']).to_owned(),
+                verdict: "untouched",
+                reason: "too_many_recipients",
+                rule: "max_recipients",
+                action: None,
+                exemption: None,
+                reply: 452,
+            });
             self.refuse(Stage::Rcpt, RejectReason::TooManyRecipients, Reply::new(452, "4.5.3 Too many recipients"))
         } else {
             match &mut transaction {
@@ -158,34 +209,61 @@ impl<S: Transport> Session<S> {
     }
 
     async fn outbound_rcpt(&mut self, outbound: &mut Outbound, path: &ForwardPath, line: &[u8]) -> Step {
+        let reply = match self.outbound_rcpt_reply(outbound, path, line).await? {
+            Ok(reply) => reply,
+            Err((reason, refusal)) => {
+                self.note_outbound_recipient(outbound, path, refusal.code());
+                return self.refuse(Stage::Rcpt, reason, refusal);
+            }
+        };
+        if reply.is_positive() {
+            outbound.recipients += 1;
+        }
+        self.note_outbound_recipient(outbound, path, reply.code());
+        self.reply(reply)
+    }
+
+    /// The reply to an outbound RCPT: the upstream's (or its refusal of the
+    /// held MAIL), or the proxy's own refusal and why.
+    async fn outbound_rcpt_reply(
+        &mut self,
+        outbound: &mut Outbound,
+        path: &ForwardPath,
+        line: &[u8],
+    ) -> Result<Result<Reply, (RejectReason, Reply)>, End> {
         let stage = match outbound.stage() {
             Ok(stage) => stage,
-            Err(refusal) => return self.reply(refusal),
+            Err(refusal) => return Ok(Ok(refusal)),
         };
-        match self.context.policy.outbound_recipient(stage, path) {
+        match self.context.policy.outbound_recipient(stage, path, &self.source(Some(&outbound.sender))) {
             OutboundRecipient::SeparateTransaction => {
-                return self.refuse(
-                    Stage::Rcpt,
-                    RejectReason::MixedExemption,
-                    Reply::new(452, "4.5.3 Please send to this recipient in a separate transaction"),
-                );
+                let refusal = Reply::new(452, "4.5.3 Please send to this recipient in a separate transaction");
+                return Ok(Err((RejectReason::MixedExemption, refusal)));
             }
             OutboundRecipient::SendHeldMail { exempt } => {
                 if let SenderForm::Held(held) = std::mem::replace(&mut outbound.form, SenderForm::Plain) {
                     outbound.form = self.send_held_mail(&outbound.sender, held, exempt, path).await?;
                 }
                 if let SenderForm::Refused(refusal) = &outbound.form {
-                    let refusal = refusal.clone();
-                    return self.reply(refusal);
+                    return Ok(Ok(refusal.clone()));
                 }
             }
             OutboundRecipient::Relay => {}
         }
-        let reply = self.exchange(line).await?;
-        if reply.is_positive() {
-            outbound.recipients += 1;
-        }
-        self.reply(reply)
+        Ok(Ok(self.exchange(line).await?))
+    }
+
+    fn note_outbound_recipient(&mut self, outbound: &Outbound, path: &ForwardPath, reply: u16) {
+        let signed = outbound.signed().is_some();
+        self.note_recipient(RecipientRecord {
+            address: path.to_string().trim_matches(['<', '>']).to_owned(),
+            verdict: "outbound",
+            reason: if signed { "signed" } else { "unsigned" },
+            rule: "outbound",
+            action: None,
+            exemption: None,
+            reply,
+        });
     }
 
     /// Sends a held MAIL in the form the first recipient chose; returns
@@ -202,6 +280,7 @@ impl<S: Transport> Session<S> {
         if !reply.is_positive() {
             return Ok(SenderForm::Refused(reply));
         }
+        self.note_sender_form(exempt.then_some(Unsigned::ExemptRecipient), Some(&held.signed));
         if exempt {
             self.context.metrics.sender_unsigned(Unsigned::ExemptRecipient);
             tracing::info!(session = %self.id, sender = %sender, recipient = %first_recipient, "sender not signed: exempt recipient");
@@ -219,7 +298,8 @@ impl<S: Transport> Session<S> {
         mut parameters: Parameters,
         line: &[u8],
     ) -> Step {
-        let decision = self.policy().inbound_recipient(inbound.kind, &path, self.today());
+        let decision =
+            self.policy().inbound_recipient(inbound.kind, &path, &self.source(Some(&inbound.sender)), self.today());
         let (result, reason) = decision.verdict.labels();
         if inbound.kind == SenderKind::Bounce || decision.verdict != Verdict::NotBounce {
             tracing::info!(
@@ -231,13 +311,34 @@ impl<S: Transport> Session<S> {
                 reason = reason.as_str(),
                 key_id = decision.key_id.map(|k| k.number()),
                 rule = decision.rule.as_str(),
+                action = if decision.mark { "mark" } else { "" },
+                exemption = decision.exemption.as_deref().unwrap_or(""),
                 "recipient verdict"
             );
+        } else if let Some(exemption) = &decision.exemption {
+            tracing::info!(session = %self.id, client = %self.endpoints.peer.ip(), sender = %inbound.sender, recipient = %path, exemption, "automatic replies not judged: exempt source");
         }
         self.context.metrics.verification(result, reason);
         let class = decision.action.class();
-        let forwarded = match decision.action {
-            RecipientAction::Reject(reply, reason) => return self.refuse(Stage::Rcpt, reason, reply),
+        let note = |reply: u16| RecipientRecord {
+            address: path.to_string().trim_matches(['<', '>']).to_owned(),
+            verdict: result.as_str(),
+            reason: reason.as_str(),
+            rule: decision.rule.as_str(),
+            action: match &decision.action {
+                RecipientAction::Reject(refusal, _) if refusal.is_transient_failure() => Some("tempfail"),
+                RecipientAction::Reject(..) => Some("reject"),
+                _ if decision.mark => Some("mark"),
+                _ => None,
+            },
+            exemption: decision.exemption.clone(),
+            reply,
+        };
+        let forwarded = match decision.action.clone() {
+            RecipientAction::Reject(reply, reason) => {
+                self.note_recipient(note(reply.code()));
+                return self.refuse(Stage::Rcpt, reason, reply);
+            }
             RecipientAction::Rewrite(original) => {
                 let upstream_has_dsn = self.upstream.client().is_ok_and(|upstream| upstream.capabilities().has("DSN"));
                 if parameters.get("ORCPT").is_none() && upstream_has_dsn && path.to_string().is_ascii() {
@@ -250,6 +351,7 @@ impl<S: Transport> Session<S> {
             RecipientAction::Forward | RecipientAction::Defer(_) => line.to_vec(),
         };
         if !class.joins(inbound.class) {
+            self.note_recipient(note(452));
             return self.refuse(
                 Stage::Rcpt,
                 RejectReason::MixedVerdicts,
@@ -257,9 +359,11 @@ impl<S: Transport> Session<S> {
             );
         }
         let reply = self.exchange(&forwarded).await?;
+        self.note_recipient(note(reply.code()));
         if reply.is_positive() {
             inbound.class = Some(class);
             inbound.verdicts.push(decision.verdict);
+            inbound.marked |= decision.mark;
             if let ContentCheck::Judge { patterns } = decision.content {
                 inbound.judged.push(patterns);
             }

@@ -11,14 +11,13 @@ use crate::connection::{ReadError, Transport};
 use crate::dsn;
 use crate::labels::{MessageOutcome, SessionOutcome, UpstreamError};
 use crate::policy::{
-    Capture, ContentOutcome, ContentPrecheck, ContentRule, DataDecision, LedgerAnswer, RejectReason, SenderKind, Stage,
+    Action, Capture, ContentOutcome, ContentPrecheck, ContentRule, DataDecision, LedgerAnswer, Marks, RejectReason,
+    STATUS_FIELD, SenderKind, Stage,
 };
 use crate::smtp::data::{DataScanner, Scan, Violation};
 use crate::smtp::header::HeaderGuard;
 use crate::smtp::reply::Reply;
-
-/// The field that carries the proxy's verdict; only the proxy writes it.
-const STATUS_FIELD: &str = "X-Batv-Status";
+use crate::verdicts::MessageRecord;
 
 /// Why a message is not finished upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,16 +27,49 @@ enum Problem {
     UpstreamLost,
 }
 
-/// A message as it was received and passed on.
-struct Received {
+/// A message on its way through: what is known of it, and where its bytes
+/// go (to the upstream, held back while the content is judged, or nowhere
+/// once it is refused).
+struct Streaming {
+    scanner: DataScanner,
+    capturer: Capturer,
+    guard: HeaderGuard,
+    /// Scratch for the guard's output.
+    guarded: Vec<u8>,
     problem: Option<Problem>,
-    /// What the capture plan kept.
-    captured: Vec<u8>,
-    /// The terminator's bytes, held back while the content is judged.
-    held_back: Vec<u8>,
-    size: u64,
-    /// Lines of client copies of the proxy's fields that were removed.
-    guarded_lines_removed: usize,
+    ended: bool,
+    /// Held back until the content's verdict: the proxy's fields may go in
+    /// front of it, and a refused message never reaches the MTA at all.
+    holding: bool,
+    held: Vec<u8>,
+    /// Refused: the rest is read and dropped.
+    discarding: bool,
+}
+
+impl Streaming {
+    fn new(plan: Capture, guard: HeaderGuard) -> Self {
+        Streaming {
+            scanner: DataScanner::new(),
+            capturer: Capturer::new(plan),
+            guard,
+            guarded: Vec::new(),
+            problem: None,
+            ended: false,
+            holding: plan.judge,
+            held: Vec::new(),
+            discarding: false,
+        }
+    }
+}
+
+/// A content judgement and what it rested on, for the verdict log.
+struct Judged {
+    outcome: ContentOutcome,
+    kind: dsn::Kind,
+    recognizer: &'static str,
+    original_message_id: Option<String>,
+    /// The Message-ID the ledger knew.
+    ledger_match: Option<String>,
 }
 
 /// Keeps what a [`Capture`] plan asks for of a streaming message.
@@ -89,21 +121,25 @@ impl<S: Transport> Session<S> {
         let decision = match &transaction {
             Transaction::Outbound(_) => self.policy().outbound_data(self.context.ledger.is_on()),
             Transaction::Inbound(inbound) => {
-                self.policy().inbound_data(inbound.class, &inbound.verdicts, !inbound.judged.is_empty())
+                self.policy().inbound_data(inbound.class, &inbound.verdicts, inbound.marked, !inbound.judged.is_empty())
             }
         };
-        let (capture, status) = match decision {
+        let (capture, marks) = match decision {
             DataDecision::Refuse { reply, reason } => {
                 tracing::info!(session = %self.id, client = %self.endpoints.peer.ip(), sender = %transaction.sender(), verdict = "missing", rule = "untagged_reject_data", "bounce refused at DATA");
                 self.context.metrics.rejection(Stage::Data, reason);
                 self.context.metrics.message(MessageOutcome::Rejected);
+                self.note_message(MessageRecord { reply: reply.to_string(), ..MessageRecord::default() });
+                self.end_transaction();
                 self.exchange(b"RSET\r\n").await?;
                 return self.reply(reply);
             }
-            DataDecision::Relay { capture, status_header } => (capture, status_header),
+            DataDecision::Relay { capture, marks } => (capture, marks),
         };
         let reply = self.exchange(b"DATA\r\n").await?;
         if reply.code() != 354 {
+            self.note_message(MessageRecord { reply: reply.to_string(), ..MessageRecord::default() });
+            self.end_transaction();
             return self.reply(reply);
         }
         let reply = self.without_issued_tags(reply);
@@ -112,29 +148,84 @@ impl<S: Transport> Session<S> {
             return Err(End::client_closed());
         }
         let received = (self.settings().client_identity == ClientIdentity::None).then(|| self.received_header());
-        let guard = HeaderGuard::new(&[STATUS_FIELD], received.is_some() || status.is_some());
-        let upstream = self.upstream.client()?;
-        if let Some(received) = received {
-            // The MTA sees only the proxy: this trace field names the client.
+        let received = received.unwrap_or_default();
+        let mark_name = self.policy().settings().actions.mark_header.name.clone();
+        // The proxy's fields stand in front of the client's first line;
+        // when the content decides, they may come after the verdict.
+        let prepends = !received.is_empty() || !marks.is_empty() || capture.judge;
+        let guard = HeaderGuard::new(&[STATUS_FIELD, &mark_name], prepends);
+        let mut message = Streaming::new(capture, guard);
+        if !capture.judge {
+            let upstream = self.upstream.client()?;
             upstream.queue(received.as_bytes());
+            upstream.queue(marks.lines().as_bytes());
         }
-        if let Some(value) = status {
-            upstream.queue(format!("{STATUS_FIELD}: {value}\r\n").as_bytes());
+        self.pump(&mut message).await?;
+        let mut refusal = None;
+        let mut judged_record = MessageRecord::default();
+        if let Transaction::Inbound(inbound) = &transaction
+            && capture.judge
+            && message.problem.is_none()
+        {
+            let judged = self.judge_content(inbound, &message.capturer.kept, marks).await;
+            let (result, rule) = judged.outcome.verdict.labels();
+            judged_record = MessageRecord {
+                kind: Some(judged.kind.as_str()),
+                recognizer: Some(judged.recognizer),
+                verdict: Some(result.as_str()),
+                rule: Some(rule.as_str()),
+                action: judged.outcome.action.map(Action::as_str),
+                exemption: judged.outcome.exemption.clone(),
+                original_message_id: judged.original_message_id,
+                ledger_match: judged.ledger_match,
+                ..MessageRecord::default()
+            };
+            let outcome = judged.outcome;
+            match outcome.refusal {
+                Some(reply) => {
+                    // The upstream never sees a byte of it.
+                    self.drop_upstream(DropReason::RefusedMessage);
+                    message.discarding = true;
+                    refusal = Some(reply);
+                }
+                None => {
+                    let mut front = received.into_bytes();
+                    front.extend_from_slice(outcome.marks.lines().as_bytes());
+                    front.append(&mut message.held);
+                    if self.upstream.client()?.send(&front).await.is_err() {
+                        message.problem = Some(Problem::UpstreamLost);
+                    }
+                }
+            }
+            message.holding = false;
+            if !message.ended {
+                self.pump(&mut message).await?;
+            }
         }
-        let message = self.receive(capture, guard).await?;
-        self.finish(transaction, capture, message).await
+        if let Some(refusal) = refusal {
+            self.context.metrics.message(MessageOutcome::Rejected);
+            self.note_message(MessageRecord { reply: refusal.to_string(), ..judged_record });
+            self.end_transaction();
+            return self.reply(refusal);
+        }
+        let step = self.finish(transaction, capture, message, judged_record).await;
+        self.end_transaction();
+        step
     }
 
-    /// Streams the message to the upstream as it arrives. A message that
-    /// breaks the rules is not forwarded further; when the content
-    /// decides, the final dot is held back.
-    async fn receive(&mut self, plan: Capture, mut guard: HeaderGuard) -> Result<Received, End> {
+    /// The message's fate in the transaction's record.
+    fn note_message(&mut self, message: MessageRecord) {
+        if let Some(record) = &mut self.record {
+            record.message = Some(message);
+        }
+    }
+
+    /// Reads the client's message data and passes it on, until the end of
+    /// the message or, while holding for a verdict, until the content to
+    /// judge is complete.
+    async fn pump(&mut self, message: &mut Streaming) -> Result<(), End> {
         let limits = &self.context.settings.limits;
         let Session { client, upstream, shutdown, .. } = self;
-        let upstream = upstream.client()?;
-        let mut scanner = DataScanner::new();
-        let mut capturer = Capturer::new(plan);
-        let (mut problem, mut held_back, mut guarded) = (None, Vec::new(), Vec::new());
         loop {
             if client.input().is_empty()
                 && read_client(client, shutdown, limits.data_timeout).await? == ReadOutcome::TimedOut
@@ -146,69 +237,52 @@ impl<S: Transport> Session<S> {
                 ));
             }
             let input = client.input();
-            let (length, ended) = match scanner.scan(input) {
+            let (length, ended) = match message.scanner.scan(input) {
                 Scan::Continue => (input.len(), false),
                 Scan::End(length) => (length, true),
             };
-            if problem.is_none() {
-                if let Some(violation) = scanner.violation() {
-                    problem = Some(Problem::Violation(violation));
-                } else if scanner.size() > limits.max_message_size {
-                    problem = Some(Problem::TooBig);
+            if message.problem.is_none() {
+                if let Some(violation) = message.scanner.violation() {
+                    message.problem = Some(Problem::Violation(violation));
+                } else if message.scanner.size() > limits.max_message_size {
+                    message.problem = Some(Problem::TooBig);
                 }
             }
-            capturer.take(&client.input()[..length]);
-            if problem.is_none() {
-                let mut chunk = &client.input()[..length];
-                if !guard.done() {
-                    guarded.clear();
-                    guard.filter(chunk, &mut guarded);
-                    chunk = &guarded;
-                }
-                if ended && plan.judge {
-                    // The terminator's bytes in this chunk wait for the verdict.
-                    let keep = chunk.len().min(3);
-                    held_back.extend_from_slice(&chunk[chunk.len() - keep..]);
-                    chunk = &chunk[..chunk.len() - keep];
-                }
-                if upstream.send(chunk).await.is_err() {
-                    problem = Some(Problem::UpstreamLost);
+            let chunk = &client.input()[..length];
+            message.capturer.take(chunk);
+            if message.problem.is_none() && !message.discarding {
+                let chunk = if message.guard.done() {
+                    chunk
+                } else {
+                    message.guarded.clear();
+                    message.guard.filter(chunk, &mut message.guarded);
+                    &message.guarded
+                };
+                if message.holding {
+                    message.held.extend_from_slice(chunk);
+                } else if upstream.client()?.send(chunk).await.is_err() {
+                    message.problem = Some(Problem::UpstreamLost);
                 }
             }
             client.consume(length);
-            if ended {
-                break;
+            message.ended = ended;
+            if ended || (message.holding && !message.capturer.open) {
+                return Ok(());
             }
         }
-        Ok(Received {
-            problem,
-            captured: capturer.kept,
-            held_back,
-            size: scanner.size(),
-            guarded_lines_removed: guard.removed(),
-        })
     }
 
-    /// After the client's final dot: refuse a broken message, judge one the
-    /// content decides, and relay the upstream's final reply.
-    async fn finish(&mut self, transaction: Transaction, plan: Capture, message: Received) -> Step {
+    /// After the client's final dot: refuse a broken message, and relay the
+    /// upstream's final reply to one that went through.
+    async fn finish(
+        &mut self,
+        transaction: Transaction,
+        plan: Capture,
+        message: Streaming,
+        record: MessageRecord,
+    ) -> Step {
         if let Some(problem) = message.problem {
-            return self.refuse_broken(&transaction, problem);
-        }
-        if plan.judge
-            && let Transaction::Inbound(inbound) = &transaction
-        {
-            let outcome = self.judge_content(inbound, &message.captured).await;
-            if let Some(refusal) = outcome.refusal {
-                // The upstream never sees the final dot.
-                self.drop_upstream(DropReason::RefusedMessage);
-                self.context.metrics.message(MessageOutcome::Rejected);
-                return self.reply(refusal);
-            }
-            if self.upstream.client()?.send(&message.held_back).await.is_err() {
-                self.context.metrics.upstream_error(UpstreamError::Closed);
-                return Err(End::upstream_lost(&ReadError::Closed));
-            }
+            return self.refuse_broken(&transaction, problem, record);
         }
         let sender = transaction.sender().to_string();
         let reply = match self.upstream.client()?.final_reply().await {
@@ -226,8 +300,8 @@ impl<S: Transport> Session<S> {
         };
         let outcome = if reply.is_positive() { MessageOutcome::Accepted } else { MessageOutcome::RefusedUpstream };
         self.context.metrics.message(outcome);
-        let message_id =
-            if plan.headers_only && reply.is_positive() { own_message_id(&message.captured) } else { None };
+        let captured = &message.capturer.kept;
+        let message_id = if plan.headers_only && reply.is_positive() { own_message_id(captured) } else { None };
         let signed = match &transaction {
             Transaction::Outbound(outbound) => outbound.signed().map(ToString::to_string).unwrap_or_default(),
             Transaction::Inbound(_) => String::new(),
@@ -236,15 +310,22 @@ impl<S: Transport> Session<S> {
             session = %self.id,
             client = %self.endpoints.peer.ip(),
             sender = %sender,
-            size = message.size,
+            size = message.scanner.size(),
             result = outcome.as_str(),
             queue_id = queue_id(&reply).unwrap_or_default(),
             message_id = message_id.as_deref().unwrap_or(""),
             signed,
-            guarded_lines_removed = message.guarded_lines_removed,
+            guarded_lines_removed = message.guard.removed(),
             reply = %reply,
             "message relayed"
         );
+        let queue_id = queue_id(&reply);
+        self.note_message(MessageRecord {
+            reply: self.without_issued_tags(reply.clone()).to_string(),
+            queue_id,
+            message_id: message_id.clone(),
+            ..record
+        });
         if let Some(message_id) = message_id {
             self.context.ledger.record(&message_id);
         }
@@ -256,7 +337,7 @@ impl<S: Transport> Session<S> {
 
     /// A message that broke a rule while streaming: the upstream never
     /// finishes it.
-    fn refuse_broken(&mut self, transaction: &Transaction, problem: Problem) -> Step {
+    fn refuse_broken(&mut self, transaction: &Transaction, problem: Problem, record: MessageRecord) -> Step {
         self.drop_upstream(DropReason::BrokenMessage);
         let (reason, reply) = match problem {
             Problem::UpstreamLost => {
@@ -276,15 +357,17 @@ impl<S: Transport> Session<S> {
         };
         self.context.metrics.message(MessageOutcome::Rejected);
         self.context.metrics.rejection(Stage::Data, reason);
+        self.note_message(MessageRecord { reply: reply.to_string(), ..record });
         tracing::warn!(session = %self.id, client = %self.endpoints.peer.ip(), sender = %transaction.sender(), reason = reason.as_str(), "message refused");
         self.reply(reply)
     }
 
     /// The content verdict on a message to untagged recipients, asking the
     /// ledger when the message alone cannot decide.
-    async fn judge_content(&self, inbound: &Inbound, captured: &[u8]) -> ContentOutcome {
+    async fn judge_content(&self, inbound: &Inbound, captured: &[u8], marks: Marks) -> Judged {
         let inspection = dsn::inspect(captured);
         let bounce = inbound.kind == SenderKind::Bounce;
+        let mut ledger_match = None;
         let verdict = match self.policy().precheck_content(bounce, &inspection, &inbound.judged) {
             ContentPrecheck::Decided(verdict) => verdict,
             ContentPrecheck::AskLedger => {
@@ -292,7 +375,10 @@ impl<S: Transport> Session<S> {
                     LedgerAnswer::Off
                 } else {
                     match self.context.ledger.find(&inspection.referenced_ids).await {
-                        Ok(Some(_)) => LedgerAnswer::Found,
+                        Ok(Some(found)) => {
+                            ledger_match = Some(found);
+                            LedgerAnswer::Found
+                        }
                         Ok(None) => LedgerAnswer::NotFound,
                         Err(error) => {
                             tracing::warn!(session = %self.id, error = %error, "the Message-ID ledger cannot answer");
@@ -303,8 +389,9 @@ impl<S: Transport> Session<S> {
                 self.policy().ledger_verdict(answer)
             }
         };
-        let outcome = self.policy().content_outcome(verdict, inspection.kind, self.today());
-        let (result, rule) = verdict.labels();
+        let source = self.source(Some(&inbound.sender));
+        let outcome = self.policy().content_outcome(verdict, bounce, inspection.kind, &source, marks, self.today());
+        let (result, rule) = outcome.verdict.labels();
         if rule == ContentRule::NotAutomatic {
             tracing::debug!(session = %self.id, sender = %inbound.sender, rule = rule.as_str(), "not an automatic message");
         } else {
@@ -317,6 +404,8 @@ impl<S: Transport> Session<S> {
                 original_message_id = inspection.original_message_id.as_deref().unwrap_or(""),
                 verdict = result.as_str(),
                 rule = rule.as_str(),
+                action = outcome.action.map(Action::as_str).unwrap_or(""),
+                exemption = outcome.exemption.as_deref().unwrap_or(""),
                 monitor = outcome.monitor,
                 grace = outcome.grace,
                 "content verdict"
@@ -328,7 +417,13 @@ impl<S: Transport> Session<S> {
         {
             self.context.metrics.rejection(Stage::Data, reason);
         }
-        outcome
+        Judged {
+            outcome,
+            kind: inspection.kind,
+            recognizer: inspection.rule,
+            original_message_id: inspection.original_message_id,
+            ledger_match,
+        }
     }
 
     /// A Received field (RFC 5321 §4.4) for MTAs that cannot learn the

@@ -27,12 +27,13 @@ use crate::config::{ListenerSettings, TlsMode};
 use crate::connection::{Connection, Incoming, ReadError, Stream, Transport};
 use crate::labels::{CommandLabel, SessionOutcome, UpstreamError};
 use crate::listener::ListenerContext;
-use crate::policy::{Policy, RejectReason, Stage};
-use crate::smtp::address::Mailbox;
+use crate::policy::{Policy, RejectReason, Source, Stage};
+use crate::smtp::address::{Mailbox, ReversePath};
 use crate::smtp::command::{Command, Verb};
 use crate::smtp::line::LineError;
 use crate::smtp::reply::Reply;
 use crate::upstream::{Client, UpstreamClient, UpstreamFailure};
+use crate::verdicts::VerdictRecord;
 
 pub use message::queue_id;
 use starttls::{client_tls_version, handshake};
@@ -161,6 +162,11 @@ pub struct Session<S: Transport> {
     errors: usize,
     authenticated: bool,
     issued_tags: Vec<IssuedTag>,
+    /// The client's forward-confirmed name, once looked up (only when an
+    /// exemption names clients by name).
+    client_name: Option<Option<String>>,
+    /// What the current transaction came to so far, for the verdict log.
+    record: Option<VerdictRecord>,
     shutdown: watch::Receiver<Phase>,
 }
 
@@ -200,6 +206,8 @@ pub async fn serve<S: Transport>(
         errors: 0,
         authenticated: false,
         issued_tags: Vec::new(),
+        client_name: None,
+        record: None,
         shutdown,
         context,
     };
@@ -318,6 +326,7 @@ impl<S: Transport> Session<S> {
         // Closing the upstream makes the MTA discard a transaction that
         // never saw its final dot.
         self.upstream.close();
+        self.end_transaction();
         outcome
     }
 
@@ -363,7 +372,7 @@ impl<S: Transport> Session<S> {
             Command::Rcpt { path, parameters } => self.rcpt(path, parameters, line).await,
             Command::Data => self.data().await,
             Command::Rset => {
-                self.transaction = None;
+                self.end_transaction();
                 self.relay(line).await
             }
             Command::Relayed(_) => self.relay(line).await,
@@ -446,6 +455,48 @@ impl<S: Transport> Session<S> {
             }
         }
         reply
+    }
+
+    /// Forgets the transaction, and files what it came to.
+    fn end_transaction(&mut self) {
+        self.transaction = None;
+        if let Some(record) = self.record.take() {
+            self.context.verdicts.push(record);
+        }
+    }
+
+    /// Starts the record of a transaction from `sender`.
+    fn start_record(&mut self, sender: &ReversePath) {
+        self.end_transaction();
+        let listener = &self.context.settings.name;
+        let record = VerdictRecord::new(
+            self.context.clock.now(),
+            &self.id,
+            listener,
+            self.endpoints.peer.ip(),
+            sender.to_string(),
+        );
+        self.record = Some(record);
+    }
+
+    /// Where mail in this session comes from, for exemptions.
+    fn source<'a>(&'a self, sender: Option<&'a ReversePath>) -> Source<'a> {
+        Source {
+            listener: &self.settings().name,
+            client: Some(self.endpoints.peer.ip()),
+            client_name: self.client_name.as_ref().and_then(Option::as_deref),
+            sender,
+            reporting_mta: None,
+            recipient: None,
+        }
+    }
+
+    /// Looks the client's name up once, when an exemption needs it.
+    async fn learn_client_name(&mut self) {
+        if self.client_name.is_none() && self.policy().settings().exemptions.need_client_names() {
+            let name = crate::resolve::client_name(self.endpoints.peer.ip()).await;
+            self.client_name = Some(name.confirmed().map(str::to_owned));
+        }
     }
 
     /// Who the client is, for the upstream.

@@ -37,7 +37,7 @@ impl<S: Transport> Session<S> {
         self.client.replace_stream(stream);
         // RFC 3207 §4.2: forget everything learnt before TLS.
         self.hello = None;
-        self.transaction = None;
+        self.end_transaction();
         if self.settings().client_identity == ClientIdentity::ProxyV2 {
             // A fresh upstream session whose PROXY header says the client uses TLS.
             self.upstream.quit().await;

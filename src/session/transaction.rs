@@ -88,4 +88,6 @@ pub(super) struct Inbound {
     /// One per recipient whose mail the content decides: the domain whose
     /// Message-ID patterns apply, if any.
     pub judged: Vec<Option<Domain>>,
+    /// A recipient's verdict refused with the action `mark`.
+    pub marked: bool,
 }

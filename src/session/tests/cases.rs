@@ -731,7 +731,8 @@ const CASES: &[Case] = &[
         mta: Mta::Normal,
         script: |_| with(envelope("", "alice@example.com"), [Send(DSN_UNKNOWN), Expect(250)]),
         check: |record| {
-            let marked = |m: &String| m.contains("\r\nX-Batv-Status: missing\r\nFrom: MAILER-DAEMON");
+            let marked =
+                |m: &String| m.contains("\r\nX-Batv-Status: missing\r\nX-Batv-Mark: refused\r\nFrom: MAILER-DAEMON");
             ensure(record.messages.first().is_some_and(marked), "marked, after the proxy's Received field", record)
         },
     },
@@ -773,6 +774,159 @@ const CASES: &[Case] = &[
         mta: Mta::Normal,
         script: |_| with(envelope("", "postmaster@example.com"), [Send(DSN_UNKNOWN), Expect(250)]),
         check: |record| ensure(record.messages.len() == 1, "delivered", record),
+    },
+    // Actions and exemptions.
+    Case {
+        name: "tempfail_action_answers_a_forged_tag_with_451",
+        role: "inbound",
+        sections: "[policy.actions]\nforged_tag = \"tempfail\"\n",
+        listener: "",
+        mta: Mta::Normal,
+        script: |harness| {
+            let tag = harness.sign("alice@example.com");
+            let forged = format!("{}000000{}", &tag[..9], &tag[15..]);
+            vec![
+                Expect(220),
+                line("MAIL FROM:<>"),
+                Expect(250),
+                Line(format!("RCPT TO:<{forged}>")),
+                ExpectText(451, "4.7.1 Bounce address tag is invalid"),
+            ]
+        },
+        check: |record| ensure(!record.saw("RCPT"), "never relayed", record),
+    },
+    Case {
+        name: "mark_action_delivers_a_forged_tag_marked",
+        role: "inbound",
+        sections: "[policy.actions]\nforged_tag = \"mark\"\nmark_header = \"X-Spam-Flag: YES\"\n",
+        listener: "",
+        mta: Mta::Normal,
+        script: |harness| {
+            let tag = harness.sign("alice@example.com");
+            let forged = format!("{}000000{}", &tag[..9], &tag[15..]);
+            with(envelope("", &forged), [Send(DSN_UNKNOWN), Expect(250)])
+        },
+        check: |record| {
+            let marked = |m: &String| {
+                m.contains("\r\nX-Batv-Status: invalid, bad_signature\r\nX-Spam-Flag: YES\r\nFrom: MAILER")
+            };
+            ensure(
+                record.saw("RCPT TO:<alice@example.com>") && record.messages.first().is_some_and(marked),
+                "stripped and marked",
+                record,
+            )
+        },
+    },
+    Case {
+        name: "mark_action_delivers_an_unanswering_automatic_reply_marked",
+        role: "inbound",
+        sections: "[policy.actions]\nuntagged_autoreply = \"mark\"\n",
+        listener: "",
+        mta: Mta::Normal,
+        script: |_| with(envelope("bob@remote.test", "alice@example.com"), [Send(VACATION), Expect(250)]),
+        check: |record| {
+            let marked = |m: &String| {
+                m.contains("\r\nX-Batv-Status: autoreply, no_pattern_no_ledger\r\nX-Batv-Mark: refused\r\nFrom: bob")
+            };
+            ensure(record.messages.first().is_some_and(marked), "delivered, marked", record)
+        },
+    },
+    Case {
+        name: "tempfail_action_answers_an_unanswering_bounce_with_451_after_data",
+        role: "inbound",
+        sections: "[policy.actions]\nuntagged_bounce = \"tempfail\"\n",
+        listener: "",
+        mta: Mta::Normal,
+        script: |_| {
+            with(envelope("", "alice@example.com"), [Send(DSN_UNKNOWN), ExpectText(451, "4.7.1 Bounce refused")])
+        },
+        check: |record| ensure(record.messages.is_empty(), "not delivered", record),
+    },
+    Case {
+        name: "mark_action_with_untagged_bounce_reject_passes_data",
+        role: "inbound",
+        sections: "[policy]\nuntagged_bounce = \"reject\"\n[policy.actions]\nuntagged_bounce = \"mark\"\n",
+        listener: "",
+        mta: Mta::Normal,
+        script: |_| with(envelope("", "alice@example.com"), [Send(DSN_UNKNOWN), Expect(250)]),
+        check: |record| {
+            ensure(
+                record.messages.first().is_some_and(|m| m.contains("X-Batv-Status: missing\r\nX-Batv-Mark: refused")),
+                "marked",
+                record,
+            )
+        },
+    },
+    Case {
+        name: "a_clients_copy_of_the_mark_header_is_removed",
+        role: "inbound",
+        sections: "[policy.actions]\nmark_header = \"X-Spam-Flag: YES\"\n",
+        listener: "",
+        mta: Mta::Normal,
+        script: |_| {
+            with(
+                envelope("bob@remote.test", "alice@example.com"),
+                [Send("X-Spam-Flag: NO\r\nSubject: hi\r\n\r\nx\r\n.\r\n"), Expect(250)],
+            )
+        },
+        check: |record| ensure(record.messages.first().is_some_and(|m| !m.contains("X-Spam-Flag")), "removed", record),
+    },
+    Case {
+        name: "an_exemption_by_client_network_passes_untagged_bounces",
+        role: "inbound",
+        sections: "[[policy.exemption]]\nname = \"partner\"\nclients = [\"192.0.2.0/24\"]\nexempts = [\"untagged_bounce\"]\n",
+        listener: "",
+        mta: Mta::Normal,
+        script: |_| with(envelope("", "alice@example.com"), [Send(DSN_UNKNOWN), Expect(250)]),
+        check: |record| ensure(record.messages.len() == 1, "delivered unjudged", record),
+    },
+    Case {
+        name: "an_exemption_for_other_clients_does_not_apply",
+        role: "inbound",
+        sections: "[[policy.exemption]]\nname = \"partner\"\nclients = [\"198.51.100.0/24\"]\nexempts = [\"untagged_bounce\"]\n",
+        listener: "",
+        mta: Mta::Normal,
+        script: |_| with(envelope("", "alice@example.com"), [Send(DSN_UNKNOWN), ExpectText(550, "Bounce refused")]),
+        check: |record| ensure(record.messages.is_empty(), "judged and refused", record),
+    },
+    Case {
+        name: "an_exemption_by_sender_passes_automatic_replies",
+        role: "inbound",
+        sections: "[[policy.exemption]]\nname = \"calendar\"\nsenders = [\"*@remote.test\"]\nexempts = [\"auto_reply\"]\n",
+        listener: "",
+        mta: Mta::Normal,
+        script: |_| with(envelope("bob@remote.test", "alice@example.com"), [Send(VACATION), Expect(250)]),
+        check: |record| ensure(record.messages.len() == 1, "delivered unjudged", record),
+    },
+    Case {
+        name: "an_exemption_by_client_network_leaves_senders_unsigned",
+        role: "outbound",
+        sections: "[[policy.exemption]]\nname = \"relay\"\nclients = [\"192.0.2.7\"]\nexempts = [\"signing\"]\n",
+        listener: "",
+        mta: Mta::Normal,
+        script: |_| vec![Expect(220), line("MAIL FROM:<alice@example.com>"), Expect(250)],
+        check: |record| ensure(record.saw("MAIL FROM:<alice@example.com>"), "plain", record),
+    },
+    Case {
+        name: "an_exemption_by_recipient_domain_sends_plain_towards_it",
+        role: "outbound",
+        sections: "[[policy.exemption]]\nname = \"lists\"\nrecipient_domains = [\"lists.example.net\"]\nexempts = [\"signing\"]\n",
+        listener: "",
+        mta: Mta::Normal,
+        script: |_| {
+            vec![
+                Expect(220),
+                line("MAIL FROM:<alice@example.com>"),
+                Expect(250),
+                line("RCPT TO:<list@lists.example.net>"),
+                Expect(250),
+                line("RCPT TO:<carol@remote.test>"),
+                ExpectText(452, "separate transaction"),
+            ]
+        },
+        check: |record| {
+            ensure(record.saw("MAIL FROM:<alice@example.com>") && !record.saw("MAIL FROM:<prvs"), "plain", record)
+        },
     },
     // The upstream failing at each phase.
     Case {
@@ -1129,4 +1283,65 @@ async fn metrics_count_under_closed_labels() {
         assert!(text.contains(needle), "{needle} not in\n{text}");
     }
     let _ = harness.path("keys");
+}
+
+/// Every transaction is filed in the verdict log: its recipients' verdicts
+/// and rules, the content's verdict with the Message-ID it named, the
+/// reply the client got; outbound, whether the sender was signed (never
+/// the tag).
+#[tokio::test(start_paused = true)]
+async fn transactions_are_filed_in_the_verdict_log() {
+    let harness = harness("inbound", "", "", Mta::Normal).await;
+    let mut client = harness.connect().await;
+    let tag = harness.sign("alice@example.com");
+    let forged = format!("{}000000{}", &tag[..9], &tag[15..]);
+    let script = vec![
+        Expect(220),
+        line("MAIL FROM:<>"),
+        Expect(250),
+        Line(format!("RCPT TO:<{forged}>")),
+        Expect(550),
+        line("RCPT TO:<bob@example.com>"),
+        Expect(250),
+        line("DATA"),
+        Expect(354),
+        Send(DSN_UNKNOWN),
+        Expect(550),
+        line("QUIT"),
+        Expect(221),
+    ];
+    super::run(&harness, &mut client, "verdict log", &script).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let records = harness.verdicts();
+    assert_eq!(records.len(), 1, "{records:#?}");
+    let record = &records[0];
+    assert_eq!((record.sender.as_str(), record.client.to_string().as_str()), ("<>", "192.0.2.7"));
+    let rules: Vec<(&str, &str, u16)> = record.recipients.iter().map(|r| (r.rule, r.reason, r.reply)).collect();
+    assert_eq!(rules, [("invalid_tag", "bad_signature", 550), ("untagged_inspect", "untagged", 250)]);
+    assert_eq!(record.recipients[0].action, Some("reject"));
+    let message = record.message.as_ref().expect("the message");
+    assert_eq!(
+        (message.kind, message.verdict, message.rule),
+        (Some("dsn"), Some("reject"), Some("no_pattern_no_ledger"))
+    );
+    assert_eq!(message.original_message_id.as_deref(), Some("<forged.1@spam.test>"));
+    assert!(message.reply.starts_with("550 5.7.1"), "{message:?}");
+    assert!(!record.delivered());
+
+    let outbound = harness_outbound_signed().await;
+    assert_eq!(outbound.signed_with_key, Some(3));
+    assert!(outbound.delivered());
+    assert!(!serde_json::to_string(&outbound).unwrap().contains("prvs="), "a tag in the log: {outbound:?}");
+}
+
+async fn harness_outbound_signed() -> crate::verdicts::VerdictRecord {
+    let harness = harness("outbound", "", "", Mta::Normal).await;
+    let mut client = harness.connect().await;
+    let script = with(
+        envelope("alice@example.com", "carol@remote.test"),
+        [Send(ORDINARY), Expect(250), line("QUIT"), Expect(221)],
+    );
+    super::run(&harness, &mut client, "outbound log", &script).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    harness.verdicts().remove(0)
 }

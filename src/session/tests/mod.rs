@@ -22,6 +22,7 @@ use crate::listener::{FixedClock, ListenerContext};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::smtp::address::Mailbox;
+use crate::verdicts::{VerdictLog, VerdictRecord};
 use fake_mta::{MemoryDialler, Mta, Record};
 
 /// The day every case runs on.
@@ -80,6 +81,7 @@ pub(super) async fn harness(role: &str, sections: &str, listener: &str, mta: Mta
         xclient_attributes: Default::default(),
         dialler: Arc::new(MemoryDialler { mta, record: Arc::clone(&record) }),
         clock: Arc::new(FixedClock::on(day)),
+        verdicts: Arc::new(VerdictLog::new(100)),
     });
     let (phase, _) = watch::channel(Phase::Running);
     Harness { context, record, phase, metrics, dir }
@@ -106,6 +108,11 @@ impl Harness {
     /// A tag for `address`, as the proxy signs it today.
     pub(super) fn sign(&self, address: &str) -> String {
         self.context.policy.codec().sign(&Mailbox::parse(address).unwrap(), Day::parse(TODAY).unwrap()).to_string()
+    }
+
+    /// The verdict records the sessions filed, newest first.
+    pub(super) fn verdicts(&self) -> Vec<VerdictRecord> {
+        self.context.verdicts.find(&Default::default())
     }
 
     pub(super) fn metrics(&self) -> String {
