@@ -13,7 +13,7 @@ use prometheus_client::registry::Registry;
 
 use crate::batv::{Codec, KeyRole, Moment};
 use crate::labels::label_enum;
-use crate::ledger::LedgerStatus;
+use crate::ledger_status::LedgerStatus;
 
 label_enum! {
     /// What a key does now (`role` of `batv_proxy_key_info`).

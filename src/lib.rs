@@ -19,6 +19,7 @@ pub mod key_status;
 pub mod keyfile;
 mod labels;
 pub mod ledger;
+pub mod ledger_status;
 pub mod listener;
 pub mod logging;
 pub mod metrics;

@@ -480,7 +480,9 @@ fn per_domain_key_sets_and_staged_keys() {
         config.batv.domains.contains(&Domain::parse("mail.tenant.example").unwrap()),
         "a tenant's domains are ours"
     );
-    let codec = crate::assemble::codec(&config);
+    let set = &config.domain_keys[0];
+    let codec = crate::batv::Codec::new(&config.keys, config.batv.hash, 7, config.batv.sign_form)
+        .with_domain_keys(&set.domains, &set.keys);
     let now = crate::batv::Moment::from(std::time::SystemTime::now());
     let tenant = Domain::parse("tenant.example").unwrap();
     assert_eq!(codec.signing_key(&tenant, now).number(), 4);

@@ -13,7 +13,6 @@
 
 mod redb_store;
 mod redis_store;
-pub mod status;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -27,8 +26,8 @@ use crate::config::{ConfigError, LedgerSettings, LedgerStore as Store};
 
 use self::redb_store::RedbFile;
 use self::redis_store::RedisStore;
-pub use self::status::LedgerStatus;
 use self::writer::{Backend, Shared};
+pub use crate::ledger_status::LedgerStatus;
 
 /// How many recorded ids may wait for the writer task.
 const CHANNEL: usize = 64 * 1024;

@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 
 use super::redb_store::{self, RedbFile};
 use super::redis_store::{Backlog, RedisStore};
-use super::status::LedgerStatus;
 use super::{Entry, blocking};
+use crate::ledger_status::LedgerStatus;
 
 /// Ids per commit or Redis round trip.
 pub(super) const BATCH: usize = 512;

@@ -1,7 +1,7 @@
 //! What the ledger's writer reports: counters and gauges for
 //! `/metrics`, and one line for `/healthz`. Shared by the writer task,
 //! the lookups and the status endpoint; the metric objects are registered
-//! by `cluster_metrics`.
+//! by `cluster_metrics`. Below both `ledger` and `metrics`, which share it.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -63,20 +63,20 @@ fn unix_now() -> i64 {
 impl LedgerStatus {
     /// The ledger is open: its store named for `/healthz`; the age of
     /// the last write counts from now.
-    pub(super) fn opened(&self, store: String) {
+    pub fn opened(&self, store: String) {
         *self.store.lock().unwrap_or_else(|e| e.into_inner()) = Some(store);
         self.last_commit.store(unix_now(), Ordering::Relaxed);
     }
 
     /// A write reached the store. Returns for how long writes had failed, if they had.
-    pub(super) fn committed(&self) -> Option<i64> {
+    pub fn committed(&self) -> Option<i64> {
         self.last_commit.store(unix_now(), Ordering::Relaxed);
         let was = self.failing.lock().unwrap_or_else(|e| e.into_inner()).take();
         was.map(|failing| unix_now() - failing.since)
     }
 
     /// A write failed. Returns true for the first failure of a run.
-    pub(super) fn failed(&self, error: &str) -> bool {
+    pub fn failed(&self, error: &str) -> bool {
         self.write_errors.inc();
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         let first = failing.is_none();
@@ -87,7 +87,7 @@ impl LedgerStatus {
 
     /// How many batches were written (for tests).
     #[cfg(test)]
-    pub(super) fn write_seconds_count(&self) -> u64 {
+    pub fn write_seconds_count(&self) -> u64 {
         let mut text = String::new();
         let mut scratch = prometheus_client::registry::Registry::default();
         scratch.register("w", "", self.write_seconds.clone());
