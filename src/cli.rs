@@ -42,7 +42,7 @@ Examples:
     systemctl reload batv-proxy
 
   Rotate keys on many hosts at one second: stage the key, copy the file, reload:
-    batv-proxy keygen --output /etc/batv-proxy/keys --activate-at 2026-03-01T00:00:00Z
+    runuser -u batv-proxy -- batv-proxy keygen --printable --output /var/lib/batv-proxy/keys --activate-at 2026-03-01T00:00:00Z
     batv-proxy keys status --config /etc/batv-proxy/batv-proxy.toml
 
 Exit status: 0 success; 1 invalid tag or runtime failure; 2 configuration error.";
