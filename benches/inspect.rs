@@ -1,7 +1,8 @@
 //! Messages per second `dsn::inspect` handles: a typical 20 KB delivery
 //! status notification (Postfix's multipart/report with the original
-//! attached), a plain-text qmail bounce, and a normal message of the same
-//! size, which the proxy inspects too when it arrives at an untagged address.
+//! attached), a plain-text qmail bounce, a German prose bounce that only
+//! the generic recognizer takes, and a normal message of the same size,
+//! which the proxy inspects too when it arrives at an untagged address.
 //!
 //! Run with `cargo bench --bench inspect`; criterion reports elements/s.
 
@@ -110,10 +111,30 @@ fn qmail_bounce() -> String {
     format!("{head}{}", original_message(SIZE - head.len() - original_message(0).len()))
 }
 
+/// A bounce no MTA-specific format matches: German prose from the mail
+/// system, the copy pasted below a separator.
+fn prose_bounce() -> String {
+    let head = "From: Mail Delivery System <MAILER-DAEMON@mail.example.net>\r\n\
+        To: alice@example.com\r\n\
+        Subject: Unzustellbar: Minutes of Thursday's meeting\r\n\
+        Content-Type: text/plain; charset=utf-8\r\n\
+        Content-Transfer-Encoding: 8bit\r\n\
+        \r\n\
+        Ihre Nachricht konnte nicht zugestellt werden.\r\n\
+        Die Zustellung an folgende Empfänger ist fehlgeschlagen:\r\n\
+        \r\n\
+        \x20 bob@example.org\r\n\
+        \r\n\
+        ------ Original message ------\r\n\
+        \r\n";
+    format!("{head}{}", original_message(SIZE - head.len() - original_message(0).len()))
+}
+
 fn bench(criterion: &mut Criterion) {
     let cases = [
         ("dsn_20k", delivery_status_notification(), Kind::Dsn),
         ("qmail_20k", qmail_bounce(), Kind::Dsn),
+        ("prose_20k", prose_bounce(), Kind::Dsn),
         ("normal_20k", original_message(SIZE - original_message(0).len()), Kind::None),
     ];
     let mut group = criterion.benchmark_group("inspect");

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::assemble::{Assembly, StartError, assemble};
 use crate::batv::{Codec, Day, KeyId, Moment, keys};
@@ -19,6 +19,8 @@ use crate::smtp::address::Mailbox;
 pub const EXIT_CONFIG: u8 = 2;
 /// Exit status for an invalid tag (`verify`) or a runtime failure.
 pub const EXIT_FAILURE: u8 = 1;
+/// `explain`: the running proxy could not be asked.
+pub const EXIT_UNREACHABLE: u8 = 3;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -170,6 +172,40 @@ enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// What happened to an email? Ask a running proxy (through [metrics] listen) for its
+    /// recent verdicts on a queue id, session, Message-ID, address or client address, or
+    /// on NAME=VALUE pairs (queue_id, session, message_id, rcpt, client), and print each
+    /// transaction found, newest first. Exit 0 if some were found, 1 if none.
+    Explain {
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Print the proxy's JSON answer instead of text.
+        #[arg(long)]
+        json: bool,
+        /// e.g. 4bXyZ12abc, '<1234@mx.example.com>', alice@example.com, 192.0.2.7,
+        /// or rcpt=alice@example.com&client=192.0.2.7
+        query: String,
+    },
+    /// Print a shell completion script for batv-proxy on standard output.
+    #[command(after_help = "\
+Examples:
+  bash: batv-proxy completions bash > /etc/bash_completion.d/batv-proxy
+  zsh:  batv-proxy completions zsh > /usr/local/share/zsh/site-functions/_batv-proxy
+  fish: batv-proxy completions fish > ~/.config/fish/completions/batv-proxy.fish
+
+The Debian package installs all three.")]
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages, batv-proxy(1) and one per command, into a directory
+    /// (for packagers; the Debian package ships them).
+    #[command(hide = true)]
+    Man {
+        /// Directory to write the pages into; created if missing.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,13 +228,38 @@ pub fn main() -> ExitCode {
         }
         Command::Keys { config, command: KeysCommand::Status } => keys_status(config),
         Command::Health { config } => health(config),
+        Command::Explain { config, json, query } => explain(config, json, &query),
         Command::Inspect { file } => inspect(file),
+        Command::Completions { shell } => completions(shell),
+        Command::Man { output } => man_pages(&output),
         Command::Judge { config, from, rcpt, client, listener, date, message } => judge(
             config,
             crate::judge::Question { listener, from, recipients: rcpt, client, message: None },
             date,
             message,
         ),
+    }
+}
+
+/// The command-line definition, for completions and manual pages.
+pub fn command() -> clap::Command {
+    Arguments::command()
+}
+
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    clap_complete::generate(shell, &mut command(), "batv-proxy", &mut std::io::stdout());
+    ExitCode::SUCCESS
+}
+
+/// batv-proxy.1 and batv-proxy-COMMAND.1 for every visible command.
+fn man_pages(output: &Path) -> ExitCode {
+    let result = std::fs::create_dir_all(output).and_then(|()| clap_mangen::generate_to(command(), output));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{}: cannot write the manual pages: {error}", output.display());
+            ExitCode::from(EXIT_FAILURE)
+        }
     }
 }
 
@@ -449,24 +510,27 @@ fn keygen(
     }
 }
 
+/// The running proxy's status endpoint, from the configuration.
+fn status_address(config_path: &Path, asking_for: &str) -> Result<std::net::SocketAddr, ExitCode> {
+    let config = load(config_path)?;
+    match config.metrics_listen {
+        Some(address) => Ok(crate::ask::reachable(address)),
+        None => {
+            eprintln!(
+                "{}: no [metrics] listen is configured, so there is no {asking_for} to ask",
+                config_path.display()
+            );
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}
+
 fn health(config_path: PathBuf) -> ExitCode {
-    let config = match load(&config_path) {
-        Ok(config) => config,
+    let address = match status_address(&config_path, "/healthz") {
+        Ok(address) => address,
         Err(code) => return code,
     };
-    let Some(address) = config.metrics_listen else {
-        eprintln!("{}: no [metrics] listen is configured, so there is no /healthz to ask", config_path.display());
-        return ExitCode::from(EXIT_CONFIG);
-    };
-    // A wildcard listen address is reached through loopback.
-    let address = match address.ip() {
-        ip if ip.is_unspecified() => std::net::SocketAddr::new(
-            if ip.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() },
-            address.port(),
-        ),
-        _ => address,
-    };
-    match get_healthz(address) {
+    match crate::ask::get(address, "/healthz") {
         Ok((200, body)) => {
             print!("{body}");
             ExitCode::SUCCESS
@@ -482,17 +546,40 @@ fn health(config_path: PathBuf) -> ExitCode {
     }
 }
 
-fn get_healthz(address: std::net::SocketAddr) -> std::io::Result<(u16, String)> {
-    use std::io::Read;
-    let timeout = std::time::Duration::from_secs(10);
-    let mut socket = std::net::TcpStream::connect_timeout(&address, timeout)?;
-    socket.set_read_timeout(Some(timeout))?;
-    write!(socket, "GET /healthz HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
-    let mut response = String::new();
-    socket.take(1 << 20).read_to_string(&mut response)?;
-    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default();
-    Ok((status, body))
+fn explain(config_path: PathBuf, json: bool, query: &str) -> ExitCode {
+    let address = match status_address(&config_path, "/verdicts") {
+        Ok(address) => address,
+        Err(code) => return code,
+    };
+    let path = crate::ask::verdicts_path(query);
+    let body = match crate::ask::get(address, &path) {
+        Ok((200, body)) => body,
+        Ok((status, body)) => {
+            eprint!("http://{address}{path} answered {status}: {body}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        Err(error) => {
+            eprintln!("cannot reach http://{address}{path}: {error}; is batv-proxy running?");
+            return ExitCode::from(EXIT_UNREACHABLE);
+        }
+    };
+    let Ok(answer) = serde_json::from_str::<serde_json::Value>(&body) else {
+        eprintln!("http://{address}{path} did not answer with JSON: {body}");
+        return ExitCode::from(EXIT_UNREACHABLE);
+    };
+    let found = answer["verdicts"].as_array().map_or(0, Vec::len);
+    if json {
+        println!("{answer}");
+    } else if found > 0 {
+        print!("{}", crate::ask::describe(&answer));
+    } else {
+        let kept = answer["kept"].as_u64().unwrap_or(0);
+        eprintln!(
+            "no verdict matches {query} among the {kept} the proxy keeps ([metrics] verdicts); \
+             older ones are only in the log"
+        );
+    }
+    if found > 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILURE) }
 }
 
 fn inspect(file: PathBuf) -> ExitCode {

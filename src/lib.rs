@@ -5,6 +5,7 @@
 //! `logging` serves `cli`. `batv`, `policy` and `dsn` do no file or
 //! network I/O.
 
+pub mod ask;
 pub mod assemble;
 pub mod batv;
 pub mod cli;

@@ -164,6 +164,14 @@ fn contexts(policy: &Policy, listeners: Vec<ListenerParts>, shared: &Shared) -> 
         .collect()
 }
 
+/// The served certificates' expiry, for `batv_proxy_tls_certificate_expiry_seconds`.
+fn publish_certificates(metrics: &Metrics, contexts: &[Arc<ListenerContext<TcpStream>>]) {
+    metrics.set_certificates(contexts.iter().flat_map(|context| {
+        let served = context.server_tls.iter().flat_map(|tls| tls.certificates.iter());
+        served.map(|certificate| (context.settings.name.as_str(), certificate.name.as_str(), certificate.not_after))
+    }));
+}
+
 fn warn_about_identity(settings: &ListenerSettings) {
     if settings.client_identity == ClientIdentity::None {
         tracing::warn!(
@@ -188,18 +196,29 @@ impl Server {
         let (phase, _) = watch::channel(Phase::Running);
         let (sessions_done, sessions_done_wait) = mpsc::channel(1);
         let ledger = assembly.open_ledger(Arc::clone(&metrics.cluster.ledger)).await?;
+        let sampled = Arc::downgrade(&ledger);
+        metrics.sample_on_scrape(move |metrics| {
+            metrics.set_ledger_entries("file", sampled.upgrade().and_then(|ledger| ledger.file_entries()))
+        });
         assembly.remember_first_start().map_err(StartError::Configuration)?;
         let Assembly { config, policy, listeners, probes, .. } = assembly;
         let shared =
             Shared { metrics: Arc::clone(&metrics), ledger, verdicts: Arc::new(VerdictLog::new(config.verdicts)) };
         let contexts = contexts(&policy, listeners, &shared);
+        publish_certificates(&metrics, &contexts);
         let (probes, probes_receiver) = watch::channel(probes);
         let (status_stop, status_stop_receiver) = watch::channel(false);
         if let Some(address) = config.metrics_listen {
             let listener =
                 status::bind(address).await.with_context(|| format!("metrics: cannot listen on {address}"))?;
-            tracing::info!(listen = %address, "serving /metrics and /healthz");
-            tokio::spawn(status::serve(listener, Arc::clone(&metrics), probes_receiver, status_stop_receiver));
+            tracing::info!(listen = %address, "serving /metrics, /healthz and /verdicts");
+            tokio::spawn(status::serve(
+                listener,
+                Arc::clone(&metrics),
+                Arc::clone(&shared.verdicts),
+                probes_receiver,
+                status_stop_receiver,
+            ));
         }
         let mut server = Server {
             config_path,
@@ -322,6 +341,7 @@ impl Server {
         }
         self.drain_timeout = config.drain_timeout;
         let _ = self.probes.send(probes);
+        publish_certificates(&self.shared.metrics, &contexts);
         let wanted: Vec<SocketAddr> = contexts.iter().map(|c| c.settings.listen).collect();
         let removed: Vec<SocketAddr> = self.listeners.keys().filter(|a| !wanted.contains(a)).copied().collect();
         for address in removed {

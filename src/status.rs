@@ -1,5 +1,7 @@
-//! The HTTP status endpoint: `/metrics` (Prometheus text format) and
-//! `/healthz` (200 when every upstream MTA greets, 503 otherwise).
+//! The HTTP status endpoint: `/metrics` (OpenMetrics or Prometheus' classic
+//! text format, as the `Accept` header asks), `/healthz` (200 when every
+//! upstream MTA greets, 503 otherwise) and `/verdicts` (recent verdicts as
+//! JSON, for `batv-proxy explain`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,12 +17,14 @@ use tokio::sync::watch;
 
 use crate::health::HealthCheck;
 pub use crate::health::Probe;
-use crate::metrics::Metrics;
+use crate::metrics::{Format, Metrics};
+use crate::verdicts::{Query, VerdictLog};
 
 /// Serves until `stop` turns true. `upstreams` follows reloads.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
+    verdicts: Arc<VerdictLog>,
     upstreams: watch::Receiver<Vec<Probe>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -36,11 +40,16 @@ pub async fn serve(
             },
             _ = stop.changed() => return,
         };
-        let (metrics, upstreams, health) = (Arc::clone(&metrics), upstreams.clone(), Arc::clone(&health));
+        let shared = Endpoints {
+            metrics: Arc::clone(&metrics),
+            verdicts: Arc::clone(&verdicts),
+            upstreams: upstreams.clone(),
+            health: Arc::clone(&health),
+        };
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
-                let (metrics, upstreams, health) = (Arc::clone(&metrics), upstreams.clone(), Arc::clone(&health));
-                async move { Ok::<_, Infallible>(respond(request, &metrics, upstreams, &health).await) }
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(respond(request, &shared).await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -51,12 +60,16 @@ pub async fn serve(
     }
 }
 
-async fn respond(
-    request: Request<Incoming>,
-    metrics: &Metrics,
+/// What the endpoint answers from.
+#[derive(Clone)]
+struct Endpoints {
+    metrics: Arc<Metrics>,
+    verdicts: Arc<VerdictLog>,
     upstreams: watch::Receiver<Vec<Probe>>,
-    health: &HealthCheck,
-) -> Response<Full<Bytes>> {
+    health: Arc<HealthCheck>,
+}
+
+async fn respond(request: Request<Incoming>, shared: &Endpoints) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, content_type: &str, body: String| {
         Response::builder()
             .status(status)
@@ -68,19 +81,35 @@ async fn respond(
         return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "GET only\n".into());
     }
     match request.uri().path() {
-        "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", metrics.encode()),
+        "/metrics" => {
+            let accept = request.headers().get(hyper::header::ACCEPT).and_then(|value| value.to_str().ok());
+            let format = Format::negotiate(accept);
+            let mut response = reply(StatusCode::OK, format.content_type(), shared.metrics.encode_as(format));
+            response.headers_mut().insert(hyper::header::VARY, hyper::header::HeaderValue::from_static("accept"));
+            response
+        }
         "/healthz" => {
-            let targets = upstreams.borrow().clone();
-            let mut report = health.report(&targets).await;
+            let targets = shared.upstreams.borrow().clone();
+            let mut report = shared.health.report(&targets).await;
             // The ledger's line (cluster_metrics): failing writes make the host unhealthy.
-            if let Some((healthy, line)) = metrics.cluster.ledger.health() {
+            if let Some((healthy, line)) = shared.metrics.cluster.ledger.health() {
                 report.healthy &= healthy;
                 report.text.push_str(&line);
             }
             let status = if report.healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
             reply(status, "text/plain", report.text)
         }
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", "try /metrics or /healthz\n".into()),
+        "/verdicts" => match Query::parse(request.uri().query().unwrap_or_default()) {
+            Ok(query) => {
+                let answer = serde_json::json!({
+                    "kept": shared.verdicts.len(),
+                    "verdicts": shared.verdicts.find(&query),
+                });
+                reply(StatusCode::OK, "application/json", format!("{answer}\n"))
+            }
+            Err(problem) => reply(StatusCode::BAD_REQUEST, "text/plain", format!("{problem}\n")),
+        },
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "try /metrics, /healthz or /verdicts\n".into()),
     }
 }
 

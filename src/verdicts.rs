@@ -60,6 +60,10 @@ pub struct MessageRecord {
     /// The Message-ID the ledger knew, when the ledger decided.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ledger_match: Option<String>,
+    /// Where the message carried it (`returned_header`, `in_reply_to`,
+    /// `quoted_text`, `calendar_uid`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledger_found: Option<&'static str>,
     /// Outbound: the Message-ID recorded in the ledger.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
@@ -123,6 +127,9 @@ pub struct Query {
     /// Matches any recipient, case ignored.
     pub rcpt: Option<String>,
     pub client: Option<IpAddr>,
+    /// Matches any of the above, or the sender: what `explain` asks when
+    /// the admin gives a bare value.
+    pub any: Option<String>,
 }
 
 impl Query {
@@ -138,11 +145,14 @@ impl Query {
                 "session" => query.session = Some(value),
                 "message_id" => query.message_id = Some(value),
                 "rcpt" => query.rcpt = Some(value),
+                "any" => query.any = Some(value),
                 "client" => {
                     query.client = Some(value.parse().map_err(|_| format!("client={value} is not an address"))?)
                 }
                 other => {
-                    return Err(format!("unknown parameter {other}; use queue_id, session, message_id, rcpt, client"));
+                    return Err(format!(
+                        "unknown parameter {other}; use queue_id, session, message_id, rcpt, client or any"
+                    ));
                 }
             }
         }
@@ -150,24 +160,31 @@ impl Query {
     }
 
     fn matches(&self, record: &VerdictRecord) -> bool {
-        let bare = |id: &str| id.trim().trim_start_matches('<').trim_end_matches('>').to_ascii_lowercase();
         let message = record.message.as_ref();
+        let message_ids =
+            || message.into_iter().flat_map(|m| [&m.message_id, &m.original_message_id, &m.ledger_match]).flatten();
         self.queue_id.as_ref().is_none_or(|wanted| message.and_then(|m| m.queue_id.as_ref()) == Some(wanted))
             && self.session.as_ref().is_none_or(|wanted| &record.session == wanted)
             && self.client.is_none_or(|wanted| record.client == wanted)
             && self.rcpt.as_ref().is_none_or(|wanted| {
                 record.recipients.iter().any(|recipient| recipient.address.eq_ignore_ascii_case(wanted))
             })
-            && self.message_id.as_ref().is_none_or(|wanted| {
-                let wanted = bare(wanted);
-                message.is_some_and(|m| {
-                    [&m.message_id, &m.original_message_id, &m.ledger_match]
-                        .into_iter()
-                        .flatten()
-                        .any(|id| bare(id) == wanted)
-                })
+            && self.message_id.as_ref().is_none_or(|wanted| message_ids().any(|id| bare(id) == bare(wanted)))
+            && self.any.as_ref().is_none_or(|wanted| {
+                let address = bare(wanted);
+                message.and_then(|m| m.queue_id.as_ref()) == Some(wanted)
+                    || &record.session == wanted
+                    || record.client.to_string() == *wanted
+                    || bare(&record.sender) == address
+                    || record.recipients.iter().any(|recipient| bare(&recipient.address) == address)
+                    || message_ids().any(|id| bare(id) == address)
             })
     }
+}
+
+/// An id or address without its angle brackets, case folded.
+fn bare(text: &str) -> String {
+    text.trim().trim_start_matches('<').trim_end_matches('>').to_ascii_lowercase()
 }
 
 fn percent_decode(text: &str) -> String {
@@ -276,6 +293,13 @@ mod tests {
         assert_eq!(log.find(&Query::parse("client=192.0.2.7&session=s2").unwrap()).len(), 1);
         assert!(log.find(&Query::parse("client=198.51.100.1").unwrap()).is_empty());
         assert!(Query::parse("secret=x").is_err());
+        let any = |value: &str| log.find(&Query::parse(&format!("any={value}")).unwrap()).len();
+        assert_eq!(
+            [any("Q3"), any("s2"), any("%3Corig.1%40example.com%3E"), any("ALICE%40example.com"), any("192.0.2.7")],
+            [1, 1, 2, 1, 2]
+        );
+        assert_eq!(any("%3C%3E"), 2, "the sender");
+        assert_eq!(any("nobody%40example.com"), 0);
         assert!(VerdictLog::new(0).is_empty());
         assert!(log.find(&Query::default())[0].delivered());
     }

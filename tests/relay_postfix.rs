@@ -283,3 +283,56 @@ fn postfix_killed_mid_data_gives_4xx_and_the_retry_is_delivered() {
     assert_eq!(postfix.mailbox("user1@example.com").iter().filter(|m| m.contains(&token)).count(), 1);
     drop(proxy);
 }
+
+/// "What happened to this email?": the running proxy keeps each
+/// transaction's verdicts, `/verdicts` serves them beside `/metrics`, and
+/// `batv-proxy explain` finds them by Postfix's queue id, by recipient,
+/// by client or by a bare value; nothing in them is a tag.
+#[test]
+fn explain_finds_what_happened_by_queue_id_recipient_and_client() {
+    let metrics = free_port();
+    let s = setup("xclient", &format!("[metrics]\nlisten = \"127.0.0.1:{metrics}\"\nverdicts = 50\n"));
+    let token = unique("explain");
+    let body = message("alice@example.com", "bob@example.com", &token, "hello");
+    let sent = send_mail(s.outbound, "alice@example.com", &["bob@example.com"], &body);
+    let end = sent.end.expect("DATA");
+    let queue_id = end.text.split_whitespace().last().unwrap().to_owned();
+    assert!(end.is(250) && end.text.contains("queued as"), "{end:?}");
+
+    let tagged = s.proxy.sign("carol@example.com");
+    let forged = format!("{}000000{}", &tagged[..9], &tagged[15..]);
+    let forged = if forged == tagged { format!("{}111111{}", &tagged[..9], &tagged[15..]) } else { forged };
+    let refused = send_mail(s.inbound, "", &[&forged], "Subject: x\r\n\r\nx\r\n");
+    assert_eq!(refused.rcpts[0].code, 550, "{:?}", refused.rcpts);
+
+    // By Postfix's queue id: the outbound transaction, signed, delivered.
+    let (code, out, err) = s.proxy.cli(&["explain", &queue_id]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("from <alice@example.com>, signed with key 3"), "{out}");
+    assert!(out.contains("to bob@example.com: outbound (signed)"), "{out}");
+    assert!(out.contains(&format!("  message: queue id {queue_id}\n  reply 250")), "{out}");
+    // By recipient, as a named parameter: the refused bounce and why.
+    let (code, out, err) = s.proxy.cli(&["explain", &format!("rcpt={forged}")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("from <>") && out.contains("invalid (bad_signature)") && out.contains("-> 550"), "{out}");
+    // By client, as JSON: both, newest first.
+    let (code, out, _) = s.proxy.cli(&["explain", "--json", "client=127.0.0.1"]);
+    assert_eq!(code, 0);
+    let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let senders: Vec<&str> =
+        answer["verdicts"].as_array().unwrap().iter().map(|r| r["sender"].as_str().unwrap()).collect();
+    assert_eq!(senders, ["<>", "<alice@example.com>"], "{out}");
+    // The client's own (forged) recipient is there as it gave it; the tag
+    // the proxy made for alice is not.
+    assert!(!out.contains("=alice@example.com"), "a tag the proxy made is in the answer: {out}");
+    // Nothing found: exit 1 and a word on where older verdicts are.
+    let (code, out, err) = s.proxy.cli(&["explain", "nobody@nowhere.test"]);
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(err.contains("among the 2 the proxy keeps"), "{err}");
+    // A question the endpoint does not understand is a 400 with the reason.
+    let (status, body) = http_get(metrics, "/verdicts?secret=1");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("unknown parameter secret"), "{body}");
+    let (code, _, err) = s.proxy.cli(&["explain", "secret=1"]);
+    assert_eq!(code, 2, "{err}");
+}

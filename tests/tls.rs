@@ -431,10 +431,10 @@ fn expired_certificates_are_refused_and_expiring_ones_warned_about() {
     dated_certificate(&dir, "expiring", &day(-80), 85);
     dated_certificate(&dir, "good", &day(-1), 365);
     let fake = common::fake_upstream::FakeUpstream::start(common::fake_upstream::Fault::None);
-    let port = free_port();
+    let (port, metrics) = (free_port(), free_port());
     let config = |name: &str| {
         format!(
-            "{BATV_SECTION}{}[listener.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            "{BATV_SECTION}[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n{}[listener.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
             listener("inbound", port, fake.port, "none", ""),
             dir.join(&format!("{name}.pem")).display(),
             dir.join(&format!("{name}.key")).display()
@@ -458,13 +458,35 @@ fn expired_certificates_are_refused_and_expiring_ones_warned_about() {
     let (code, stderr) = check("good");
     assert_eq!(code, Some(0), "{stderr}");
     assert!(!stderr.contains("expires in"), "{stderr}");
+    // The served certificate's expiry is a metric, in Unix seconds, and
+    // follows reloads.
+    let expiry = || {
+        let (_, text) = http_get(metrics, "/metrics");
+        let line =
+            text.lines().find(|line| line.starts_with("batv_proxy_tls_certificate_expiry_seconds{")).map(str::to_owned);
+        line.map(|line| {
+            assert!(line.contains(&format!("listener=\"inbound@127.0.0.1:{port}\"")), "{line}");
+            assert!(line.contains("name=\"mx.example.com\""), "{line}");
+            line.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as i64 - now as i64
+        })
+    };
+    let days = |seconds: Option<i64>| seconds.map(|seconds| seconds.div_euclid(86_400));
     // Running on a good certificate, a reload onto an expired one is refused.
     let run_dir = TestDir::new("dated-run.");
     write_keys(&run_dir.join("keys"), 3, b"dated-certificate-secret");
-    let proxy = Proxy::start_in(run_dir, &config("good"), &[port]);
+    let proxy = Proxy::start_in(run_dir, &config("good"), &[port, metrics]);
+    assert_eq!(days(expiry()), Some(364), "valid from yesterday for 365 days");
+    std::fs::write(&proxy.config, config("expiring")).unwrap();
+    proxy.signal("HUP");
+    assert!(
+        eventually(Duration::from_secs(5), || (days(expiry()) == Some(5)).then_some(())).is_some(),
+        "{}",
+        proxy.log()
+    );
     std::fs::write(&proxy.config, config("expired")).unwrap();
     proxy.signal("HUP");
     assert!(eventually(Duration::from_secs(5), || proxy.log().contains("reload refused").then_some(())).is_some());
     assert!(proxy.log().contains("expired on"), "{}", proxy.log());
     assert!(Smtp::connect(port).greeting.is(220), "the running listener stays");
+    assert_eq!(days(expiry()), Some(5), "the refused reload changed nothing");
 }

@@ -132,13 +132,55 @@ pub(super) struct Entity<'a> {
     pub(super) body: &'a [u8],
     /// Whether the walk split this entity into parts.
     pub(super) is_container: bool,
+    /// Whether this is a body part rather than the message itself.
+    pub(super) is_part: bool,
 }
 
 impl<'a> Entity<'a> {
     fn parse(parser: &MessageParser, bytes: &'a [u8]) -> Entity<'a> {
         let (headers, body_start) = Headers::parse(parser, bytes);
         let media_type = MediaType::of(&headers);
-        Entity { body: bytes.get(body_start..).unwrap_or_default(), headers, media_type, is_container: false }
+        Entity {
+            body: bytes.get(body_start..).unwrap_or_default(),
+            headers,
+            media_type,
+            is_container: false,
+            is_part: false,
+        }
+    }
+
+    /// A body part, whose header section some MTAs end without the empty
+    /// line (`Content-Type: text/plain` and the text right below): the
+    /// section ends at the first line that is not a field, and mail-parser,
+    /// which would skip such lines as broken fields, sees only the fields.
+    fn parse_part(parser: &MessageParser, bytes: &'a [u8]) -> Entity<'a> {
+        let header_end = part_header_end(bytes);
+        let (headers, _) = Headers::parse(parser, &bytes[..header_end]);
+        let media_type = MediaType::of(&headers);
+        Entity { body: &bytes[header_end..], headers, media_type, is_container: false, is_part: true }
+    }
+
+    /// Whether this leaf is a returned copy of a message, and of what: the
+    /// whole message, or its header section only. Besides the RFC types,
+    /// the names MTAs really write.
+    pub(super) fn returned_copy(&self) -> Option<Copy> {
+        let media_type = &self.media_type;
+        match (media_type.main.as_str(), media_type.sub.as_str()) {
+            ("message", "rfc822" | "global" | "partial" | "news") => Some(Copy::Message),
+            ("message", "rfc822-headers" | "rfc822-header" | "global-headers" | "headers")
+            | ("text", "rfc822-headers" | "rfc822-header" | "x-rfc822-headers" | "headers" | "global-headers") => {
+                Some(Copy::Headers)
+            }
+            // A part whose own header section is a message's: the copy
+            // was pasted in without a part header of its own.
+            _ if self.is_part
+                && self.headers.has("Message-ID")
+                && (self.headers.has("Received") || self.headers.has("From")) =>
+            {
+                Some(Copy::Message)
+            }
+            _ => None,
+        }
     }
 
     /// A Content-Type parameter, e.g. `report-type` or `charset`.
@@ -166,29 +208,122 @@ impl<'a> Entity<'a> {
     }
 
     /// The decoded body as text in its declared charset.
-    pub(super) fn text(&self) -> String {
-        let bytes = self.decoded();
-        let decoder = self.parameter("charset").and_then(|charset| charset_decoder(charset.as_bytes()));
-        match decoder {
-            Some(decode) => decode(&bytes),
-            None => String::from_utf8_lossy(&bytes).into_owned(),
+    /// Borrowed from the message when it needs no decoding (the common
+    /// case of a UTF-8 or ASCII body), so a long body is not copied.
+    pub(super) fn text(&self) -> Cow<'a, str> {
+        let charset = self.parameter("charset").unwrap_or_default().to_ascii_lowercase();
+        let decoder = match charset.as_str() {
+            "" | "utf-8" | "utf8" | "us-ascii" | "ascii" => None,
+            other => charset_decoder(other.as_bytes()),
+        };
+        match (self.decoded(), decoder) {
+            (bytes, Some(decode)) => Cow::Owned(decode(&bytes)),
+            // The fast validation first; the lossy one only for broken text.
+            (Cow::Borrowed(bytes), None) => match std::str::from_utf8(bytes) {
+                Ok(text) => Cow::Borrowed(text),
+                Err(_) => String::from_utf8_lossy(bytes),
+            },
+            (Cow::Owned(bytes), None) => Cow::Owned(String::from_utf8_lossy(&bytes).into_owned()),
         }
     }
 
     /// The header section of an attached message (message/rfc822,
     /// message/global) or of a headers-only part (text/rfc822-headers,
     /// message/global-headers).
+    /// When the part's own header section has a Message-ID, the copy's
+    /// fields ran into it (no empty line between the part's fields and the
+    /// copy's) and are read from there.
     pub(super) fn attached_headers(&self, parser: &MessageParser) -> AttachedHeaders {
+        let keep = |headers: &Headers<'_>| AttachedHeaders {
+            message_id: headers.raw("Message-ID").map(<[u8]>::to_vec),
+            in_reply_to: headers.raw("In-Reply-To").map(<[u8]>::to_vec),
+            references: headers.raw("References").map(<[u8]>::to_vec),
+        };
+        if self.headers.has("Message-ID") {
+            return keep(&self.headers);
+        }
         let decoded = self.decoded();
         let (headers, _) = Headers::parse(parser, &decoded);
-        AttachedHeaders { message_id: headers.raw("Message-ID").map(<[u8]>::to_vec) }
+        keep(&headers)
     }
+}
+
+impl Entity<'_> {
+    /// The `filename` parameter of Content-Disposition.
+    pub(super) fn disposition_filename(&self) -> Option<String> {
+        self.headers.fields.iter().find_map(|field| match &field.value {
+            HeaderValue::ContentType(disposition)
+                if field.name.as_str().eq_ignore_ascii_case("Content-Disposition") =>
+            {
+                disposition.attribute("filename").map(str::to_owned)
+            }
+            _ => None,
+        })
+    }
+}
+
+/// A returned copy's kind and header fields, read once per message.
+pub(super) struct ReturnedCopy {
+    pub(super) kind: Copy,
+    pub(super) headers: AttachedHeaders,
+}
+
+impl Structure<'_> {
+    /// Every returned copy among the body parts, in document order.
+    pub(super) fn returned_copies(&self, parser: &MessageParser) -> Vec<ReturnedCopy> {
+        self.entities
+            .iter()
+            .skip(1)
+            .filter(|entity| !entity.is_container)
+            .filter_map(|part| {
+                Some(ReturnedCopy { kind: part.returned_copy()?, headers: part.attached_headers(parser) })
+            })
+            .collect()
+    }
+}
+
+/// What a returned-copy part holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Copy {
+    Message,
+    Headers,
 }
 
 /// What is kept of an attached message's header section (owned, since the
 /// section may have been decoded into a temporary buffer).
 pub(super) struct AttachedHeaders {
     pub(super) message_id: Option<Vec<u8>>,
+    pub(super) in_reply_to: Option<Vec<u8>>,
+    pub(super) references: Option<Vec<u8>>,
+}
+
+/// Where the header section of a body part ends: after its empty line, or
+/// at the first line that is neither a field nor a continuation.
+fn part_header_end(bytes: &[u8]) -> usize {
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let line_end = memchr::memchr(b'\n', &bytes[offset..]).map_or(bytes.len(), |at| offset + at + 1);
+        let line = &bytes[offset..line_end];
+        let content = line.strip_suffix(b"\n").unwrap_or(line);
+        let content = content.strip_suffix(b"\r").unwrap_or(content);
+        if content.is_empty() {
+            return line_end;
+        }
+        let continuation = offset > 0 && matches!(content[0], b' ' | b'\t');
+        if !continuation && !starts_with_field_name(content) {
+            return offset;
+        }
+        offset = line_end;
+    }
+    bytes.len()
+}
+
+/// `Name:` at the start of a line, with a name of printable ASCII.
+fn starts_with_field_name(line: &[u8]) -> bool {
+    match memchr::memchr(b':', line) {
+        Some(colon) => colon > 0 && line[..colon].iter().all(|byte| byte.is_ascii_graphic()),
+        None => false,
+    }
 }
 
 /// A message as a flat list of entities in document order; the first is the
@@ -207,7 +342,8 @@ impl<'a> Structure<'a> {
             if entities.len() >= MAX_ENTITIES {
                 break;
             }
-            let mut entity = Entity::parse(parser, bytes);
+            let mut entity =
+                if entities.is_empty() { Entity::parse(parser, bytes) } else { Entity::parse_part(parser, bytes) };
             if entity.media_type.main == "multipart"
                 && depth < MAX_DEPTH
                 && let Some(boundary) = entity.parameter("boundary")
@@ -240,14 +376,36 @@ impl<'a> Structure<'a> {
     /// keep their explanation and, often, a copy of the original headers. A
     /// multipart whose delimiters are missing (flattened by some gateway) is
     /// read as text too.
-    pub(super) fn plain_text(&self) -> String {
-        let mut text = String::new();
-        let is_text = |leaf: &&Entity<'a>| leaf.media_type.is("text", "plain") || leaf.media_type.main == "multipart";
-        for leaf in self.leaves().filter(is_text) {
-            if !text.is_empty() {
-                text.push('\n');
+    /// A message with only HTML text (some webmail bounces) is read from
+    /// its HTML, with the markup taken out.
+    pub(super) fn plain_text(&self) -> Cow<'a, str> {
+        let is_text = |leaf: &&Entity<'a>| {
+            (leaf.media_type.main == "text"
+                && !leaf.media_type.sub.contains("html")
+                && leaf.media_type.sub != "calendar"
+                && leaf.returned_copy().is_none())
+                || leaf.media_type.main == "multipart"
+        };
+        let mut texts = self.leaves().filter(is_text).map(Entity::text);
+        let mut text = match (texts.next(), texts.next()) {
+            (Some(only), None) if !only.trim().is_empty() => return only,
+            (None, _) => Cow::Borrowed(""),
+            (Some(first), None) => first,
+            (Some(first), Some(second)) => {
+                let mut joined = first.into_owned();
+                for next in std::iter::once(second).chain(texts) {
+                    joined.push('\n');
+                    joined.push_str(&next);
+                }
+                Cow::Owned(joined)
             }
-            text.push_str(&leaf.text());
+        };
+        if text.trim().is_empty() {
+            let mut from_html = text.into_owned();
+            for leaf in self.leaves().filter(|leaf| leaf.media_type.is("text", "html")) {
+                super::html::append_text(&leaf.text(), &mut from_html);
+            }
+            text = Cow::Owned(from_html);
         }
         text
     }

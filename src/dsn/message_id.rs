@@ -43,6 +43,73 @@ fn bracketed(text: &str) -> impl Iterator<Item = String> + '_ {
     })
 }
 
+/// Header fields and command words whose `<...>` is a mailbox, not a
+/// message: an address in a bounce's text is not an id worth looking up.
+const ADDRESS_CONTEXTS: &[&[u8]] = &[
+    b"from:",
+    b"to:",
+    b"cc:",
+    b"bcc:",
+    b"reply-to:",
+    b"sender:",
+    b"return-path:",
+    b"delivered-to:",
+    b"x-original-to:",
+    b"envelope-to:",
+    b"resent-from:",
+    b"resent-to:",
+    b"mailto:",
+];
+
+/// The `<left@right>` tokens of a body, in order, at most `limit`, except
+/// those that are plainly mailboxes (after `From:`, `RCPT TO:`, `mailto:`,
+/// or followed by a colon as in Postfix's `<rcpt@x>: host said`). One pass:
+/// each `<` is looked at up to the next `<`, `>` or space.
+pub(super) fn in_text(text: &[u8], limit: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut from = 0;
+    while ids.len() < limit {
+        let Some(open) = memchr::memchr(b'<', &text[from..]).map(|at| at + from) else { break };
+        let start = open + 1;
+        let end = text[start..]
+            .iter()
+            .take(MAX_ID_LENGTH + 1)
+            .position(|&byte| matches!(byte, b'<' | b'>') || byte.is_ascii_whitespace() || byte.is_ascii_control())
+            .map(|at| at + start);
+        from = end.unwrap_or((start + MAX_ID_LENGTH + 1).min(text.len())).max(start);
+        let Some(end) = end.filter(|&end| text[end] == b'>') else { continue };
+        let inner = &text[start..end];
+        if memchr::memchr(b'@', inner).is_none() || text.get(end + 1) == Some(&b':') || is_address_context(text, open) {
+            continue;
+        }
+        let id = match std::str::from_utf8(inner) {
+            Ok(inner) => normalise(inner),
+            Err(_) => normalise(&String::from_utf8_lossy(inner)),
+        };
+        if let Some(id) = id {
+            ids.push(id);
+        }
+    }
+    ids
+}
+
+/// Whether `open` follows a mailbox field name or command word (whole
+/// word: `In-Reply-To:` is not `Reply-To:`).
+fn is_address_context(text: &[u8], open: usize) -> bool {
+    let mut end = open;
+    while end > 0 && text[end - 1] == b' ' {
+        end -= 1;
+    }
+    ADDRESS_CONTEXTS.iter().any(|context| {
+        end >= context.len()
+            && text[end - context.len()..end].eq_ignore_ascii_case(context)
+            && (end == context.len() || {
+                let before = text[end - context.len() - 1];
+                !before.is_ascii_alphanumeric() && before != b'-'
+            })
+    })
+}
+
 /// `<inner>` when `inner` looks like `left@right`: no spaces, controls or
 /// brackets, and an `@` with something on both sides.
 fn normalise(inner: &str) -> Option<String> {
@@ -60,7 +127,11 @@ fn normalise(inner: &str) -> Option<String> {
     if at == 0 || at + 1 == inner.len() {
         return None;
     }
-    Some(format!("<{inner}>"))
+    let mut id = String::with_capacity(inner.len() + 2);
+    id.push('<');
+    id.push_str(inner);
+    id.push('>');
+    Some(id)
 }
 
 #[cfg(test)]
@@ -110,6 +181,14 @@ mod tests {
         for (name, value, expected) in cases {
             assert_eq!(all(value), *expected, "{name}");
         }
+    }
+
+    #[test]
+    fn ids_in_text() {
+        let text = b"See <a@x> and RCPT TO:<rcpt@x>\nIn-Reply-To: <b@x>\nReply-To: <c@x>\n<d@x>: host said\n\
+            <no at> <<e@x> mailto:<f@x> <g@x";
+        assert_eq!(in_text(text, 10), ["<a@x>", "<b@x>", "<e@x>"]);
+        assert_eq!(in_text(text, 1), ["<a@x>"]);
     }
 
     #[test]

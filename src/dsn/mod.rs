@@ -1,122 +1,76 @@
-//! Bounce and auto-reply recognition, and the original message's
-//! Message-ID. Pure: bytes in, a verdict out.
+//! Bounce and auto-reply recognition, and the Message-IDs a message
+//! answers. Pure: bytes in, a verdict out.
 //!
 //! The proxy uses this for bounces that arrive at an untagged address (see
 //! DESIGN.md, "What counts as a bounce"): such a bounce, read receipt or
 //! out-of-office reply is accepted only when it answers mail we sent, which
-//! it shows by naming the Message-ID of that mail. So the verdict carries,
-//! besides the kind of message, every Message-ID it says it answers.
+//! it shows by naming the Message-ID of that mail (or the UID of an
+//! invitation we sent). So the verdict carries, besides the kind of
+//! message, every Message-ID it carries outside its own Message-ID field,
+//! with where each stood, whatever the kind: recognising the format must
+//! not stand between a ledger hit and acceptance (principle 8).
 //!
-//! Recognizers run in a fixed order and the first that matches decides:
-//! structured reports first (they are unambiguous), then challenge-response
-//! requests (whose text borrows bounce phrasing), then plain-text bounce
-//! formats, then auto-reply header fields from the most specific to the most
-//! generic. A message nothing matches is a normal message.
+//! A report that is not about delivery (ARF feedback, TLS reports) is never
+//! a bounce. Otherwise recognizers run in a fixed order and the first that
+//! matches decides: structured reports first (they are unambiguous), then
+//! challenge-response requests (whose text borrows bounce phrasing), then
+//! plain-text bounce formats (`formats`), then auto-reply header fields from
+//! the most specific to the most generic, then automatic meeting responses.
+//! A message nothing matches is a normal message.
+//!
+//! mail-parser reads header fields and decodes bodies; the MIME walk is our
+//! own (`entity`) because real bounces break MIME in ways a strict parser
+//! drops (part headers without the empty line, copies pasted as text,
+//! misspelled types) and because its recursion is unbounded. There is no
+//! maintained Rust bounce parser to build on.
 //!
 //! Input from the network is untrusted: nothing here panics, the work is
 //! linear in the input and bounded (see `entity`), and only the first
 //! [`MAX_INSPECTED_BYTES`] are read.
 
 mod auto_reply;
+mod calendar;
 mod entity;
+mod formats;
+mod html;
+mod inspection;
 mod message_id;
 mod original;
-mod plain;
 mod quoted;
+mod references;
 mod report;
 
 use mail_parser::MessageParser;
-use serde::Serialize;
 
 use entity::Structure;
 use original::{Original, Source};
 use report::Report;
+
+pub use calendar::{MAX_CALENDAR_UIDS, outbound_calendar_uids};
+pub use inspection::{Found, Inspection, Kind, Reference};
+pub use references::{MAX_REFERENCED_IDS, MAX_REFERENCES};
 
 /// Bytes of a message looked at; the rest is ignored, as if truncated. The
 /// proxy hands over at most 256 KiB, and everything a bounce says about the
 /// original sits in its first few kilobytes.
 pub const MAX_INSPECTED_BYTES: usize = 1024 * 1024;
 
-/// Message-IDs reported in [`Inspection::referenced_ids`] at most. A
-/// References field can list hundreds; the ones kept are the original, the
-/// In-Reply-To and the latest References.
-const MAX_REFERENCED_IDS: usize = 64;
-
-/// What kind of automatic message this is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A delivery status notification: a bounce or delay warning.
-    Dsn,
-    /// An automatic reply: out-of-office, vacation, read receipt,
-    /// challenge-response request.
-    AutoReply,
-    /// A message written by a person or sent in bulk; not an answer from
-    /// the mail system.
-    None,
+/// The rules of [`Kind::Dsn`] verdicts.
+pub fn dsn_rules() -> impl Iterator<Item = &'static str> {
+    ["rfc3464"].into_iter().chain(formats::rules())
 }
 
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Dsn => "dsn",
-            Kind::AutoReply => "autoreply",
-            Kind::None => "none",
-        }
-    }
-}
-
-impl std::fmt::Display for Kind {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str(self.as_str())
-    }
-}
-
-/// The verdict on one message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Inspection {
-    pub kind: Kind,
-    /// Message-ID (with <>) of the message this bounce/reply is about: from the
-    /// message/rfc822, text/rfc822-headers or message/global-headers part, from
-    /// the Original-Message-ID of an MDN, or from headers quoted in a plain-text
-    /// bounce; for an auto-reply, its In-Reply-To. NEVER the bounce's own Message-ID.
-    pub original_message_id: Option<String>,
-    /// Every Message-ID the message says it answers, best first: the original,
-    /// then In-Reply-To, then References (deduplicated). The proxy accepts the
-    /// bounce if any of these is one of ours.
-    pub referenced_ids: Vec<String>,
-    /// Which recognizer decided, a stable snake_case label for logs and metrics:
-    /// "rfc3464", "mdn", "qmail", "exim", "postfix_plain", "exchange", "lotus",
-    /// "opensmtpd", "sendmail", "plain_bounce", "challenge_response",
-    /// "exchange_oof", "vacation",
-    /// "auto_submitted", "x_autoreply", "precedence", or "none".
-    pub rule: &'static str,
-    /// One human sentence explaining the verdict.
-    pub reason: String,
-}
-
-impl Inspection {
-    /// One JSON object; `kind`, `original_message_id` and `reason` come
-    /// first and are a fixed interface for scripts.
-    pub fn to_json(&self) -> String {
-        #[derive(Serialize)]
-        struct Json<'a> {
-            kind: &'a str,
-            original_message_id: Option<&'a str>,
-            reason: &'a str,
-            rule: &'a str,
-            referenced_ids: &'a [String],
-        }
-        let json = Json {
-            kind: self.kind.as_str(),
-            original_message_id: self.original_message_id.as_deref(),
-            reason: &self.reason,
-            rule: self.rule,
-            referenced_ids: &self.referenced_ids,
-        };
-        // Serialising strings and a slice of strings cannot fail.
-        serde_json::to_string(&json).unwrap_or_default()
-    }
-}
+/// The rules of [`Kind::AutoReply`] verdicts.
+pub const AUTO_REPLY_RULES: &[&str] = &[
+    "mdn",
+    "challenge_response",
+    "calendar_reply",
+    "exchange_oof",
+    "vacation",
+    "auto_submitted",
+    "x_autoreply",
+    "precedence",
+];
 
 /// Inspects a message (header section and body, as received after DATA,
 /// possibly truncated).
@@ -124,26 +78,46 @@ pub fn inspect(message: &[u8]) -> Inspection {
     let message = &message[..message.len().min(MAX_INSPECTED_BYTES)];
     let parser = MessageParser::new();
     let structure = Structure::walk(&parser, message);
-    let context = Context { parser: &parser, text: structure.plain_text(), structure: &structure };
-    let verdict = RECOGNIZERS.iter().find_map(|recognize| recognize(&context)).unwrap_or_else(|| normal(&context));
+    let text = structure.plain_text();
+    let runs = quoted::id_runs(&text);
+    let copies = structure.returned_copies(&parser);
+    let context = Context { parser: &parser, text, runs, copies, structure: &structure };
+    let calendar = calendar::read(&structure);
+    let verdict = if let Some(Report::Other(report_type)) = report::classify(&structure) {
+        // A feedback (ARF), TLS or other report: automatic, but not about
+        // the fate of a message we sent, whatever else it looks like.
+        not_automatic(format!(
+            "a multipart/report of type {report_type}, which is neither a delivery status nor a disposition notification"
+        ))
+    } else {
+        RECOGNIZERS
+            .iter()
+            .find_map(|recognize| recognize(&context))
+            .or_else(|| calendar_reply(&context, &calendar))
+            .unwrap_or_else(|| normal(&context))
+    };
     let headers = &structure.top().headers;
     let own_id = headers.raw("Message-ID").and_then(message_id::first);
-    let mut original = verdict.original.map(|original| original.id);
-    if original.is_some() && original == own_id {
+    let mut original = verdict.original;
+    if original.as_ref().is_some_and(|original| Some(&original.id) == own_id.as_ref()) {
         original = None;
     }
-    let referenced_ids = referenced_ids(
-        original.as_deref(),
-        headers.raw("In-Reply-To").map(message_id::all).unwrap_or_default(),
-        headers.raw("References").map(message_id::all).unwrap_or_default(),
-        own_id.as_deref(),
-    );
+    let own = references::Own {
+        message_id: own_id.as_deref(),
+        original: original.as_ref().map(|original| (original.id.as_str(), original.source.found())),
+        in_reply_to: headers.raw("In-Reply-To").map(message_id::all).unwrap_or_default(),
+        references: headers.raw("References").map(message_id::all).unwrap_or_default(),
+        parent: headers.raw("X-MS-Exchange-Parent-Message-Id").and_then(message_id::first),
+    };
     Inspection {
         kind: verdict.kind,
-        original_message_id: original,
-        referenced_ids,
+        referenced_ids: references::referenced_ids(&own),
+        references: references::all(&parser, &structure, &context.copies, &context.runs, &own),
+        original_message_id: original.map(|original| original.id),
         rule: verdict.rule,
         reason: verdict.reason,
+        calendar_uids: calendar.response_uids,
+        reporting_mta: structure.leaves().find_map(|leaf| leaf.reporting_mta()),
     }
 }
 
@@ -152,7 +126,11 @@ struct Context<'a> {
     parser: &'a MessageParser,
     structure: &'a Structure<'a>,
     /// The decoded text/plain parts.
-    text: String,
+    text: std::borrow::Cow<'a, str>,
+    /// The returned copies attached as parts.
+    copies: Vec<entity::ReturnedCopy>,
+    /// The header sections quoted in the text that name ids.
+    runs: Vec<quoted::QuotedHeaders>,
 }
 
 /// A recognizer's decision, before the referenced ids are gathered.
@@ -182,13 +160,14 @@ fn multipart_report(context: &Context<'_>) -> Option<Verdict> {
     let headers = &structure.top().headers;
     match report::classify(structure)? {
         Report::Delivery => {
-            let original =
-                original::attached(context.parser, structure).or_else(|| original::quoted_in_text(&context.text, 0));
+            let original = original::attached(&context.copies)
+                .or_else(|| original::quoted_in_text(&context.runs, 0))
+                .or_else(|| original::quoted_in_other_parts(structure));
             Some(verdict(Kind::Dsn, "rfc3464", "a delivery status notification (multipart/report, RFC 3464)", original))
         }
         Report::Disposition => {
             let original = original::disposition_field(context.parser, structure)
-                .or_else(|| original::attached(context.parser, structure))
+                .or_else(|| original::attached(&context.copies))
                 .or_else(|| original::field(headers, "In-Reply-To", Source::InReplyTo));
             Some(verdict(
                 Kind::AutoReply,
@@ -197,7 +176,7 @@ fn multipart_report(context: &Context<'_>) -> Option<Verdict> {
                 original,
             ))
         }
-        // Not about a message's fate; let the other recognizers look.
+        // Decided before the recognizers run.
         Report::Other(_) => None,
     }
 }
@@ -206,15 +185,16 @@ fn challenge_response(context: &Context<'_>) -> Option<Verdict> {
     let found = auto_reply::challenge_response(context.structure)?;
     let headers = &context.structure.top().headers;
     let original = original::field(headers, "In-Reply-To", Source::InReplyTo)
-        .or_else(|| original::attached(context.parser, context.structure))
-        .or_else(|| original::quoted_in_text(&context.text, 0));
+        .or_else(|| original::attached(&context.copies))
+        .or_else(|| original::quoted_in_text(&context.runs, 0));
     Some(verdict(Kind::AutoReply, found.rule, found.description, original))
 }
 
 fn plain_bounce(context: &Context<'_>) -> Option<Verdict> {
-    let found = plain::recognize(context.structure, &context.text)?;
-    let original = original::attached(context.parser, context.structure)
-        .or_else(|| original::quoted_in_text(&context.text, found.copy_starts_at.unwrap_or(0)));
+    let found = formats::recognize(context.structure, &context.text, &context.runs)?;
+    let original = original::attached(&context.copies)
+        .or_else(|| original::quoted_in_text(&context.runs, found.copy_starts_at.unwrap_or(0)))
+        .or_else(|| original::quoted_in_other_parts(context.structure));
     Some(verdict(Kind::Dsn, found.rule, found.description, original))
 }
 
@@ -230,15 +210,40 @@ fn auto_reply_by(context: &Context<'_>, recognize: fn(&Structure<'_>) -> Option<
     Some(verdict(Kind::AutoReply, found.rule, found.description, original))
 }
 
+/// A meeting response (iTIP REPLY, COUNTER, DECLINECOUNTER, CANCEL) the
+/// software sent by itself: the calendar part is the message, and the
+/// message is marked automatic or comes from the mail system. One a
+/// person sent by clicking "Accept" is the person's mail, and stays
+/// [`Kind::None`]; its UIDs are reported either way.
+fn calendar_reply(context: &Context<'_>, calendar: &calendar::Calendar) -> Option<Verdict> {
+    let headers = &context.structure.top().headers;
+    let automatic = headers
+        .text("Auto-Submitted")
+        .is_some_and(|value| !value.trim().is_empty() && !value.trim().eq_ignore_ascii_case("no"))
+        || formats::from_mail_system(headers);
+    if !calendar.is_response() || !automatic {
+        return None;
+    }
+    let original = original::field(headers, "In-Reply-To", Source::InReplyTo);
+    Some(verdict(
+        Kind::AutoReply,
+        "calendar_reply",
+        "an automatic meeting response (iCalendar METHOD REPLY, COUNTER, DECLINECOUNTER or CANCEL)",
+        original,
+    ))
+}
+
 /// The verdict when no recognizer matched.
 fn normal(context: &Context<'_>) -> Verdict {
-    let reason = match report::classify(context.structure) {
-        Some(Report::Other(report_type)) if !report_type.is_empty() => format!(
-            "a multipart/report of type {report_type}, which is neither a delivery status nor a disposition notification, and no auto-reply markers"
-        ),
-        _ if context.structure.top().headers.is_empty() => "no header section".to_owned(),
-        _ => "no delivery report, bounce text or auto-reply marker".to_owned(),
+    let reason = if context.structure.top().headers.is_empty() {
+        "no header section".to_owned()
+    } else {
+        "no delivery report, bounce text or auto-reply marker".to_owned()
     };
+    not_automatic(reason)
+}
+
+fn not_automatic(reason: String) -> Verdict {
     Verdict { kind: Kind::None, rule: "none", reason, original: None }
 }
 
@@ -248,35 +253,6 @@ fn verdict(kind: Kind, rule: &'static str, description: &str, original: Option<O
         None => format!("{description}; it names no original Message-ID"),
     };
     Verdict { kind, rule, reason, original }
-}
-
-/// The original first, then In-Reply-To, then References, without
-/// duplicates or the message's own id, at most [`MAX_REFERENCED_IDS`] (the
-/// oldest References are the ones dropped).
-fn referenced_ids(
-    original: Option<&str>,
-    in_reply_to: Vec<String>,
-    references: Vec<String>,
-    own_id: Option<&str>,
-) -> Vec<String> {
-    let mut ids: Vec<String> = Vec::new();
-    let add = |id: String, ids: &mut Vec<String>| {
-        if ids.len() < MAX_REFERENCED_IDS && Some(id.as_str()) != own_id && !ids.contains(&id) {
-            ids.push(id);
-        }
-    };
-    if let Some(original) = original {
-        add(original.to_owned(), &mut ids);
-    }
-    for id in in_reply_to {
-        add(id, &mut ids);
-    }
-    let references_room = MAX_REFERENCED_IDS.saturating_sub(ids.len());
-    let skip = references.len().saturating_sub(references_room);
-    for id in references.into_iter().skip(skip) {
-        add(id, &mut ids);
-    }
-    ids
 }
 
 #[cfg(test)]

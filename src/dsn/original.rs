@@ -4,9 +4,10 @@
 
 use mail_parser::MessageParser;
 
-use super::entity::{Headers, Structure};
+use super::entity::{Copy, Headers, ReturnedCopy, Structure};
+use super::inspection::Found;
 use super::message_id;
-use super::quoted;
+use super::quoted::{self, QuotedHeaders};
 
 /// Where an original Message-ID was found, for the verdict's explanation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +21,17 @@ pub(super) enum Source {
 }
 
 impl Source {
+    /// Where, in the terms of the public [`Found`].
+    pub(super) fn found(self) -> Found {
+        match self {
+            Source::AttachedMessage | Source::AttachedHeaders => Found::ReturnedHeader,
+            Source::DispositionField => Found::OriginalMessageIdField,
+            Source::QuotedHeaders => Found::QuotedHeader,
+            Source::ExchangeParent => Found::ParentMessageId,
+            Source::InReplyTo => Found::InReplyTo,
+        }
+    }
+
     pub(super) fn describe(self) -> &'static str {
         match self {
             Source::AttachedMessage => "the attached copy of the message",
@@ -38,47 +50,50 @@ pub(super) struct Original {
     pub(super) source: Source,
 }
 
-/// The Message-ID of the first attached message (message/rfc822,
-/// message/global) or attached header section (text/rfc822-headers,
-/// message/global-headers) that has one.
-pub(super) fn attached(parser: &MessageParser, structure: &Structure<'_>) -> Option<Original> {
-    structure.leaves().find_map(|leaf| {
-        let media_type = &leaf.media_type;
-        let source = if media_type.is("message", "rfc822") || media_type.is("message", "global") {
-            Source::AttachedMessage
-        } else if media_type.is("text", "rfc822-headers") || media_type.is("message", "global-headers") {
-            Source::AttachedHeaders
-        } else {
-            return None;
+/// The Message-ID of the first returned copy (message/rfc822, a headers
+/// part, or their non-standard variants, see `Entity::returned_copy`) that
+/// has one.
+pub(super) fn attached(copies: &[ReturnedCopy]) -> Option<Original> {
+    copies.iter().find_map(|copy| {
+        let source = match copy.kind {
+            Copy::Message => Source::AttachedMessage,
+            Copy::Headers => Source::AttachedHeaders,
         };
-        let headers = leaf.attached_headers(parser);
-        let id = message_id::first(&headers.message_id?)?;
+        let id = message_id::first(copy.headers.message_id.as_deref()?)?;
         Some(Original { id, source })
     })
 }
 
 /// The Original-Message-ID field of an MDN's message/disposition-notification
-/// part (RFC 8098 section 3.2.5).
+/// part (RFC 8098 section 3.2.5), or of a delivery-status part that has one.
 pub(super) fn disposition_field(parser: &MessageParser, structure: &Structure<'_>) -> Option<Original> {
     structure
         .leaves()
-        .filter(|leaf| {
-            leaf.media_type.is("message", "disposition-notification")
-                || leaf.media_type.is("message", "global-disposition-notification")
-        })
-        .find_map(|leaf| {
-            let fields = leaf.decoded();
-            let (headers, _) = Headers::parse(parser, &fields);
-            let id = message_id::first(headers.raw("Original-Message-ID")?)?;
-            Some(Original { id, source: Source::DispositionField })
-        })
+        .find_map(|leaf| leaf.original_message_id_field(parser))
+        .map(|id| Original { id, source: Source::DispositionField })
 }
 
 /// The Message-ID of the first quoted header section at or after byte
 /// `from` of the plain text.
-pub(super) fn quoted_in_text(text: &str, from: usize) -> Option<Original> {
-    let run = quoted::first_with_message_id(text, from)?;
-    Some(Original { id: run.message_id?, source: Source::QuotedHeaders })
+pub(super) fn quoted_in_text(runs: &[QuotedHeaders], from: usize) -> Option<Original> {
+    let run = quoted::first_with_message_id(runs, from)?;
+    Some(Original { id: run.message_id.clone()?, source: Source::QuotedHeaders })
+}
+
+/// The Message-ID of the first header section with trace fields pasted
+/// into a part that is not text: where a copy ends up when the MTA botched
+/// the MIME delimiters and the copy ran into the report part before it.
+pub(super) fn quoted_in_other_parts(structure: &Structure<'_>) -> Option<Original> {
+    structure
+        .entities
+        .iter()
+        .skip(1)
+        .filter(|entity| !entity.is_container && entity.media_type.main != "text")
+        .find_map(|part| {
+            let text = String::from_utf8_lossy(&part.decoded()).into_owned();
+            let run = quoted::runs(&text).find(|run| run.has_trace && run.message_id.is_some())?;
+            Some(Original { id: run.message_id?, source: Source::QuotedHeaders })
+        })
 }
 
 /// The first id of a reply-type field of the message itself.
@@ -98,9 +113,9 @@ mod tests {
     #[test]
     fn sources() {
         type Finder = fn(&MessageParser, &Structure<'_>, &str) -> Option<Original>;
-        let attached_finder: Finder = |parser, structure, _| attached(parser, structure);
+        let attached_finder: Finder = |parser, structure, _| attached(&structure.returned_copies(parser));
         let disposition_finder: Finder = |parser, structure, _| disposition_field(parser, structure);
-        let quoted_finder: Finder = |_, _, text| quoted_in_text(text, 0);
+        let quoted_finder: Finder = |_, _, text| quoted_in_text(&quoted::id_runs(text), 0);
         let in_reply_to_finder: Finder =
             |_, structure, _| field(&structure.top().headers, "In-Reply-To", Source::InReplyTo);
         let own = "Message-ID: <own@bounce>\n";

@@ -128,6 +128,13 @@ pub fn normalize(message_id: &str) -> String {
     message_id.trim().trim_start_matches('<').trim_end_matches('>').trim().to_owned()
 }
 
+/// The key under which an outbound invitation's iCalendar UID is kept,
+/// apart from Message-IDs (a meeting response quotes the UID, often with
+/// no In-Reply-To).
+pub fn calendar_key(uid: &str) -> String {
+    format!("uid:{}", uid.trim())
+}
+
 /// The ledger: off, or a store with its writer task.
 pub struct Ledger {
     inner: Option<Inner>,
@@ -207,6 +214,17 @@ impl Ledger {
 
     pub fn status(&self) -> &Arc<LedgerStatus> {
         &self.status
+    }
+
+    /// How many Message-IDs the ledger file holds (for the
+    /// `batv_proxy_ledger_entries` gauge); `None` for other stores or when
+    /// the file cannot be read now.
+    pub fn file_entries(&self) -> Option<u64> {
+        use redb::{ReadableDatabase, ReadableTableMetadata};
+        let Lookup::File(file) = &self.inner.as_ref()?.lookup else { return None };
+        let handle = file.handle().ok()?;
+        let transaction = handle.begin_read().ok()?;
+        transaction.open_table(redb_store::IDS).ok()?.len().ok()
     }
 
     /// Remembers a Message-ID of a message the upstream accepted.

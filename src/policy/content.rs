@@ -28,10 +28,24 @@ pub struct Capture {
     pub headers_only: bool,
     /// The content decides: hold the final dot until the verdict.
     pub judge: bool,
+    /// With `headers_only`: go on keeping, up to this many bytes in all,
+    /// when the header section says the message may carry a calendar
+    /// object (an invitation whose UID a meeting response will quote).
+    pub calendar_limit: usize,
 }
 
 impl Capture {
-    pub const NONE: Capture = Capture { limit: 0, headers_only: false, judge: false };
+    pub const NONE: Capture = Capture { limit: 0, headers_only: false, judge: false, calendar_limit: 0 };
+}
+
+/// Whether a header section announces content that may hold a calendar
+/// object: a multipart message (an invitation is text and HTML beside a
+/// text/calendar part) or a calendar itself. Mentions anywhere in the
+/// section count; a false alarm only costs keeping the body.
+pub fn may_carry_calendar(header_section: &[u8]) -> bool {
+    const WORDS: [&[u8]; 3] = [b"multipart/", b"text/calendar", b"application/ics"];
+    let lower = header_section.to_ascii_lowercase();
+    WORDS.iter().any(|word| memchr::memmem::find(&lower, word).is_some())
 }
 
 /// What happens at DATA.
@@ -99,11 +113,40 @@ impl ContentVerdict {
 }
 
 /// What can be decided from the message alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContentPrecheck {
     Decided(ContentVerdict),
-    /// Only the outbound ledger can tell.
-    AskLedger,
+    /// Only the outbound ledger can tell: is any of these ours?
+    AskLedger(Vec<Evidence>),
+}
+
+/// Something a message carries that the ledger can vouch for: proof it
+/// answers mail we sent, wherever it stands, since nobody outside could
+/// know it except from that mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evidence {
+    /// A Message-ID outside the message's own field, and where it stood.
+    MessageId { id: String, found: dsn::Found },
+    /// The UID of a meeting response: the invitation we sent had it.
+    CalendarUid(String),
+}
+
+impl Evidence {
+    /// Where it was found, for logs and verdict records.
+    pub fn found(&self) -> &'static str {
+        match self {
+            Evidence::MessageId { found, .. } => found.as_str(),
+            Evidence::CalendarUid(_) => "calendar_uid",
+        }
+    }
+
+    /// The id or UID itself.
+    pub fn value(&self) -> &str {
+        match self {
+            Evidence::MessageId { id, .. } => id,
+            Evidence::CalendarUid(uid) => uid,
+        }
+    }
 }
 
 /// What the ledger said about the message's Message-IDs.
@@ -137,10 +180,16 @@ pub struct ContentOutcome {
 
 impl Policy {
     /// Outbound DATA: the header section is kept when the ledger records
-    /// Message-IDs.
+    /// Message-IDs, and the body too (up to `inspect_max_bytes`) when it
+    /// may hold an invitation whose UID the ledger records beside them.
     pub fn outbound_data(&self, ledger_on: bool) -> DataDecision {
         let capture = if ledger_on {
-            Capture { limit: HEADER_CAPTURE_LIMIT, headers_only: true, judge: false }
+            Capture {
+                limit: HEADER_CAPTURE_LIMIT,
+                headers_only: true,
+                judge: false,
+                calendar_limit: self.settings.inspect_max_bytes,
+            }
         } else {
             Capture::NONE
         };
@@ -167,7 +216,7 @@ impl Policy {
         let judge = class == Some(Class::Deferred(Deferred::Inspect))
             || (content_decides && self.settings.untagged_bounce == UntaggedBounce::Inspect);
         let capture = if judge {
-            Capture { limit: self.settings.inspect_max_bytes, headers_only: false, judge: true }
+            Capture { limit: self.settings.inspect_max_bytes, headers_only: false, judge: true, calendar_limit: 0 }
         } else {
             Capture::NONE
         };
@@ -182,6 +231,14 @@ impl Policy {
     /// A bounce (by its envelope) is judged whatever its form; a message
     /// from a regular sender only if it is automatic. `domains` holds, per
     /// judged recipient, the domain whose Message-ID patterns apply.
+    ///
+    /// A Message-ID *pattern* can be imitated by whoever forges a bounce,
+    /// so it counts only for a message recognised as a bounce or automatic
+    /// reply and only where mail software put the id (a returned copy, a
+    /// report field, the message's own In-Reply-To or References). The
+    /// ledger cannot be imitated: every id the message carries, and the
+    /// UIDs of a meeting response, go to it whether or not the format was
+    /// recognised, so an unrecognised bounce to mail we sent still passes.
     pub fn precheck_content(
         &self,
         bounce: bool,
@@ -191,18 +248,23 @@ impl Policy {
         if !bounce && inspection.kind == dsn::Kind::None {
             return ContentPrecheck::Decided(ContentVerdict::Accept(ContentRule::NotAutomatic));
         }
-        if inspection.referenced_ids.is_empty() {
+        if inspection.references.is_empty() && inspection.calendar_uids.is_empty() {
             return ContentPrecheck::Decided(ContentVerdict::Reject(ContentRule::NoOriginalMessageId));
         }
-        let ours = inspection
-            .referenced_ids
-            .iter()
-            .any(|id| domains.iter().flatten().any(|domain| self.settings.matches_message_id(domain, id)));
+        let recognised = inspection.kind != dsn::Kind::None;
+        let ours = recognised
+            && inspection.references.iter().filter(|reference| reference.found.is_structural()).any(|reference| {
+                domains.iter().flatten().any(|domain| self.settings.matches_message_id(domain, &reference.id))
+            });
         if ours {
-            ContentPrecheck::Decided(ContentVerdict::Accept(ContentRule::MessageIdPattern))
-        } else {
-            ContentPrecheck::AskLedger
+            return ContentPrecheck::Decided(ContentVerdict::Accept(ContentRule::MessageIdPattern));
         }
+        let message_ids = inspection
+            .references
+            .iter()
+            .map(|reference| Evidence::MessageId { id: reference.id.clone(), found: reference.found });
+        let calendar_uids = inspection.calendar_uids.iter().cloned().map(Evidence::CalendarUid);
+        ContentPrecheck::AskLedger(message_ids.chain(calendar_uids).collect())
     }
 
     /// The verdict once the ledger has answered.

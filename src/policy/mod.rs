@@ -23,8 +23,8 @@ pub use pattern::{AddressPattern, ClientNetwork, DomainSet, glob_match};
 pub use settings::{EnforceAfter, Mode, NonBounceInvalidTag, PolicySettings, UntaggedBounce, UntaggedStage};
 
 pub use content::{
-    Capture, ContentOutcome, ContentPrecheck, ContentVerdict, DataDecision, LedgerAnswer, Marks, STATUS_FIELD,
-    status_header,
+    Capture, ContentOutcome, ContentPrecheck, ContentVerdict, DataDecision, Evidence, LedgerAnswer, Marks,
+    STATUS_FIELD, may_carry_calendar, status_header,
 };
 pub use inbound::{Class, ContentCheck, Deferred, RecipientAction, RecipientDecision, Verdict};
 pub use outbound::{OutboundRecipient, SenderDecision, SenderStage, Unsigned};

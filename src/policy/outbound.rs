@@ -44,13 +44,17 @@ pub enum SenderStage {
     Decided { exempt: bool },
 }
 
+/// The exemption name of a recipient in `exempt_recipients`.
+pub const EXEMPT_RECIPIENTS: &str = "exempt_recipients";
+
 /// What an outbound recipient does to its transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutboundRecipient {
     /// Relay the RCPT.
     Relay,
-    /// First send the held MAIL: signed, or plain for an exempt recipient.
-    SendHeldMail { exempt: bool },
+    /// First send the held MAIL: signed, or plain for a recipient exempt
+    /// by the exemption named.
+    SendHeldMail { exemption: Option<String> },
     /// This recipient needs the other sender form: `452 4.5.3`, so the
     /// client sends it in a transaction of its own.
     SeparateTransaction,
@@ -93,16 +97,24 @@ impl Policy {
     /// Outbound: a recipient that must not see a tagged sender, by
     /// `exempt_recipients` or an exemption's `recipient_domains`.
     pub fn exempt_recipient(&self, path: &ForwardPath, source: &Source<'_>) -> bool {
+        self.recipient_exemption(path, source).is_some()
+    }
+
+    /// The name of what exempts a recipient from signing: the exemption
+    /// naming its domain, or `exempt_recipients` for the address list.
+    pub fn recipient_exemption(&self, path: &ForwardPath, source: &Source<'_>) -> Option<String> {
         let listed =
             path.mailbox().is_some_and(|mailbox| self.settings.exempt_recipients.iter().any(|p| p.matches(mailbox)));
-        listed || {
-            let toward = Source { recipient: Some(path), ..*source };
-            self.settings
-                .exemptions
-                .0
-                .iter()
-                .any(|exemption| !exemption.recipient_domains.is_empty() && exemption.applies(Scope::Signing, &toward))
+        if listed {
+            return Some(EXEMPT_RECIPIENTS.to_owned());
         }
+        let toward = Source { recipient: Some(path), ..*source };
+        self.settings
+            .exemptions
+            .0
+            .iter()
+            .find(|exemption| !exemption.recipient_domains.is_empty() && exemption.applies(Scope::Signing, &toward))
+            .map(|exemption| exemption.name.clone())
     }
 
     /// Outbound: what a recipient does to a transaction at `stage`. One
@@ -111,7 +123,7 @@ impl Policy {
     pub fn outbound_recipient(&self, stage: SenderStage, path: &ForwardPath, source: &Source<'_>) -> OutboundRecipient {
         match stage {
             SenderStage::Sent => OutboundRecipient::Relay,
-            SenderStage::Held => OutboundRecipient::SendHeldMail { exempt: self.exempt_recipient(path, source) },
+            SenderStage::Held => OutboundRecipient::SendHeldMail { exemption: self.recipient_exemption(path, source) },
             SenderStage::Decided { exempt } if exempt != self.exempt_recipient(path, source) => {
                 OutboundRecipient::SeparateTransaction
             }

@@ -273,3 +273,99 @@ fn non_bounce_invalid_tags_can_be_refused() {
     let decision = policy.inbound_recipient(SenderKind::Regular, &rcpt(&expired), &Source::default(), today());
     assert!(matches!(decision.action, RecipientAction::Reject(..)));
 }
+
+/// What the content decides from the message alone, and what it asks the
+/// ledger: a pattern counts only for a recognised message and an id where
+/// software put it; the ledger is asked about every id and UID.
+#[test]
+fn content_precheck_table() {
+    use crate::dsn::{Found, Inspection, Kind, Reference};
+    let mut patterns = std::collections::HashMap::new();
+    patterns.insert("example.com".to_owned(), vec!["*@mx.example.com".to_owned()]);
+    let policy = policy_with(PolicySettings { message_id_patterns: patterns, ..settings() });
+    let domains = [Some(Domain::parse("example.com").unwrap())];
+    let inspection = |kind: Kind, references: &[(&str, Found)], calendar_uids: &[&str]| Inspection {
+        kind,
+        original_message_id: None,
+        referenced_ids: vec![],
+        rule: "test",
+        reason: String::new(),
+        references: references.iter().map(|(id, found)| Reference { id: (*id).into(), found: *found }).collect(),
+        calendar_uids: calendar_uids.iter().map(|uid| (*uid).into()).collect(),
+        reporting_mta: None,
+    };
+    let decided = |rule| ContentPrecheck::Decided(ContentVerdict::Accept(rule));
+    let rejected = |rule| ContentPrecheck::Decided(ContentVerdict::Reject(rule));
+    let ask = |evidence: Vec<Evidence>| ContentPrecheck::AskLedger(evidence);
+    let id = |id: &str, found| Evidence::MessageId { id: id.into(), found };
+    let ours = "<1.2@mx.example.com>";
+    let cases: Vec<(&str, bool, Inspection, ContentPrecheck)> = vec![
+        (
+            "a person's mail",
+            false,
+            inspection(Kind::None, &[(ours, Found::InReplyTo)], &[]),
+            decided(ContentRule::NotAutomatic),
+        ),
+        ("a bounce naming nothing", true, inspection(Kind::Dsn, &[], &[]), rejected(ContentRule::NoOriginalMessageId)),
+        (
+            "a bounce with a pattern id in its returned copy",
+            true,
+            inspection(Kind::Dsn, &[(ours, Found::ReturnedHeader)], &[]),
+            decided(ContentRule::MessageIdPattern),
+        ),
+        (
+            "an automatic reply with a pattern id in In-Reply-To",
+            false,
+            inspection(Kind::AutoReply, &[(ours, Found::InReplyTo)], &[]),
+            decided(ContentRule::MessageIdPattern),
+        ),
+        (
+            "a pattern id only in the text goes to the ledger",
+            true,
+            inspection(Kind::Dsn, &[(ours, Found::QuotedText)], &[]),
+            ask(vec![id(ours, Found::QuotedText)]),
+        ),
+        (
+            "a pattern id in the copy's References goes to the ledger",
+            true,
+            inspection(Kind::Dsn, &[(ours, Found::ReturnedReferences)], &[]),
+            ask(vec![id(ours, Found::ReturnedReferences)]),
+        ),
+        (
+            "an unrecognised bounce's ids all go to the ledger",
+            true,
+            inspection(Kind::None, &[(ours, Found::InReplyTo), ("<x@y>", Found::QuotedText)], &[]),
+            ask(vec![id(ours, Found::InReplyTo), id("<x@y>", Found::QuotedText)]),
+        ),
+        (
+            "a meeting response's UIDs go to the ledger after its ids",
+            true,
+            inspection(Kind::AutoReply, &[("<x@y>", Found::InReplyTo)], &["uid-1"]),
+            ask(vec![id("<x@y>", Found::InReplyTo), Evidence::CalendarUid("uid-1".into())]),
+        ),
+        (
+            "a UID alone is evidence enough to ask",
+            true,
+            inspection(Kind::None, &[], &["uid-1"]),
+            ask(vec![Evidence::CalendarUid("uid-1".into())]),
+        ),
+        (
+            "another domain's pattern does not count",
+            true,
+            inspection(Kind::Dsn, &[("<1.2@mx.other.test>", Found::ReturnedHeader)], &[]),
+            ask(vec![id("<1.2@mx.other.test>", Found::ReturnedHeader)]),
+        ),
+    ];
+    for (name, bounce, inspection, expected) in cases {
+        assert_eq!(policy.precheck_content(bounce, &inspection, &domains), expected, "{name}");
+    }
+    let no_domains: [Option<Domain>; 1] = [None];
+    let copy = inspection(Kind::Dsn, &[(ours, Found::ReturnedHeader)], &[]);
+    assert_eq!(
+        policy.precheck_content(true, &copy, &no_domains),
+        ask(vec![id(ours, Found::ReturnedHeader)]),
+        "patterns apply per judged recipient's domain"
+    );
+    assert_eq!(id(ours, Found::QuotedText).found(), "quoted_text");
+    assert_eq!(Evidence::CalendarUid("u".into()).found(), "calendar_uid");
+}

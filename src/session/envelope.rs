@@ -8,7 +8,7 @@ use crate::config::{Role, TlsMode};
 use crate::connection::{Incoming, Transport};
 use crate::labels::SessionOutcome;
 use crate::policy::{
-    ContentCheck, OutboundRecipient, RecipientAction, RejectReason, SenderDecision, SenderKind, Stage, Unsigned,
+    ContentCheck, OutboundRecipient, RecipientAction, RejectReason, Scope, SenderDecision, SenderKind, Stage, Unsigned,
     Verdict,
 };
 use crate::smtp::address::{ForwardPath, Mailbox, ReversePath};
@@ -127,6 +127,7 @@ impl<S: Transport> Session<S> {
                 unsigned = Some(reason);
                 match exemption {
                     Some(exemption) => {
+                        self.context.metrics.exemption(&exemption, Scope::Signing);
                         tracing::info!(session = %self.id, client = %self.endpoints.peer.ip(), sender = %path, exemption, "sender not signed: exempt source")
                     }
                     None => {
@@ -240,9 +241,9 @@ impl<S: Transport> Session<S> {
                 let refusal = Reply::new(452, "4.5.3 Please send to this recipient in a separate transaction");
                 return Ok(Err((RejectReason::MixedExemption, refusal)));
             }
-            OutboundRecipient::SendHeldMail { exempt } => {
+            OutboundRecipient::SendHeldMail { exemption } => {
                 if let SenderForm::Held(held) = std::mem::replace(&mut outbound.form, SenderForm::Plain) {
-                    outbound.form = self.send_held_mail(&outbound.sender, held, exempt, path).await?;
+                    outbound.form = self.send_held_mail(&outbound.sender, held, exemption, path).await?;
                 }
                 if let SenderForm::Refused(refusal) = &outbound.form {
                     return Ok(Ok(refusal.clone()));
@@ -272,18 +273,20 @@ impl<S: Transport> Session<S> {
         &mut self,
         sender: &ReversePath,
         held: HeldMail,
-        exempt: bool,
+        exemption: Option<String>,
         first_recipient: &ForwardPath,
     ) -> Result<SenderForm, End> {
+        let exempt = exemption.is_some();
         let line = if exempt { &held.plain_line } else { &held.signed_line };
         let reply = self.exchange(line).await?;
         if !reply.is_positive() {
             return Ok(SenderForm::Refused(reply));
         }
         self.note_sender_form(exempt.then_some(Unsigned::ExemptRecipient), Some(&held.signed));
-        if exempt {
+        if let Some(exemption) = exemption {
             self.context.metrics.sender_unsigned(Unsigned::ExemptRecipient);
-            tracing::info!(session = %self.id, sender = %sender, recipient = %first_recipient, "sender not signed: exempt recipient");
+            self.context.metrics.exemption(&exemption, Scope::Signing);
+            tracing::info!(session = %self.id, sender = %sender, recipient = %first_recipient, exemption, "sender not signed: exempt recipient");
             Ok(SenderForm::Decided { exempt, signed: None })
         } else {
             self.note_signed(sender, &held.signed);
@@ -319,6 +322,13 @@ impl<S: Transport> Session<S> {
             tracing::info!(session = %self.id, client = %self.endpoints.peer.ip(), sender = %inbound.sender, recipient = %path, exemption, "automatic replies not judged: exempt source");
         }
         self.context.metrics.verification(result, reason);
+        if let Some(exemption) = &decision.exemption {
+            let scope = if inbound.kind == SenderKind::Bounce { Scope::UntaggedBounce } else { Scope::AutoReply };
+            self.context.metrics.exemption(exemption, scope);
+        }
+        if decision.mark {
+            self.context.metrics.marked(Stage::Rcpt, decision.rule.as_str());
+        }
         let class = decision.action.class();
         let note = |reply: u16| RecipientRecord {
             address: path.to_string().trim_matches(['<', '>']).to_owned(),

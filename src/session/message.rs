@@ -10,9 +10,10 @@ use crate::config::ClientIdentity;
 use crate::connection::{ReadError, Transport};
 use crate::dsn;
 use crate::labels::{MessageOutcome, SessionOutcome, UpstreamError};
+use crate::ledger;
 use crate::policy::{
-    Action, Capture, ContentOutcome, ContentPrecheck, ContentRule, DataDecision, LedgerAnswer, Marks, RejectReason,
-    STATUS_FIELD, SenderKind, Stage,
+    Action, Capture, ContentOutcome, ContentPrecheck, ContentRule, DataDecision, Evidence, LedgerAnswer, Marks,
+    RejectReason, STATUS_FIELD, Scope, SenderKind, Source, Stage, may_carry_calendar,
 };
 use crate::smtp::data::{DataScanner, Scan, Violation};
 use crate::smtp::header::HeaderGuard;
@@ -68,8 +69,9 @@ struct Judged {
     kind: dsn::Kind,
     recognizer: &'static str,
     original_message_id: Option<String>,
-    /// The Message-ID the ledger knew.
+    /// The id or UID the ledger knew, and where the message carried it.
     ledger_match: Option<String>,
+    ledger_found: Option<&'static str>,
 }
 
 /// Keeps what a [`Capture`] plan asks for of a streaming message.
@@ -94,13 +96,38 @@ impl Capturer {
         if self.plan.headers_only
             && let Some(end) = memchr::memmem::find(&self.kept[search_from..], b"\r\n\r\n")
         {
-            self.kept.truncate(search_from + end + 4);
-            self.open = false;
+            let header_end = search_from + end + 4;
+            self.plan.headers_only = false;
+            if self.plan.calendar_limit > header_end && may_carry_calendar(&self.kept[..header_end]) {
+                // Keep the body too: it may hold an invitation.
+                self.plan.limit = self.plan.calendar_limit;
+                self.kept.truncate(self.plan.limit);
+                let more = (chunk.len() - take).min(self.plan.limit - self.kept.len());
+                self.kept.extend_from_slice(&chunk[take..take + more]);
+            } else {
+                self.kept.truncate(header_end);
+                self.open = false;
+            }
         }
         if self.kept.len() >= self.plan.limit {
             self.open = false;
         }
     }
+}
+
+/// How the ledger files a piece of evidence: Message-IDs as themselves,
+/// calendar UIDs apart from them.
+fn ledger_key(evidence: &Evidence) -> String {
+    match evidence {
+        Evidence::MessageId { id, .. } => id.clone(),
+        Evidence::CalendarUid(uid) => ledger::calendar_key(uid),
+    }
+}
+
+/// The length of the header section, its blank line included (all of
+/// `message` when it has none).
+fn header_length(message: &[u8]) -> usize {
+    memchr::memmem::find(message, b"\r\n\r\n").map_or(message.len(), |end| end + 4)
 }
 
 /// The Message-ID field of a header section.
@@ -178,6 +205,7 @@ impl<S: Transport> Session<S> {
                 exemption: judged.outcome.exemption.clone(),
                 original_message_id: judged.original_message_id,
                 ledger_match: judged.ledger_match,
+                ledger_found: judged.ledger_found,
                 ..MessageRecord::default()
             };
             let outcome = judged.outcome;
@@ -302,6 +330,11 @@ impl<S: Transport> Session<S> {
         self.context.metrics.message(outcome);
         let captured = &message.capturer.kept;
         let message_id = if plan.headers_only && reply.is_positive() { own_message_id(captured) } else { None };
+        let calendar_uids = if plan.headers_only && reply.is_positive() && captured.len() > header_length(captured) {
+            dsn::outbound_calendar_uids(captured)
+        } else {
+            Vec::new()
+        };
         let signed = match &transaction {
             Transaction::Outbound(outbound) => outbound.signed().map(ToString::to_string).unwrap_or_default(),
             Transaction::Inbound(_) => String::new(),
@@ -315,6 +348,7 @@ impl<S: Transport> Session<S> {
             queue_id = queue_id(&reply).unwrap_or_default(),
             message_id = message_id.as_deref().unwrap_or(""),
             signed,
+            calendar_uids = calendar_uids.len(),
             guarded_lines_removed = message.guard.removed(),
             reply = %reply,
             "message relayed"
@@ -328,6 +362,9 @@ impl<S: Transport> Session<S> {
         });
         if let Some(message_id) = message_id {
             self.context.ledger.record(&message_id);
+        }
+        for uid in &calendar_uids {
+            self.context.ledger.record(&ledger::calendar_key(uid));
         }
         if reply.is_positive() {
             self.errors = 0;
@@ -367,16 +404,17 @@ impl<S: Transport> Session<S> {
     async fn judge_content(&self, inbound: &Inbound, captured: &[u8], marks: Marks) -> Judged {
         let inspection = dsn::inspect(captured);
         let bounce = inbound.kind == SenderKind::Bounce;
-        let mut ledger_match = None;
+        let mut matched: Option<Evidence> = None;
         let verdict = match self.policy().precheck_content(bounce, &inspection, &inbound.judged) {
             ContentPrecheck::Decided(verdict) => verdict,
-            ContentPrecheck::AskLedger => {
+            ContentPrecheck::AskLedger(evidence) => {
                 let answer = if !self.context.ledger.is_on() {
                     LedgerAnswer::Off
                 } else {
-                    match self.context.ledger.find(&inspection.referenced_ids).await {
+                    let keys: Vec<String> = evidence.iter().map(ledger_key).collect();
+                    match self.context.ledger.find(&keys).await {
                         Ok(Some(found)) => {
-                            ledger_match = Some(found);
+                            matched = evidence.into_iter().find(|item| ledger::normalize(&ledger_key(item)) == found);
                             LedgerAnswer::Found
                         }
                         Ok(None) => LedgerAnswer::NotFound,
@@ -389,7 +427,8 @@ impl<S: Transport> Session<S> {
                 self.policy().ledger_verdict(answer)
             }
         };
-        let source = self.source(Some(&inbound.sender));
+        let source =
+            Source { reporting_mta: inspection.reporting_mta.as_deref(), ..self.source(Some(&inbound.sender)) };
         let outcome = self.policy().content_outcome(verdict, bounce, inspection.kind, &source, marks, self.today());
         let (result, rule) = outcome.verdict.labels();
         if rule == ContentRule::NotAutomatic {
@@ -402,6 +441,8 @@ impl<S: Transport> Session<S> {
                 kind = inspection.kind.as_str(),
                 recognizer = inspection.rule,
                 original_message_id = inspection.original_message_id.as_deref().unwrap_or(""),
+                ledger_match = matched.as_ref().map_or("", Evidence::value),
+                ledger_found = matched.as_ref().map_or("", Evidence::found),
                 verdict = result.as_str(),
                 rule = rule.as_str(),
                 action = outcome.action.map(Action::as_str).unwrap_or(""),
@@ -412,6 +453,12 @@ impl<S: Transport> Session<S> {
             );
         }
         self.context.metrics.inspection(inspection.kind, result, rule);
+        if let Some(exemption) = &outcome.exemption {
+            self.context.metrics.exemption(exemption, if bounce { Scope::UntaggedBounce } else { Scope::AutoReply });
+        }
+        if outcome.refusal.is_none() && outcome.action == Some(Action::Mark) {
+            self.context.metrics.marked(Stage::Data, rule.as_str());
+        }
         if outcome.refusal.is_some()
             && let Some(reason) = rule.rejection()
         {
@@ -422,7 +469,8 @@ impl<S: Transport> Session<S> {
             kind: inspection.kind,
             recognizer: inspection.rule,
             original_message_id: inspection.original_message_id,
-            ledger_match,
+            ledger_found: matched.as_ref().map(Evidence::found),
+            ledger_match: matched.map(|evidence| evidence.value().to_owned()),
         }
     }
 
@@ -488,13 +536,35 @@ mod tests {
 
     #[test]
     fn the_capture_keeps_the_header_section_across_chunks() {
-        let mut capturer = Capturer::new(Capture { limit: 1024, headers_only: true, judge: false });
+        let mut capturer = Capturer::new(Capture { limit: 1024, headers_only: true, judge: false, calendar_limit: 0 });
         for chunk in [&b"Subject: x\r\nMessage-ID: <a@b>\r"[..], b"\n\r", b"\nbody\r\n"] {
             capturer.take(chunk);
         }
         assert_eq!(capturer.kept, b"Subject: x\r\nMessage-ID: <a@b>\r\n\r\n");
-        let mut bounded = Capturer::new(Capture { limit: 4, headers_only: false, judge: true });
+        let mut bounded = Capturer::new(Capture { limit: 4, headers_only: false, judge: true, calendar_limit: 0 });
         bounded.take(b"abcdefgh");
         assert_eq!(bounded.kept, b"abcd");
+    }
+
+    #[test]
+    fn a_message_that_may_hold_an_invitation_is_kept_past_its_header_section() {
+        let plan = Capture { limit: 1024, headers_only: true, judge: false, calendar_limit: 64 };
+        let invitation = b"Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/calendar\r\n\r\nBEGIN:VCALENDAR and far more than sixty-four bytes in all";
+        for split in [10, 49, 50, invitation.len()] {
+            let mut capturer = Capturer::new(plan);
+            capturer.take(&invitation[..split]);
+            capturer.take(&invitation[split..]);
+            assert_eq!(capturer.kept, &invitation[..64], "split at {split}");
+            assert!(!capturer.open);
+        }
+        // A plain message stops at its header section, and so does any
+        // message when no calendar limit is set.
+        let plain = b"Content-Type: text/plain\r\n\r\nmultipart/ in the body does not count";
+        let mut capturer = Capturer::new(plan);
+        capturer.take(plain);
+        assert_eq!(capturer.kept, b"Content-Type: text/plain\r\n\r\n");
+        let mut capturer = Capturer::new(Capture { calendar_limit: 0, ..plan });
+        capturer.take(invitation);
+        assert_eq!(header_length(&capturer.kept), capturer.kept.len());
     }
 }

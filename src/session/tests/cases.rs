@@ -890,6 +890,24 @@ const CASES: &[Case] = &[
         check: |record| ensure(record.messages.is_empty(), "judged and refused", record),
     },
     Case {
+        name: "an_exemption_by_reporting_mta_passes_its_bounces",
+        role: "inbound",
+        sections: "[[policy.exemption]]\nname = \"partner-mx\"\nreporting_mtas = [\"MX.remote.test\"]\nexempts = [\"untagged_bounce\"]\n",
+        listener: "",
+        mta: Mta::Normal,
+        script: |_| with(envelope("", "alice@example.com"), [Send(DSN_UNKNOWN), Expect(250)]),
+        check: |record| ensure(record.messages.len() == 1, "delivered: its Reporting-MTA is exempt", record),
+    },
+    Case {
+        name: "an_exemption_by_another_reporting_mta_does_not_apply",
+        role: "inbound",
+        sections: "[[policy.exemption]]\nname = \"partner-mx\"\nreporting_mtas = [\"mx.partner.test\"]\nexempts = [\"untagged_bounce\"]\n",
+        listener: "",
+        mta: Mta::Normal,
+        script: |_| with(envelope("", "alice@example.com"), [Send(DSN_UNKNOWN), ExpectText(550, "Bounce refused")]),
+        check: |record| ensure(record.messages.is_empty(), "judged and refused", record),
+    },
+    Case {
         name: "an_exemption_by_sender_passes_automatic_replies",
         role: "inbound",
         sections: "[[policy.exemption]]\nname = \"calendar\"\nsenders = [\"*@remote.test\"]\nexempts = [\"auto_reply\"]\n",
@@ -1283,6 +1301,38 @@ async fn metrics_count_under_closed_labels() {
         assert!(text.contains(needle), "{needle} not in\n{text}");
     }
     let _ = harness.path("keys");
+}
+
+/// Exemptions are counted by name and what they exempt; recipients and
+/// messages delivered marked instead of refused, by stage and rule.
+#[tokio::test(start_paused = true)]
+async fn exemptions_and_marks_are_counted() {
+    let sections = "[policy.actions]\nforged_tag = \"mark\"\nuntagged_autoreply = \"mark\"\n\
+                    [[policy.exemption]]\nname = \"partner\"\nclients = [\"192.0.2.0/24\"]\nexempts = [\"untagged_bounce\"]\n";
+    let harness = harness("inbound", sections, "", Mta::Normal).await;
+    let tag = harness.sign("alice@example.com");
+    let forged = format!("{}000000{}", &tag[..9], &tag[15..]);
+    let scripts = [
+        with(envelope("", "alice@example.com"), [Send(DSN_UNKNOWN), Expect(250), line("QUIT"), Expect(221)]),
+        with(envelope("", &forged), [Send(ORDINARY), Expect(250), line("QUIT"), Expect(221)]),
+        with(
+            envelope("bob@remote.test", "alice@example.com"),
+            [Send(VACATION), Expect(250), line("QUIT"), Expect(221)],
+        ),
+    ];
+    for script in &scripts {
+        let mut client = harness.connect().await;
+        super::run(&harness, &mut client, "counted", script).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let text = harness.metrics();
+    for needle in [
+        "exemptions_total{listener=\"inbound@127.0.0.1:2525\",exemption=\"partner\",scope=\"untagged_bounce\"} 1",
+        "marked_total{listener=\"inbound@127.0.0.1:2525\",stage=\"rcpt\",rule=\"invalid_tag\"} 1",
+        "marked_total{listener=\"inbound@127.0.0.1:2525\",stage=\"data\",rule=\"no_pattern_no_ledger\"} 1",
+    ] {
+        assert!(text.contains(needle), "{needle} not in\n{text}");
+    }
 }
 
 /// Every transaction is filed in the verdict log: its recipients' verdicts

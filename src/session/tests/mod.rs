@@ -6,6 +6,7 @@
 
 mod cases;
 mod fake_mta;
+mod ledger_cases;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -41,6 +42,18 @@ pub(super) struct Harness {
 /// A listener of `role` in front of a fake MTA behaving as `mta`.
 /// `sections` go before the listener (e.g. `[policy]`), `listener` into it.
 pub(super) async fn harness(role: &str, sections: &str, listener: &str, mta: Mta) -> Harness {
+    harness_with_ledger(role, sections, listener, mta, None).await
+}
+
+/// As [`harness`], with `ledger` instead of the one `sections` configure,
+/// so that an outbound and an inbound listener can share one.
+pub(super) async fn harness_with_ledger(
+    role: &str,
+    sections: &str,
+    listener: &str,
+    mta: Mta,
+    shared_ledger: Option<Arc<Ledger>>,
+) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("keys"), "3 aW50ZWdyYXRpb24tdGVzdC1zZWNyZXQ=\n").unwrap();
     let private = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600);
@@ -69,7 +82,10 @@ pub(super) async fn harness(role: &str, sections: &str, listener: &str, mta: Mta
     let settings = config.listeners[0].clone();
     let (server_tls, upstream_tls) = crate::tls::for_listener(&settings, 1, &file).unwrap_or_else(|e| panic!("{e:?}"));
     let retention = Duration::from_secs(86_400 * 7);
-    let ledger = Ledger::open(&config.ledger, retention, Arc::default()).await.unwrap();
+    let ledger = match shared_ledger {
+        Some(ledger) => ledger,
+        None => Ledger::open(&config.ledger, retention, Arc::default()).await.unwrap(),
+    };
     let record = Arc::new(Mutex::new(Record::default()));
     let context = Arc::new(ListenerContext {
         metrics: metrics.for_listener(&settings.name),

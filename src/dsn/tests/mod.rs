@@ -1,5 +1,8 @@
 //! Whole-message tests of [`inspect`]: one case per recognizer and per
-//! extraction path, the id rules, the JSON interface, and hostile input.
+//! extraction path, the id rules, the JSON interface, and hostile input;
+//! where ids were found and meeting responses in `references`.
+
+mod references;
 
 use super::*;
 
@@ -355,6 +358,40 @@ fn json_interface() {
     assert_eq!(value["kind"], "none");
     assert!(value["original_message_id"].is_null());
     assert_eq!(value["referenced_ids"], serde_json::json!([]));
+}
+
+#[test]
+fn reporting_mta_is_read_from_the_delivery_status_part() {
+    let inspection = inspect(report("delivery-status", DELIVERY_STATUS, ATTACHED_MESSAGE).as_bytes());
+    assert_eq!(inspection.reporting_mta.as_deref(), Some("mx.example.net"));
+    let value: serde_json::Value = serde_json::from_str(&inspection.to_json()).unwrap();
+    assert_eq!(value["reporting_mta"], "mx.example.net");
+
+    let part = |fields: &str| format!("Content-Type: message/delivery-status\r\n\r\n{fields}");
+    let cases: &[(&str, String, Option<&str>)] = &[
+        (
+            "upper case, no space",
+            part("REPORTING-MTA:dns;MX.Example.NET\r\n\r\nAction: failed\r\n"),
+            Some("MX.Example.NET"),
+        ),
+        (
+            "LF only, after other fields",
+            part("Original-Envelope-Id: x\nReporting-MTA: dns; a.example\n\nAction: failed\n"),
+            Some("a.example"),
+        ),
+        ("not a DNS name", part("Reporting-MTA: x-local-hostname; a.example\r\n"), None),
+        ("in a per-recipient block only", part("Arrival-Date: x\r\n\r\nReporting-MTA: dns; late.example\r\n"), None),
+        ("empty", part("Reporting-MTA: dns;\r\n"), None),
+        ("spaces inside", part("Reporting-MTA: dns; a b\r\n"), None),
+    ];
+    for (name, machine_part, expected) in cases {
+        let inspection = inspect(report("delivery-status", machine_part, ATTACHED_MESSAGE).as_bytes());
+        assert_eq!(inspection.reporting_mta.as_deref(), *expected, "{name}");
+    }
+    // A read receipt names a user agent, not an MTA.
+    let receipt = "Content-Type: message/disposition-notification\r\n\r\nReporting-UA: mua.example\r\nReporting-MTA: dns; mta.example\r\n";
+    assert_eq!(inspect(report("disposition-notification", receipt, ATTACHED_MESSAGE).as_bytes()).reporting_mta, None);
+    assert_eq!(inspect(b"Subject: hi\r\n\r\nReporting-MTA: dns; a.example\r\n").reporting_mta, None);
 }
 
 #[test]
