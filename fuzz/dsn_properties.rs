@@ -6,8 +6,8 @@
 //! `dsn::inspect` on any bytes never panics, and `to_json()` is one JSON
 //! object with exactly the documented keys in the documented order
 //! (`kind`, `original_message_id`, `reason` first, a fixed interface for
-//! scripts; then `rule`, `referenced_ids`, `references`, `calendar_uids`),
-//! holding what the `Inspection` holds: a known kind, a rule that belongs
+//! scripts; then `rule`, `referenced_ids`, `references`, `calendar_uids`,
+//! `reporting_mta`), holding what the `Inspection` holds: a known kind, a rule that belongs
 //! to it, a non-empty reason, at most 64 distinct referenced ids led by the
 //! original's, and all of them, in order, at the head of the (at most 128,
 //! distinct) references.
@@ -20,8 +20,8 @@ use batv_proxy::dsn::{
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
-const KEYS: [&str; 7] =
-    ["kind", "original_message_id", "reason", "rule", "referenced_ids", "references", "calendar_uids"];
+const KEYS: [&str; 8] =
+    ["kind", "original_message_id", "reason", "rule", "referenced_ids", "references", "calendar_uids", "reporting_mta"];
 
 /// The members of a JSON object in the order written.
 struct Ordered(Vec<(String, Value)>);
@@ -98,4 +98,9 @@ pub fn inspection_properties(message: &[u8]) {
     assert!(inspection.calendar_uids.len() <= MAX_CALENDAR_UIDS, "{json}");
     let uids: Vec<Value> = inspection.calendar_uids.iter().cloned().map(Value::String).collect();
     assert_eq!(value("calendar_uids"), &Value::Array(uids), "{json}");
+    let reporting_mta = inspection.reporting_mta.clone().map_or(Value::Null, Value::String);
+    assert_eq!(value("reporting_mta"), &reporting_mta, "{json}");
+    if let Some(host) = &inspection.reporting_mta {
+        assert!(!host.is_empty() && host.len() <= 255 && host.bytes().all(|byte| byte.is_ascii_graphic()), "{json}");
+    }
 }

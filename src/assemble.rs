@@ -20,7 +20,7 @@ use crate::batv::{Codec, Day};
 use crate::config::{
     ClientIdentity, Config, ConfigError, ConfigErrors, EnforceAfter, ListenerSettings, UpstreamTlsMode,
 };
-use crate::ledger::{self, Ledger, LedgerError};
+use crate::ledger::{self, Ledger, LedgerError, LedgerStatus};
 use crate::policy::Policy;
 use crate::status::Probe;
 use crate::tls::{self, ServerTls, UpstreamTls};
@@ -96,7 +96,7 @@ pub fn assemble(config: Config) -> Result<Assembly, ConfigErrors> {
             Err(tls_errors) => errors.extend(tls_errors),
         }
     }
-    if let Err(error) = ledger::check(&config.ledger.store) {
+    if let Err(error) = ledger::check(&config.ledger) {
         errors.push(ledger_problem(&config.file, &error));
     }
     if !errors.is_empty() {
@@ -107,7 +107,7 @@ pub fn assemble(config: Config) -> Result<Assembly, ConfigErrors> {
         FirstStart::NotCounted => None,
         FirstStart::Remembered(day) | FirstStart::Today(day) => Some(day),
     };
-    let codec = Codec::new(&config.keys, config.batv.hash, config.batv.lifetime_days, config.batv.sign_form);
+    let codec = codec(&config);
     let policy = Policy::new(
         config.policy.clone(),
         config.batv.domains.clone(),
@@ -122,11 +122,11 @@ pub fn assemble(config: Config) -> Result<Assembly, ConfigErrors> {
 impl Assembly {
     /// Opens the ledger (taking the redb file's lock, or preparing the
     /// Redis connection). Once per process: a reload keeps the ledger open.
-    pub async fn open_ledger(&self) -> Result<Arc<Ledger>, StartError> {
+    pub async fn open_ledger(&self, status: Arc<LedgerStatus>) -> Result<Arc<Ledger>, StartError> {
         let settings = &self.config.ledger;
         // Ids are kept as long as a tag on them could come back.
         let retention = Duration::from_secs(u64::from(self.config.batv.lifetime_days) * 86_400);
-        match Ledger::open(&settings.store, retention, settings.max_entries).await {
+        match Ledger::open(settings, retention, status).await {
             Ok(ledger) => Ok(ledger),
             Err(error @ LedgerError::Locked { .. }) => Err(StartError::Runtime(anyhow::anyhow!(
                 "{error}; fix: stop the other one, or give this proxy its own ledger.path \
@@ -153,6 +153,13 @@ impl Assembly {
     }
 }
 
+/// The tag codec: the default keys, and each `[[batv.keys]]` set for its domains.
+pub fn codec(config: &Config) -> Codec {
+    let batv = &config.batv;
+    let default = Codec::new(&config.keys, batv.hash, batv.lifetime_days, batv.sign_form);
+    config.domain_keys.iter().fold(default, |codec, set| codec.with_domain_keys(&set.domains, &set.keys))
+}
+
 fn first_start(config: &Config) -> FirstStart {
     if !matches!(config.policy.enforce_after, Some(EnforceAfter::DaysAfterFirstStart(_))) {
         return FirstStart::NotCounted;
@@ -167,18 +174,7 @@ fn first_start(config: &Config) -> FirstStart {
 
 /// A ledger that cannot be used, as the configuration key that chose it.
 fn ledger_problem(file: &Path, error: &LedgerError) -> ConfigError {
-    match error {
-        LedgerError::Redis(_) => {
-            ConfigError::new(file, "ledger.redis_url", error.to_string(), "write redis_url = \"redis://host:6379/0\"")
-        }
-        _ => ConfigError::new(
-            file,
-            "ledger.path",
-            error.to_string(),
-            "point ledger.path (relative to state_dir) at the ledger's redb file, or at a new file in a directory \
-             the user batv-proxy runs as can write",
-        ),
-    }
+    error.config_error(file)
 }
 
 fn probes(listeners: &[ListenerSettings]) -> Vec<Probe> {

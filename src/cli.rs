@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::assemble::{Assembly, StartError, assemble};
-use crate::batv::{Codec, Day, KeyId, keys};
+use crate::batv::{Codec, Day, KeyId, Moment, keys};
 use crate::config::{Config, ConfigErrors, DEFAULT_CONFIG_PATH};
 use crate::keyfile;
 use crate::logging::{self, LogFormat};
@@ -43,6 +43,10 @@ Examples:
     runuser -u batv-proxy -- batv-proxy keygen --printable --output /var/lib/batv-proxy/keys --key-id 4
     systemctl reload batv-proxy
 
+  Rotate keys on many hosts at one second: stage the key, copy the file, reload:
+    runuser -u batv-proxy -- batv-proxy keygen --printable --output /var/lib/batv-proxy/keys --activate-at 2026-03-01T00:00:00Z
+    batv-proxy keys status --config /etc/batv-proxy/batv-proxy.toml
+
 Exit status: 0 success; 1 invalid tag or runtime failure; 2 configuration error.";
 
 #[derive(Debug, Parser)]
@@ -76,6 +80,10 @@ enum Command {
     CheckConfig {
         #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
+        /// Also connect to the ledger's Redis (with its TLS and credentials) and write and
+        /// read a test key, so a wrong password or certificate shows before the deploy.
+        #[arg(long)]
+        connect: bool,
     },
     /// Print the tagged (prvs=) form of an address, as the outbound listener would write it.
     Sign {
@@ -114,6 +122,17 @@ enum Command {
         /// literal string (for hash = "sha1" keys shared with Exim's ${prvs}).
         #[arg(long)]
         printable: bool,
+        /// Stage the key: it signs from this time on (RFC 3339, e.g. 2026-03-01T00:00:00Z),
+        /// on every host that has loaded the file by then; until then it only verifies.
+        #[arg(long, value_name = "RFC3339")]
+        activate_at: Option<String>,
+    },
+    /// Look at the keys: `keys status` lists each key's id, fingerprint, role and activation.
+    Keys {
+        #[arg(long, short, global = true, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: KeysCommand,
     },
     /// Read one message (a file, or - for standard input) and print one JSON object: its
     /// kind ("dsn", "autoreply" or "none"), the Message-ID of the message it answers, and
@@ -189,14 +208,25 @@ The Debian package installs all three.")]
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// List every key of the key file (and of each [[batv.keys]] set): number, fingerprint
+    /// (a short hash, never the secret), role now (signing, verifying, staged) and activation.
+    /// Compare the output of two hosts to see that they sign alike.
+    Status,
+}
+
 pub fn main() -> ExitCode {
     let arguments = Arguments::parse();
     match arguments.command {
         Command::Run { config, log_format } => run(config, log_format),
-        Command::CheckConfig { config } => check_config(config),
+        Command::CheckConfig { config, connect } => check_config(config, connect),
         Command::Sign { config, date, address } => sign(config, date, address),
         Command::Verify { config, date, address } => verify(config, date, address),
-        Command::Keygen { output, key_id, if_missing, printable } => keygen(output, key_id, if_missing, printable),
+        Command::Keygen { output, key_id, if_missing, printable, activate_at } => {
+            keygen(output, key_id, if_missing, printable, activate_at)
+        }
+        Command::Keys { config, command: KeysCommand::Status } => keys_status(config),
         Command::Health { config } => health(config),
         Command::Explain { config, json, query } => explain(config, json, &query),
         Command::Inspect { file } => inspect(file),
@@ -268,7 +298,7 @@ fn judge(
 
 /// The ledger, opened only to look Message-IDs up.
 async fn open_ledger_to_read(assembly: &Assembly) -> Result<std::sync::Arc<crate::ledger::Ledger>, ExitCode> {
-    assembly.open_ledger().await.map_err(|error| {
+    assembly.open_ledger(Default::default()).await.map_err(|error| {
         eprintln!("judge: the ledger: {error}");
         ExitCode::from(EXIT_FAILURE)
     })
@@ -326,10 +356,11 @@ fn run(config_path: PathBuf, log_format: LogFormat) -> ExitCode {
     }
 }
 
-fn check_config(config_path: PathBuf) -> ExitCode {
+fn check_config(config_path: PathBuf, connect: bool) -> ExitCode {
     match load_and_assemble(&config_path) {
         Ok(assembly) => {
             let config = &assembly.config;
+            let now = Moment::from(std::time::SystemTime::now());
             println!(
                 "{}: ok ({} listener{}, {} domain entr{}, signing key {})",
                 config_path.display(),
@@ -337,10 +368,20 @@ fn check_config(config_path: PathBuf) -> ExitCode {
                 if config.listeners.len() == 1 { "" } else { "s" },
                 config.batv.domains.len(),
                 if config.batv.domains.len() == 1 { "y" } else { "ies" },
-                config.keys.signing_key()
+                config.keys.signing_key_at(now)
             );
             for warning in assembly.warnings() {
                 eprintln!("warning: {warning}");
+            }
+            if connect {
+                return match crate::ledger::connect_check(&config.ledger) {
+                    Ok(Some(line)) => {
+                        println!("{line}");
+                        ExitCode::SUCCESS
+                    }
+                    Ok(None) => ExitCode::SUCCESS,
+                    Err(error) => report(&config_path, ConfigErrors(vec![error.config_error(&config.file)])),
+                };
             }
             ExitCode::SUCCESS
         }
@@ -348,8 +389,18 @@ fn check_config(config_path: PathBuf) -> ExitCode {
     }
 }
 
+fn keys_status(config_path: PathBuf) -> ExitCode {
+    let config = match load(&config_path) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let now = Moment::from(std::time::SystemTime::now());
+    print!("{}", crate::key_status::table(&codec(&config), now));
+    ExitCode::SUCCESS
+}
+
 fn codec(config: &Config) -> Codec {
-    Codec::new(&config.keys, config.batv.hash, config.batv.lifetime_days, config.batv.sign_form)
+    crate::assemble::codec(config)
 }
 
 fn day(date: Option<String>) -> Result<Day, ExitCode> {
@@ -373,12 +424,16 @@ fn address(text: &str) -> Result<Mailbox, ExitCode> {
 fn sign(config_path: PathBuf, date: Option<String>, text: String) -> ExitCode {
     let result = (|| {
         let config = load(&config_path)?;
-        let today = day(date)?;
+        // Without --date: now, so a key staged to activate at a time signs from that second.
+        let now = match date {
+            None => Moment::from(std::time::SystemTime::now()),
+            Some(_) => Moment::from(day(date)?),
+        };
         let mailbox = address(&text)?;
         if !config.batv.domains.contains(mailbox.domain()) {
             eprintln!("note: {} is not in batv.domains; the proxy would not sign this sender", mailbox.domain());
         }
-        let signed = codec(&config).sign(&mailbox, today);
+        let signed = codec(&config).sign(&mailbox, now);
         let _ = writeln!(std::io::stdout(), "{signed}");
         Ok(())
     })();
@@ -405,14 +460,37 @@ fn verify(config_path: PathBuf, date: Option<String>, text: String) -> ExitCode 
     result.map_or_else(|code| code, |()| ExitCode::SUCCESS)
 }
 
-fn keygen(output: PathBuf, key_id: Option<u8>, if_missing: bool, printable: bool) -> ExitCode {
+fn keygen(
+    output: PathBuf,
+    key_id: Option<u8>,
+    if_missing: bool,
+    printable: bool,
+    activate_at: Option<String>,
+) -> ExitCode {
     if if_missing && output.exists() {
         eprintln!("{}: exists, left as it is", output.display());
         return ExitCode::SUCCESS;
     }
+    let activates = match activate_at.as_deref().map(|text| (text, Moment::parse_rfc3339(text))) {
+        None => None,
+        Some((_, Some(at))) => Some(at),
+        Some((text, None)) => {
+            eprintln!("--activate-at {text}: not an RFC 3339 time; write it like 2026-03-01T00:00:00Z");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let kind = if printable { keys::SecretKind::Printable } else { keys::SecretKind::Binary };
     let rotating = output.exists();
-    match keyfile::generate(&output, key_id.and_then(KeyId::new), kind) {
+    match keyfile::generate(&output, key_id.and_then(KeyId::new), kind, activates) {
+        Ok(id) if activates.is_some() => {
+            eprintln!(
+                "{}: key {id} written, staged to sign from {}; copy the file to every host and reload each \
+                 (SIGHUP) before then: they all switch at that second, and every key keeps verifying",
+                output.display(),
+                activates.map(Moment::rfc3339).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
         Ok(id) if rotating => {
             eprintln!(
                 "{}: key {id} written on top; a running proxy signs with it after `systemctl reload batv-proxy` \

@@ -128,7 +128,7 @@ pub async fn judge(
     settings.require_auth = false;
     settings.tls = None;
     // Judging records nothing: the ledger is only looked up.
-    let ledger = if settings.role == Role::Outbound { Arc::new(Ledger::Off) } else { ledger };
+    let ledger = if settings.role == Role::Outbound { Ledger::off() } else { ledger };
     let verdicts = Arc::new(VerdictLog::new(8));
     let context = Arc::new(ListenerContext {
         metrics: Arc::new(Metrics::new()).for_listener(&settings.name),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::batv::keys::{self, KeyError, SecretKind};
-use crate::batv::{KeyId, KeyRing};
+use crate::batv::{KeyId, KeyRing, Moment};
 
 #[derive(Debug, Error)]
 pub enum KeyFileError {
@@ -39,13 +39,18 @@ pub fn load(path: &Path) -> Result<KeyRing, KeyFileError> {
 /// Writes a fresh random key to `path`: a new file gets mode 0600; an
 /// existing key file keeps its keys, and the new key goes on top, so a
 /// proxy that reloads the file signs with it. Returns the new key's number.
-pub fn generate(path: &Path, requested: Option<KeyId>, kind: SecretKind) -> Result<KeyId, KeyFileError> {
+pub fn generate(
+    path: &Path,
+    requested: Option<KeyId>,
+    kind: SecretKind,
+    activates: Option<Moment>,
+) -> Result<KeyId, KeyFileError> {
     let existing = match std::fs::read_to_string(path) {
         Ok(text) => Some(text),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
         Err(source) => return Err(KeyFileError::Unreadable { path: path.to_owned(), source }),
     };
-    let (key_id, text) = keys::add_key(existing.as_deref(), path, requested, kind)?;
+    let (key_id, text) = keys::add_key(existing.as_deref(), path, requested, kind, activates)?;
     write_private(path, text.as_bytes()).map_err(|source| KeyFileError::Write { path: path.to_owned(), source })?;
     Ok(key_id)
 }
@@ -96,16 +101,16 @@ mod tests {
     fn generate_creates_then_rotates_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys");
-        assert_eq!(generate(&path, None, SecretKind::Binary).unwrap(), id(0));
+        assert_eq!(generate(&path, None, SecretKind::Binary, None).unwrap(), id(0));
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let first = load(&path).unwrap();
-        assert_eq!(generate(&path, Some(id(5)), SecretKind::Binary).unwrap(), id(5));
+        assert_eq!(generate(&path, Some(id(5)), SecretKind::Binary, None).unwrap(), id(5));
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let ring = load(&path).unwrap();
         let ids: Vec<_> = ring.iter().map(|(id, _)| id.number()).collect();
         assert_eq!(ids, vec![5, 0]);
         assert_eq!(ring.iter().last().unwrap().1.expose(), first.iter().next().unwrap().1.expose());
-        let taken = generate(&path, Some(id(5)), SecretKind::Binary).unwrap_err();
+        let taken = generate(&path, Some(id(5)), SecretKind::Binary, None).unwrap_err();
         assert!(matches!(taken, KeyFileError::Invalid(KeyError::NumberInUse { .. })), "{taken}");
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
         assert_eq!(leftovers, vec![std::ffi::OsString::from("keys")], "no temporary file is left behind");

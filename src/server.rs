@@ -144,6 +144,7 @@ struct Shared {
 /// Each listener's context: its part of the assembly, with what the
 /// process shares.
 fn contexts(policy: &Policy, listeners: Vec<ListenerParts>, shared: &Shared) -> Vec<Arc<ListenerContext<TcpStream>>> {
+    shared.metrics.cluster.show_keys(policy.codec());
     listeners
         .into_iter()
         .map(|parts| {
@@ -194,7 +195,7 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         let (phase, _) = watch::channel(Phase::Running);
         let (sessions_done, sessions_done_wait) = mpsc::channel(1);
-        let ledger = assembly.open_ledger().await?;
+        let ledger = assembly.open_ledger(Arc::clone(&metrics.cluster.ledger)).await?;
         let sampled = Arc::downgrade(&ledger);
         metrics.sample_on_scrape(move |metrics| {
             metrics.set_ledger_entries("file", sampled.upgrade().and_then(|ledger| ledger.file_entries()))

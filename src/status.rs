@@ -90,7 +90,12 @@ async fn respond(request: Request<Incoming>, shared: &Endpoints) -> Response<Ful
         }
         "/healthz" => {
             let targets = shared.upstreams.borrow().clone();
-            let report = shared.health.report(&targets).await;
+            let mut report = shared.health.report(&targets).await;
+            // The ledger's line (cluster_metrics): failing writes make the host unhealthy.
+            if let Some((healthy, line)) = shared.metrics.cluster.ledger.health() {
+                report.healthy &= healthy;
+                report.text.push_str(&line);
+            }
             let status = if report.healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
             reply(status, "text/plain", report.text)
         }

@@ -1,6 +1,10 @@
-//! The key file's text: `K base64-secret` per line, `#` comments. The first
-//! key signs; every key verifies, so a new key can be put on top while tags
-//! made with the old one are still in flight (rotation without a flag day).
+//! The key file's text: `K base64-secret` per line, `#` comments, and an
+//! optional activation time (`K base64-secret activate=2026-03-01T00:00:00Z`).
+//! Of the keys whose time has come, the one activated last signs; lines
+//! without a time count as active since always, and among those the first
+//! line signs. Every key verifies, whatever its time, so a file with a key
+//! staged for later can be copied to every host ahead of time and all hosts
+//! switch at the same second (rotation without a flag day).
 //!
 //! Text in, text out: reading and writing the file, with its permission
 //! checks, is `crate::keyfile`'s, so that `batv` stays free of file I/O.
@@ -10,8 +14,10 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use super::keyset::Moment;
 use super::tag::KeyId;
 
 /// Secret key bytes. `Debug` never shows them, and they are overwritten
@@ -43,10 +49,55 @@ impl Drop for Secret {
     }
 }
 
+/// One line of the key file.
+#[derive(Debug)]
+pub struct KeyEntry {
+    pub id: KeyId,
+    pub secret: Secret,
+    /// When it starts signing; `None`: since always.
+    pub activates: Option<Moment>,
+}
+
+impl KeyEntry {
+    /// A short hash that tells keys apart without revealing them: the
+    /// first 6 bytes of SHA-256 over a fixed label and the secret, in hex.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(self.secret.expose())
+    }
+}
+
+pub fn fingerprint(secret: &[u8]) -> String {
+    let digest = Sha256::new().chain_update(b"batv-proxy key fingerprint\0").chain_update(secret).finalize();
+    digest[..6].iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// What a key does at a given moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRole {
+    /// Signs new tags (and verifies).
+    Signing,
+    /// Active, superseded by a later key: verifies tags made with it.
+    Verifying,
+    /// Activates later; verifies already, so hosts that switched first are understood.
+    Staged,
+}
+
+impl KeyRole {
+    pub const ALL: [KeyRole; 3] = [KeyRole::Signing, KeyRole::Verifying, KeyRole::Staged];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyRole::Signing => "signing",
+            KeyRole::Verifying => "verifying",
+            KeyRole::Staged => "staged",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct KeyRing {
-    /// In file order; the first signs.
-    keys: Vec<(KeyId, Secret)>,
+    /// In file order.
+    keys: Vec<KeyEntry>,
 }
 
 /// What is wrong with a key file's text, or with the key asked for.
@@ -70,7 +121,7 @@ impl KeyRing {
     /// Parses key file text; `path` only names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self, KeyError> {
         let syntax = |line: usize, problem: String| KeyError::Syntax { path: path.to_owned(), line, problem };
-        let mut keys: Vec<(KeyId, Secret)> = Vec::new();
+        let mut keys: Vec<KeyEntry> = Vec::new();
         for (index, line) in text.lines().enumerate() {
             let line_number = index + 1;
             let line = line.trim();
@@ -78,10 +129,14 @@ impl KeyRing {
                 continue;
             }
             let mut fields = line.split_whitespace();
-            let (Some(number), Some(secret), None) = (fields.next(), fields.next(), fields.next()) else {
+            let (Some(number), Some(secret), activation, None) =
+                (fields.next(), fields.next(), fields.next(), fields.next())
+            else {
                 return Err(syntax(
                     line_number,
-                    "expected `K base64-secret` (key number 0-9, a space, the secret)".into(),
+                    "expected `K base64-secret` (key number 0-9, a space, the secret), optionally followed by \
+                     `activate=2026-03-01T00:00:00Z`"
+                        .into(),
                 ));
             };
             let key_id = number
@@ -89,7 +144,7 @@ impl KeyRing {
                 .ok()
                 .and_then(KeyId::new)
                 .ok_or_else(|| syntax(line_number, format!("key number `{number}` is not a digit 0-9")))?;
-            if keys.iter().any(|(existing, _)| *existing == key_id) {
+            if keys.iter().any(|existing| existing.id == key_id) {
                 return Err(syntax(
                     line_number,
                     format!("key number {key_id} appears twice; each key needs its own number"),
@@ -101,7 +156,21 @@ impl KeyRing {
             if bytes.is_empty() {
                 return Err(syntax(line_number, format!("the secret of key {key_id} is empty")));
             }
-            keys.push((key_id, Secret::new(bytes)));
+            let activates = match activation {
+                None => None,
+                Some(field) => {
+                    Some(field.strip_prefix("activate=").and_then(Moment::parse_rfc3339).ok_or_else(|| {
+                        syntax(
+                            line_number,
+                            format!(
+                                "`{field}` after the secret of key {key_id}: expected activate= and an RFC 3339 \
+                                     time, like activate=2026-03-01T00:00:00Z"
+                            ),
+                        )
+                    })?)
+                }
+            };
+            keys.push(KeyEntry { id: key_id, secret: Secret::new(bytes), activates });
         }
         if keys.is_empty() {
             return Err(KeyError::Empty { path: path.to_owned() });
@@ -109,13 +178,64 @@ impl KeyRing {
         Ok(KeyRing { keys })
     }
 
-    pub fn signing_key(&self) -> KeyId {
-        self.keys[0].0
+    /// The key that signs at `now`: of the keys whose time has come, the
+    /// one activated last (among keys without a time, the first line).
+    /// Before any key's time, the first to come.
+    pub fn signing_key_at(&self, now: Moment) -> KeyId {
+        signing_index(self.keys.iter().map(|key| key.activates), now)
+            .map_or(self.keys[0].id, |index| self.keys[index].id)
+    }
+
+    /// What each key does at `now`, in file order.
+    pub fn roles_at(&self, now: Moment) -> impl Iterator<Item = (&KeyEntry, KeyRole)> {
+        let signing = self.signing_key_at(now);
+        self.keys.iter().map(move |key| {
+            let role = if key.id == signing {
+                KeyRole::Signing
+            } else if key.activates.is_some_and(|at| at > now) {
+                KeyRole::Staged
+            } else {
+                KeyRole::Verifying
+            };
+            (key, role)
+        })
+    }
+
+    /// Whether some key's time has come at `now`.
+    pub fn any_active_at(&self, now: Moment) -> bool {
+        self.keys.iter().any(|key| key.activates.is_none_or(|at| at <= now))
+    }
+
+    pub fn entries(&self) -> &[KeyEntry] {
+        &self.keys
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (KeyId, &Secret)> {
-        self.keys.iter().map(|(id, secret)| (*id, secret))
+        self.keys.iter().map(|key| (key.id, &key.secret))
     }
+}
+
+/// Which of a list of activation times signs at `now` (see
+/// [`KeyRing::signing_key_at`]); `None` for an empty list.
+pub(super) fn signing_index(activations: impl Iterator<Item = Option<Moment>>, now: Moment) -> Option<usize> {
+    let mut active: Option<(usize, Option<Moment>)> = None;
+    let mut earliest: Option<(usize, Moment)> = None;
+    for (index, activates) in activations.enumerate() {
+        match activates {
+            Some(at) if at > now => {
+                if earliest.is_none_or(|(_, first)| at < first) {
+                    earliest = Some((index, at));
+                }
+            }
+            // Later activation wins; among equals (and among "always") the first line.
+            _ => {
+                if active.is_none_or(|(_, best)| activates > best) {
+                    active = Some((index, activates));
+                }
+            }
+        }
+    }
+    active.map(|(index, _)| index).or(earliest.map(|(index, _)| index))
 }
 
 /// What the random secret looks like.
@@ -169,14 +289,16 @@ pub fn add_key(
     path: &Path,
     requested: Option<KeyId>,
     kind: SecretKind,
+    activates: Option<Moment>,
 ) -> Result<(KeyId, String), KeyError> {
     let ring = existing.map(|text| KeyRing::parse(text, path)).transpose()?;
     let used: Vec<KeyId> = ring.iter().flat_map(|ring| ring.iter().map(|(id, _)| id)).collect();
+    // After the number of the key that signs last, when every staged key has come.
     let key_id = match requested {
         Some(id) if used.contains(&id) => return Err(KeyError::NumberInUse { path: path.to_owned(), id }),
         Some(id) => id,
         None => {
-            let start = ring.as_ref().map_or(0, |ring| ring.signing_key().number() + 1);
+            let start = ring.as_ref().map_or(0, |ring| ring.signing_key_at(Moment::LATEST).number() + 1);
             (0..10)
                 .map(|offset| KeyId::new((start + offset) % 10).expect("digit"))
                 .find(|id| !used.contains(id))
@@ -185,11 +307,18 @@ pub fn add_key(
     };
     let secret =
         Secret::new(random_secret(kind).map_err(|source| KeyError::NoRandomness { path: path.to_owned(), source })?);
-    let key_line = format!("{key_id} {}\n", BASE64.encode(secret.expose()));
+    let key_line = match activates {
+        None => format!("{key_id} {}\n", BASE64.encode(secret.expose())),
+        Some(at) => format!("{key_id} {} activate={}\n", BASE64.encode(secret.expose()), at.rfc3339()),
+    };
     let mut text = String::new();
     match existing {
         None => {
-            text.push_str("# batv-proxy keys: `number base64-secret`. The first key signs; all keys verify.\n");
+            text.push_str(
+                "# batv-proxy keys: `number base64-secret [activate=RFC3339]`. Of the keys whose time has come, the \
+                 one activated last signs (a line without a time: since always; among those, the first); all keys \
+                 verify.\n",
+            );
             text.push_str(&key_line);
         }
         Some(old) => {
@@ -220,7 +349,7 @@ mod tests {
     #[test]
     fn parses_keys_in_order_with_comments() {
         let ring = KeyRing::parse("# header\n\n3 c2VjcmV0\n  1 b2xk  \n", Path::new("k")).unwrap();
-        assert_eq!(ring.signing_key(), id(3));
+        assert_eq!(ring.signing_key_at(Moment::EARLIEST), id(3));
         let keys: Vec<_> = ring.iter().map(|(id, secret)| (id, secret.expose().to_vec())).collect();
         assert_eq!(keys, vec![(id(3), b"secret".to_vec()), (id(1), b"old".to_vec())]);
     }
@@ -229,7 +358,8 @@ mod tests {
     fn syntax_errors_name_the_line() {
         for (text, needle) in [
             ("3", "expected"),
-            ("3 a b", "expected"),
+            ("3 YQ== b c", "expected"),
+            ("3 YQ== b", "RFC 3339"),
             ("x c2VjcmV0", "not a digit"),
             ("12 c2VjcmV0", "not a digit"),
             ("3 !!!", "base64"),
@@ -253,26 +383,85 @@ mod tests {
     #[test]
     fn add_key_creates_then_puts_new_keys_on_top() {
         let path = Path::new("keys");
-        let (first, text) = add_key(None, path, None, SecretKind::Binary).unwrap();
+        let (first, text) = add_key(None, path, None, SecretKind::Binary, None).unwrap();
         assert_eq!(first, id(0));
         let ring = KeyRing::parse(&text, path).unwrap();
         let secret = ring.iter().next().unwrap().1.expose().to_vec();
         assert_eq!(secret.len(), 32);
         assert!(!secret.contains(&0), "NUL bytes would break Exim interop");
-        let (fifth, text) = add_key(Some(&text), path, Some(id(5)), SecretKind::Binary).unwrap();
+        let (fifth, text) = add_key(Some(&text), path, Some(id(5)), SecretKind::Binary, None).unwrap();
         assert_eq!(fifth, id(5));
-        let (next, text) = add_key(Some(&text), path, None, SecretKind::Binary).unwrap();
+        let (next, text) = add_key(Some(&text), path, None, SecretKind::Binary, None).unwrap();
         assert_eq!(next, id(6), "the number after the signing key's");
         let ring = KeyRing::parse(&text, path).unwrap();
         let ids: Vec<_> = ring.iter().map(|(id, _)| id.number()).collect();
         assert_eq!(ids, vec![6, 5, 0]);
         assert_eq!(ring.iter().last().unwrap().1.expose(), secret.as_slice(), "old keys are kept byte for byte");
         assert!(text.starts_with("# batv-proxy keys"), "comments above the keys stay on top");
-        let taken = add_key(Some(&text), path, Some(id(5)), SecretKind::Binary).unwrap_err();
+        let taken = add_key(Some(&text), path, Some(id(5)), SecretKind::Binary, None).unwrap_err();
         assert!(taken.to_string().contains("already"), "{taken}");
-        let (_, text) = add_key(Some(&text), path, None, SecretKind::Printable).unwrap();
+        let (_, text) = add_key(Some(&text), path, None, SecretKind::Printable, None).unwrap();
         let printable = KeyRing::parse(&text, path).unwrap().iter().next().unwrap().1.expose().to_vec();
         assert_eq!(printable.len(), 43);
         assert!(printable.iter().all(u8::is_ascii_alphanumeric), "{printable:?}");
+    }
+
+    fn at(text: &str) -> Moment {
+        Moment::parse_rfc3339(text).unwrap()
+    }
+
+    #[test]
+    fn the_key_activated_last_signs_and_every_key_verifies() {
+        let text = "0 a2V5LXplcm8=\n1 a2V5LW9uZQ== activate=2026-03-01T00:00:00Z\n\
+                    2 a2V5LXR3bw== activate=2026-06-01T00:00:00+02:00\n";
+        let ring = KeyRing::parse(text, Path::new("k")).unwrap();
+        let before = at("2026-02-28T23:59:59Z");
+        assert_eq!(ring.signing_key_at(before), id(0), "untimed keys sign until a timed one comes");
+        assert_eq!(ring.signing_key_at(at("2026-03-01T00:00:00Z")), id(1), "at the second it activates");
+        assert_eq!(ring.signing_key_at(at("2026-05-31T21:59:59Z")), id(1));
+        assert_eq!(ring.signing_key_at(at("2026-05-31T22:00:00Z")), id(2), "offsets are honoured");
+        let roles: Vec<(u8, KeyRole)> = ring.roles_at(before).map(|(key, role)| (key.id.number(), role)).collect();
+        assert_eq!(roles, [(0, KeyRole::Signing), (1, KeyRole::Staged), (2, KeyRole::Staged)]);
+        let roles: Vec<KeyRole> = ring.roles_at(at("2026-07-01T00:00:00Z")).map(|(_, role)| role).collect();
+        assert_eq!(roles, [KeyRole::Verifying, KeyRole::Verifying, KeyRole::Signing]);
+        assert_eq!(ring.iter().count(), 3, "all keys verify");
+        // Only future keys: the first to come signs (check-config refuses such a file).
+        let future = KeyRing::parse(
+            "4 YQ== activate=2099-01-01T00:00:00Z\n5 Yg== activate=2098-01-01T00:00:00Z\n",
+            Path::new("k"),
+        )
+        .unwrap();
+        assert!(!future.any_active_at(before));
+        assert_eq!(future.signing_key_at(before), id(5));
+        // Plain lines: the first signs, as always.
+        let plain = KeyRing::parse("7 YQ==\n3 Yg==\n", Path::new("k")).unwrap();
+        assert_eq!(plain.signing_key_at(before), id(7));
+        for bad in ["1 YQ== activate=tomorrow", "1 YQ== after=2026-03-01T00:00:00Z", "1 YQ== activate=2026-03-01"] {
+            let error = KeyRing::parse(bad, Path::new("k")).unwrap_err().to_string();
+            assert!(error.contains("RFC 3339"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn fingerprints_tell_keys_apart_without_showing_them() {
+        let ring = KeyRing::parse("1 c2VjcmV0\n2 b3RoZXI=\n", Path::new("k")).unwrap();
+        let prints: Vec<String> = ring.entries().iter().map(KeyEntry::fingerprint).collect();
+        assert_eq!(prints[0].len(), 12);
+        assert_ne!(prints[0], prints[1]);
+        assert!(!prints[0].contains("c2VjcmV0") && prints[0] != "736563726574", "{prints:?}");
+        assert_eq!(prints[0], fingerprint(b"secret"), "stable: the same on every host");
+    }
+
+    #[test]
+    fn keygen_stages_a_key() {
+        let path = Path::new("keys");
+        let (_, text) = add_key(None, path, None, SecretKind::Binary, None).unwrap();
+        let (staged, text) =
+            add_key(Some(&text), path, None, SecretKind::Binary, Some(at("2030-01-01T00:00:00Z"))).unwrap();
+        assert_eq!(staged, id(1));
+        assert!(text.contains(" activate=2030-01-01T00:00:00Z\n"), "{text}");
+        let ring = KeyRing::parse(&text, path).unwrap();
+        assert_eq!(ring.signing_key_at(at("2029-12-31T23:59:59Z")), id(0));
+        assert_eq!(ring.signing_key_at(at("2030-01-01T00:00:00Z")), id(1));
     }
 }

@@ -9,6 +9,7 @@
 //! MTA lower-cased is lost, which Exim's scheme cannot avoid.
 
 pub mod keys;
+pub mod keyset;
 pub mod tag;
 
 use std::borrow::Cow;
@@ -18,10 +19,14 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 use sha2::Sha256;
 
-pub use keys::{KeyRing, Secret};
+pub use keys::{KeyRing, KeyRole, Secret};
+pub use keyset::{KeyDescription, Moment};
 pub use tag::{Day, KeyId, Parsed, Tag, TagForm, TaggedMailbox};
 
-use crate::smtp::address::Mailbox;
+use crate::domains::DomainMap;
+use crate::smtp::address::{Domain, Mailbox};
+
+use self::keyset::KeySet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -161,14 +166,17 @@ impl fmt::Debug for KeyedMac {
     }
 }
 
-/// Signs and verifies tags with one key ring and one set of settings.
+/// Signs and verifies tags with one key ring (and a ring per tenant's
+/// domains, if any) and one set of settings.
 #[derive(Debug, Clone)]
 pub struct Codec {
     hash: HashAlgorithm,
     lifetime_days: u16,
     form: TagForm,
-    signing_key: KeyId,
-    keys: [Option<KeyedMac>; 10],
+    default: KeySet,
+    /// `[[batv.keys]]`: domains that sign and verify with a set of their own.
+    tenants: Vec<KeySet>,
+    tenant_of: DomainMap<usize>,
 }
 
 impl Codec {
@@ -176,11 +184,32 @@ impl Codec {
     /// ensures it.
     pub fn new(keys: &KeyRing, hash: HashAlgorithm, lifetime_days: u16, form: TagForm) -> Self {
         assert!((1..=MAX_LIFETIME_DAYS).contains(&lifetime_days), "lifetime out of range");
-        let mut macs: [Option<KeyedMac>; 10] = Default::default();
-        for (id, secret) in keys.iter() {
-            macs[usize::from(id.number())] = Some(KeyedMac::new(hash, secret));
+        Codec {
+            hash,
+            lifetime_days,
+            form,
+            default: KeySet::new(keys, hash, "default"),
+            tenants: Vec::new(),
+            tenant_of: DomainMap::default(),
         }
-        Codec { hash, lifetime_days, form, signing_key: keys.signing_key(), keys: macs }
+    }
+
+    /// Gives `domains` (names or `*.parent` wildcards) keys of their own:
+    /// their addresses are signed and verified with `keys` only.
+    pub fn with_domain_keys(mut self, domains: &[String], keys: &KeyRing) -> Self {
+        let name = domains.first().map_or("tenant", String::as_str);
+        self.tenants.push(KeySet::new(keys, self.hash, name));
+        for domain in domains {
+            self.tenant_of.insert_with(domain, self.tenants.len() - 1);
+        }
+        self
+    }
+
+    fn keys_for(&self, domain: &Domain) -> &KeySet {
+        match self.tenant_of.get(domain) {
+            Some(&index) => &self.tenants[index],
+            None => &self.default,
+        }
     }
 
     pub fn hash(&self) -> HashAlgorithm {
@@ -191,23 +220,36 @@ impl Codec {
         self.lifetime_days
     }
 
-    pub fn signing_key(&self) -> KeyId {
-        self.signing_key
+    /// The key that signs `domain`'s addresses at `now`.
+    pub fn signing_key(&self, domain: &Domain, now: impl Into<Moment>) -> KeyId {
+        self.keys_for(domain).signing_key(now.into())
     }
 
-    /// The tagged form of `mailbox`, valid from `today` for the lifetime.
-    /// An address that already carries a tag (or looks like it) is returned
-    /// unchanged: nothing is ever tagged twice.
-    pub fn sign(&self, mailbox: &Mailbox, today: Day) -> Mailbox {
+    /// Every key of every set with its role at `now`: the default set
+    /// first, then the tenants' in the order configured.
+    pub fn key_roles(&self, now: Moment) -> Vec<(KeyDescription, KeyRole)> {
+        std::iter::once(&self.default)
+            .chain(&self.tenants)
+            .flat_map(|set| set.roles(now).map(|(key, role)| (key.clone(), role)))
+            .collect()
+    }
+
+    /// The tagged form of `mailbox`, signed with the key that signs at
+    /// `now` and valid from that day for the lifetime. An address that
+    /// already carries a tag (or looks like it) is returned unchanged:
+    /// nothing is ever tagged twice. A [`Day`] stands for its noon.
+    pub fn sign(&self, mailbox: &Mailbox, now: impl Into<Moment>) -> Mailbox {
         if tag::parse(mailbox) != Parsed::Untagged {
             return mailbox.clone();
         }
-        let expiry = today.plus(u32::from(self.lifetime_days)).stamp();
-        let mut mac =
-            self.keys[usize::from(self.signing_key.number())].clone().expect("the signing key is in the ring");
-        mac.update(&Tag::signed_prefix(self.signing_key, expiry));
+        let now = now.into();
+        let keys = self.keys_for(mailbox.domain());
+        let key_id = keys.signing_key(now);
+        let expiry = now.day().plus(u32::from(self.lifetime_days)).stamp();
+        let mut mac = keys.macs[usize::from(key_id.number())].clone().expect("the signing key is in the ring");
+        mac.update(&Tag::signed_prefix(key_id, expiry));
         mac.update(self.hashed_form(mailbox).as_bytes());
-        let tag = Tag { key_id: self.signing_key, expiry, signature: mac.signature() };
+        let tag = Tag { key_id, expiry, signature: mac.signature() };
         tag::compose(mailbox, &tag, self.form)
     }
 
@@ -225,7 +267,7 @@ impl Codec {
         };
         let TaggedMailbox { tag, original, .. } = tagged;
         let invalid = |reason, original| Err(Invalid { reason, original: Some(original), key_id: Some(tag.key_id) });
-        let Some(keyed) = &self.keys[usize::from(tag.key_id.number())] else {
+        let Some(keyed) = &self.keys_for(original.domain()).macs[usize::from(tag.key_id.number())] else {
             return invalid(Failure::UnknownKey, original);
         };
         let prefix = Tag::signed_prefix(tag.key_id, tag.expiry);

@@ -235,6 +235,14 @@ fn rfind_ignore_case(text: &str, needle: &str) -> Option<usize> {
         .find(|&start| text[start..start + needle.len()].eq_ignore_ascii_case(needle))
 }
 
+/// The key number of a tagged address; `None` when it carries no tag.
+pub fn key_of(mailbox: &Mailbox) -> Option<KeyId> {
+    match parse(mailbox) {
+        Parsed::Tagged(tagged) => Some(tagged.tag.key_id),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

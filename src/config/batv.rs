@@ -1,12 +1,14 @@
 //! `[batv]`: the tag scheme, the key file and our domains.
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
-use crate::batv::{HashAlgorithm, KeyRing, MAX_LIFETIME_DAYS, TagForm};
+use crate::batv::{HashAlgorithm, KeyRing, MAX_LIFETIME_DAYS, Moment, TagForm};
+use crate::domains::DomainMap;
 use crate::keyfile::{self, KeyFileError};
 pub use crate::policy::DomainSet;
 
-use super::section::Section;
+use super::section::{Presence, Section};
 use super::values::{Problem, check_domain_entry, choice, is_host_name, number, path};
 
 /// Bounces come back within days; a week also covers a long weekend's
@@ -29,8 +31,25 @@ pub struct BatvSettings {
     pub mta_names: DomainSet,
 }
 
-/// The settings, and the keys when the key file could be read.
-pub(super) fn read_batv(batv: &mut Section, base: &Path) -> (Option<BatvSettings>, Option<KeyRing>) {
+/// A `[[batv.keys]]` entry: domains that sign and verify with keys of
+/// their own, so one tenant's keys rotate or retire alone.
+#[derive(Debug)]
+pub struct DomainKeys {
+    /// As written: names and `*.parent` wildcards.
+    pub domains: Vec<String>,
+    pub key_file: PathBuf,
+    pub keys: KeyRing,
+}
+
+/// What `[batv]` holds: the settings, the default keys, the tenants' keys.
+pub(super) struct ReadBatv {
+    pub settings: Option<BatvSettings>,
+    pub keys: Option<KeyRing>,
+    pub domain_keys: Vec<DomainKeys>,
+}
+
+/// The settings, and the keys when the key files could be read.
+pub(super) fn read_batv(batv: &mut Section, base: &Path) -> ReadBatv {
     let hash = batv.get_or("hash", HashAlgorithm::Sha256, choice(HASHES));
     let lifetime_days = batv.get_or("lifetime_days", DEFAULT_LIFETIME_DAYS, number(1..=MAX_LIFETIME_DAYS));
     let sign_form = batv.get_or("sign_form", TagForm::Standard, choice(SIGN_FORMS));
@@ -42,10 +61,15 @@ pub(super) fn read_batv(batv: &mut Section, base: &Path) -> (Option<BatvSettings
         "set key_file = \"keys\" and create it with: batv-proxy keygen --output keys",
         path(base, "key_file = \"keys\""),
     );
+    let domain_keys = read_domain_keys(batv, base, hash);
 
     let mut domains: DomainSet = listed.into_iter().collect();
     if let Some(file) = &domains_file {
         read_domains_file(batv, file, &mut domains);
+    }
+    // A domain with keys of its own is one of ours.
+    for entry in domain_keys.iter().flat_map(|set| &set.domains) {
+        domains.insert(entry);
     }
     if domains.is_empty() && !batv.is_set("domains_file") {
         batv.report(
@@ -54,21 +78,71 @@ pub(super) fn read_batv(batv: &mut Section, base: &Path) -> (Option<BatvSettings
             "list your domains: domains = [\"example.com\"]",
         );
     }
-    let Some(key_file) = key_file else { return (None, None) };
-    let keys = match keyfile::load(&key_file) {
-        Ok(keys) => Some(keys),
+    let Some(key_file) = key_file else { return ReadBatv { settings: None, keys: None, domain_keys } };
+    let keys = load_keys(batv, &key_file, hash);
+    let settings = BatvSettings { key_file, hash, lifetime_days, domains, sign_form, mta_names };
+    ReadBatv { settings: Some(settings), keys, domain_keys }
+}
+
+/// `[[batv.keys]]`: each entry's domains and key file; a domain in two
+/// entries is an error (which keys would sign it?).
+fn read_domain_keys(batv: &mut Section, base: &Path, hash: HashAlgorithm) -> Vec<DomainKeys> {
+    let example = "[[batv.keys]] with domains = [\"tenant.example\"] and key_file = \"tenant.keys\"";
+    let entries = batv.tables("keys", example, Presence::Optional, |entry| {
+        let domains = entry.get_each("domains", domain_entry);
+        let key_file = entry.require(
+            "key_file",
+            "set key_file = \"tenant.keys\" and create it with: batv-proxy keygen --output tenant.keys",
+            path(base, "key_file = \"tenant.keys\""),
+        );
+        let domains = match domains {
+            Some(domains) if !domains.is_empty() => domains,
+            _ => {
+                if !entry.is_set("domains") {
+                    entry.report(
+                        "domains",
+                        "missing",
+                        "list the domains these keys sign: domains = [\"tenant.example\"]",
+                    );
+                }
+                return None;
+            }
+        };
+        let keys = load_keys(entry, key_file.as_ref()?, hash)?;
+        Some(DomainKeys { domains, key_file: key_file?, keys })
+    });
+    let mut seen: DomainMap<usize> = DomainMap::default();
+    let mut sets = Vec::new();
+    for (index, entry) in entries.into_iter().enumerate() {
+        let Some(entry) = entry else { continue };
+        for domain in &entry.domains {
+            if let Some(first) = seen.insert_with(domain, index + 1) {
+                batv.report(
+                    &format!("keys[{}].domains", index + 1),
+                    format!("\"{domain}\" is also in keys[{first}]"),
+                    "give each domain one key set",
+                );
+            }
+        }
+        sets.push(entry);
+    }
+    sets
+}
+
+/// Loads a key file named by `key_file` in `section`, reporting what stops it from working.
+fn load_keys(section: &Section, key_file: &Path, hash: HashAlgorithm) -> Option<KeyRing> {
+    let keys = match keyfile::load(key_file) {
+        Ok(keys) => keys,
         Err(error) => {
-            let (problem, fix) = key_file_problem(&error, &key_file);
-            batv.report("key_file", problem, fix);
-            None
+            let (problem, fix) = key_file_problem(&error, key_file);
+            section.report("key_file", problem, fix);
+            return None;
         }
     };
-    if let Some(keys) = &keys
-        && hash == HashAlgorithm::Sha1
-    {
+    if hash == HashAlgorithm::Sha1 {
         for (id, secret) in keys.iter() {
             if secret.expose().len() > 64 || secret.expose().contains(&0) {
-                batv.report(
+                section.report(
                     "key_file",
                     format!("key {id} is longer than 64 bytes or contains a NUL byte, which Exim cannot use, so hash = \"sha1\" would not interoperate"),
                     "use keys of at most 64 bytes without NUL (batv-proxy keygen makes 32 bytes), or hash = \"sha256\"",
@@ -76,7 +150,17 @@ pub(super) fn read_batv(batv: &mut Section, base: &Path) -> (Option<BatvSettings
             }
         }
     }
-    (Some(BatvSettings { key_file, hash, lifetime_days, domains, sign_form, mta_names }), keys)
+    if !keys.any_active_at(Moment::from(SystemTime::now())) {
+        section.report(
+            "key_file",
+            format!(
+                "no key in {} is active yet: every key line has an activation time in the future",
+                key_file.display()
+            ),
+            "keep the key that signs now as a line without activate= (or with a past time) beside the staged one",
+        );
+    }
+    Some(keys)
 }
 
 fn domain_entry(entry: &str) -> Result<String, Problem> {
@@ -141,7 +225,7 @@ fn key_file_problem(error: &KeyFileError, path: &Path) -> (String, String) {
             _ => format!("check that {path} is a readable file"),
         },
         KeyFileError::Permissions { .. } => format!("chmod 600 {path}"),
-        _ => "correct the key file (one `K base64-secret` per line)".into(),
+        _ => "correct the key file (one `K base64-secret [activate=RFC3339]` per line)".into(),
     };
     let problem = error.to_string();
     let problem = problem.split("; fix:").next().unwrap_or(&problem).to_owned();

@@ -27,8 +27,11 @@ use toml::Table;
 
 use crate::batv::KeyRing;
 
-pub use self::batv::{BatvSettings, DEFAULT_LIFETIME_DAYS, DomainSet};
-pub use self::ledger::{DEFAULT_LEDGER_FILE, DEFAULT_LEDGER_MAX_ENTRIES, LedgerSettings, LedgerStore};
+pub use self::batv::{BatvSettings, DEFAULT_LIFETIME_DAYS, DomainKeys, DomainSet};
+pub use self::ledger::{
+    DEFAULT_LEDGER_FILE, DEFAULT_LEDGER_MAX_ENTRIES, DEFAULT_LEDGER_QUEUE_MAX_ENTRIES, LedgerSettings, LedgerStore,
+    RedisPassword, RedisSettings, RedisTopology, redact_url,
+};
 pub use self::listener::{
     ClientIdentity, ClientNetwork, DEFAULT_COMMAND_TIMEOUT, DEFAULT_DATA_TIMEOUT, DEFAULT_IPV6_CLIENT_PREFIX,
     DEFAULT_MAX_COMMAND_LINE, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MAX_ERRORS,
@@ -115,6 +118,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub batv: BatvSettings,
     pub keys: KeyRing,
+    /// `[[batv.keys]]`: tenants' domains with keys of their own.
+    pub domain_keys: Vec<DomainKeys>,
     pub policy: PolicySettings,
     pub listeners: Vec<ListenerSettings>,
     /// Where `/metrics` and `/healthz` are served, if anywhere.
@@ -168,17 +173,21 @@ impl Config {
                 ));
             }
         }
-        for (id, secret) in self.keys.iter() {
-            let length = secret.expose().len();
-            if length < MIN_KEY_BYTES {
-                warnings.push(format!(
-                    "batv.key_file: key {id} in {} is only {length} byte{}: a short key can be guessed from a few \
-                     valid tags, and then anyone can forge them; fix: batv-proxy keygen --output {} (32 random bytes), \
-                     or at least {MIN_KEY_BYTES} bytes",
-                    self.batv.key_file.display(),
-                    if length == 1 { "" } else { "s" },
-                    self.batv.key_file.display()
-                ));
+        let key_files = std::iter::once((&self.batv.key_file, &self.keys))
+            .chain(self.domain_keys.iter().map(|set| (&set.key_file, &set.keys)));
+        for (file, keys) in key_files {
+            for (id, secret) in keys.iter() {
+                let length = secret.expose().len();
+                if length < MIN_KEY_BYTES {
+                    warnings.push(format!(
+                        "batv.key_file: key {id} in {} is only {length} byte{}: a short key can be guessed from a few \
+                         valid tags, and then anyone can forge them; fix: batv-proxy keygen --output {} (32 random \
+                         bytes), or at least {MIN_KEY_BYTES} bytes",
+                        file.display(),
+                        if length == 1 { "" } else { "s" },
+                        file.display()
+                    ));
+                }
             }
         }
         let mut keys: Vec<&String> = self.policy.message_id_patterns.keys().collect();
@@ -274,7 +283,8 @@ fn read_config(root: &mut Section, file: &Path, base: &Path) -> Option<Config> {
     let (metrics_listen, verdicts) = root.table("metrics", "[metrics]", Presence::Optional, server::read_metrics);
     let server = root.table("server", "[server]", Presence::Optional, server::read_server);
     let required_batv = Presence::Required("the [batv] table is missing", "add [batv] with key_file and domains");
-    let (batv, keys) = root.table("batv", "[batv]", required_batv, |batv| batv::read_batv(batv, base));
+    let batv::ReadBatv { settings: batv, keys, domain_keys } =
+        root.table("batv", "[batv]", required_batv, |batv| batv::read_batv(batv, base));
     let policy = root.table("policy", "[policy]", Presence::Optional, policy::read_policy);
     let required_listener = Presence::Required(
         "no [[listener]] is configured",
@@ -285,7 +295,8 @@ fn read_config(root: &mut Section, file: &Path, base: &Path) -> Option<Config> {
         .into_iter()
         .flatten()
         .collect();
-    let ledger = root.table("ledger", "[ledger]", Presence::Optional, |ledger| ledger::read_ledger(ledger, &state_dir));
+    let ledger =
+        root.table("ledger", "[ledger]", Presence::Optional, |ledger| ledger::read_ledger(ledger, &state_dir, base));
 
     let v6_covers_v4 = ipv6_wildcard_takes_ipv4();
     for (index, listener) in listeners.iter().enumerate() {
@@ -342,6 +353,7 @@ fn read_config(root: &mut Section, file: &Path, base: &Path) -> Option<Config> {
         state_dir,
         batv: batv?,
         keys: keys?,
+        domain_keys,
         policy,
         listeners,
         metrics_listen,

@@ -262,7 +262,8 @@ key = "key.pem"
     let config = fixture.parse(text).unwrap_or_else(|errors| panic!("{errors}"));
     let listener = &config.listeners[0];
     assert_eq!((config.worker_threads, config.batv.lifetime_days, config.ledger.max_entries), (Some(2), 9, 5000));
-    assert_eq!(config.ledger.store, LedgerStore::Redis("redis://127.0.0.1:6379/1".into()));
+    let LedgerStore::Redis(redis) = &config.ledger.store else { panic!("{:?}", config.ledger.store) };
+    assert_eq!(redis.topology, crate::config::RedisTopology::Single("redis://127.0.0.1:6379/1".into()));
     assert_eq!(config.policy.bounce_senders, ["postmaster"]);
     assert_eq!((listener.ipv6_client_prefix, listener.limits.max_command_line), (56, 1024));
     assert_eq!(listener.upstream_tls.verify, UpstreamVerify::Pin(vec![[0; 32]]));
@@ -395,6 +396,110 @@ fn sizes() {
     assert_eq!(parse_size("10 MB"), Some(10_000_000));
     assert_eq!(parse_size("lots"), None);
     assert_eq!(parse_size("5TB"), None);
+}
+
+/// The `key: problem` pairs of a configuration that must not load.
+fn problems(fixture: &Fixture, text: &str) -> Vec<String> {
+    match fixture.parse(text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(errors) => errors.0.iter().map(|e| format!("{}: {}", e.key, e.problem)).collect(),
+    }
+}
+
+#[test]
+fn redis_settings_are_checked_key_by_key() {
+    let fixture = Fixture::new();
+    std::fs::write(fixture.dir.path().join("ca.pem"), "x").unwrap();
+    std::fs::write(fixture.dir.path().join("password"), "s3cret\n").unwrap();
+    let ledger = |keys: &str| format!("{MINIMAL}[ledger]\nstore = \"redis\"\n{keys}\n");
+    let config = fixture
+        .parse(&ledger(
+            "redis_url = \"rediss+sentinel://10.0.0.1:26379,10.0.0.2/batv/2\"\nredis_username = \"proxy\"\n\
+             redis_password_file = \"password\"\nredis_ca_file = \"ca.pem\"\nredis_wait_replicas = 1\n",
+        ))
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let LedgerStore::Redis(redis) = &config.ledger.store else { panic!("{:?}", config.ledger.store) };
+    assert!(redis.tls && redis.wait_replicas == 1 && redis.username.as_deref() == Some("proxy"));
+    assert_eq!(redis.password, Some(RedisPassword("s3cret".into())), "the final newline is not part of it");
+    assert!(!format!("{config:?}").contains("s3cret"), "the password is never in Debug output");
+    assert!(matches!(&redis.topology, RedisTopology::Sentinel { service, db: 2, .. } if service == "batv"));
+    assert_eq!(config.ledger.path, Path::new(DEFAULT_STATE_DIR).join(DEFAULT_LEDGER_FILE), "the outage queue");
+    for (keys, wanted) in [
+        ("redis_url = \"http://x\"", "ledger.redis_url: \"http://x\" is not a Redis URL"),
+        ("redis_url = \"redis+sentinel://a:1\"", "ledger.redis_url: the Sentinel URL names no service"),
+        (
+            "redis_url = \"redis://h\"\nredis_password_file = \"password\"\nredis_password_env = \"HOME\"",
+            "ledger.redis_password_env: both redis_password_file and redis_password_env are set",
+        ),
+        (
+            "redis_url = \"redis://h\"\nredis_password_env = \"BATV_TEST_SURELY_UNSET\"",
+            "ledger.redis_password_env: the environment variable BATV_TEST_SURELY_UNSET is not set",
+        ),
+        ("redis_url = \"redis://h\"\nredis_ca_file = \"ca.pem\"", "ledger.redis_ca_file: is only used with TLS"),
+        ("redis_url = \"rediss://h\"\nredis_client_cert = \"ca.pem\"", "ledger.redis_client_key: missing"),
+        (
+            "redis_url = \"redis+cluster://a,b\"\nredis_wait_replicas = 1",
+            "ledger.redis_wait_replicas: is not supported with Redis Cluster",
+        ),
+        (
+            "redis_url = \"redis://:pw@h\"\nredis_password_file = \"password\"",
+            "ledger.redis_url: the URL carries a password and redis_password_file/_env gives one too",
+        ),
+        ("", "ledger.redis_url: missing"),
+    ] {
+        let found = problems(&fixture, &ledger(keys));
+        assert!(found.iter().any(|p| p == wanted), "{keys}: {found:?}");
+    }
+    let found = problems(&fixture, &ledger("redis_url = \"redis://h\"\nredis_ca_file = \"missing.pem\""));
+    assert!(found.iter().any(|p| p.starts_with("ledger.redis_ca_file: cannot read")), "{found:?}");
+}
+
+#[test]
+fn per_domain_key_sets_and_staged_keys() {
+    let fixture = Fixture::new();
+    let write = |name: &str, text: &str| {
+        let path = fixture.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    write("tenant.keys", "4 dGVuYW50LWtleS0wMTIzNDU2Nzg5YWJjZGVm\n");
+    write("future.keys", "5 ZnV0dXJlLWtleS0wMTIzNDU2Nzg5YWJjZGVm activate=2099-01-01T00:00:00Z\n");
+    let batv = |tables: &str| {
+        format!(
+            "[batv]\nkey_file = \"keys\"\ndomains = [\"example.com\"]\n{tables}\n[[listener]]\nrole = \"inbound\"\n\
+             listen = \"127.0.0.1:2525\"\nupstream = \"127.0.0.1:10025\"\n"
+        )
+    };
+    let config = fixture
+        .parse(&batv(
+            "[[batv.keys]]\ndomains = [\"tenant.example\", \"*.tenant.example\"]\nkey_file = \"tenant.keys\"\n",
+        ))
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    assert_eq!(config.domain_keys.len(), 1);
+    assert!(
+        config.batv.domains.contains(&Domain::parse("mail.tenant.example").unwrap()),
+        "a tenant's domains are ours"
+    );
+    let set = &config.domain_keys[0];
+    let codec = crate::batv::Codec::new(&config.keys, config.batv.hash, 7, config.batv.sign_form)
+        .with_domain_keys(&set.domains, &set.keys);
+    let now = crate::batv::Moment::from(std::time::SystemTime::now());
+    let tenant = Domain::parse("tenant.example").unwrap();
+    assert_eq!(codec.signing_key(&tenant, now).number(), 4);
+    assert_eq!(codec.signing_key(&Domain::parse("example.com").unwrap(), now).number(), 1);
+    for (tables, wanted) in [
+        (
+            "[[batv.keys]]\ndomains = [\"t.example\"]\nkey_file = \"tenant.keys\"\n\
+             [[batv.keys]]\ndomains = [\"T.example\"]\nkey_file = \"tenant.keys\"\n",
+            "batv.keys[2].domains: \"T.example\" is also in keys[1]",
+        ),
+        ("[[batv.keys]]\nkey_file = \"tenant.keys\"\n", "batv.keys[1].domains: missing"),
+        ("[[batv.keys]]\ndomains = [\"t.example\"]\n", "batv.keys[1].key_file: missing"),
+        ("[[batv.keys]]\ndomains = [\"t.example\"]\nkey_file = \"future.keys\"\n", "batv.keys[1].key_file: no key in"),
+    ] {
+        let found = problems(&fixture, &batv(tables));
+        assert!(found.iter().any(|p| p.starts_with(wanted)), "{tables}: {found:?}");
+    }
 }
 
 #[test]

@@ -123,6 +123,8 @@ pub struct Metrics {
     pub(super) exemptions: Family<ExemptionLabels, Counter>,
     pub(super) marked: Family<MarkLabels, Counter>,
     certificate_expiry: Family<CertificateLabels, Gauge>,
+    // --- Cluster: ledger and keys (src/cluster_metrics.rs) ---
+    pub cluster: crate::cluster_metrics::ClusterMetrics,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -171,6 +173,8 @@ impl Metrics {
             certificate_expiry: Family::default(),
             samplers: Mutex::default(),
             registry: Registry::default(),
+            // --- Cluster: ledger and keys (src/cluster_metrics.rs) ---
+            cluster: crate::cluster_metrics::ClusterMetrics::register(&mut registry),
         };
         registry.register(
             "build",

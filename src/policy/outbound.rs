@@ -1,7 +1,7 @@
 //! Outbound decisions: whether and how a sender is signed, and what a
 //! recipient does to a transaction whose signing waits on it.
 
-use crate::batv::Day;
+use crate::batv::Moment;
 use crate::batv::tag::{self, Parsed};
 use crate::labels::label_enum;
 use crate::smtp::address::{ForwardPath, Mailbox, ReversePath};
@@ -61,8 +61,10 @@ pub enum OutboundRecipient {
 }
 
 impl Policy {
-    /// Outbound: whether and how to sign `MAIL FROM` of a client at `source`.
-    pub fn outbound_sender(&self, path: &ReversePath, source: &Source<'_>, today: Day) -> SenderDecision {
+    /// Outbound: whether and how to sign `MAIL FROM` of a client at
+    /// `source`, at `now` (which also picks the signing key when one is
+    /// staged).
+    pub fn outbound_sender(&self, path: &ReversePath, source: &Source<'_>, now: impl Into<Moment>) -> SenderDecision {
         let keep = |reason| SenderDecision::Keep(reason, None);
         let ReversePath::Mailbox(mailbox) = path else {
             return keep(Unsigned::NullSender);
@@ -84,7 +86,7 @@ impl Policy {
         if let Some(exemption) = exemption {
             return SenderDecision::Keep(Unsigned::ExemptSource, Some(exemption.name.clone()));
         }
-        let signed = self.codec.sign(mailbox, today);
+        let signed = self.codec.sign(mailbox, now);
         if self.settings.exempt_recipients.is_empty() && !self.settings.exemptions.depend_on_recipients() {
             SenderDecision::Sign(signed)
         } else {

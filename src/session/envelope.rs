@@ -101,7 +101,7 @@ impl<S: Transport> Session<S> {
     }
 
     async fn outbound_mail(&mut self, path: ReversePath, parameters: &Parameters, line: &[u8]) -> Step {
-        let decision = self.policy().outbound_sender(&path, &self.source(Some(&path)), self.today());
+        let decision = self.policy().outbound_sender(&path, &self.source(Some(&path)), self.context.clock.now());
         let mut unsigned = None;
         if let (SenderDecision::Sign(signed) | SenderDecision::SignUnlessExempt(signed), Some(original)) =
             (&decision, path.mailbox())
@@ -143,20 +143,21 @@ impl<S: Transport> Session<S> {
             if let SenderForm::Signed(signed) = &form {
                 self.note_signed(&path, signed);
             }
-            self.note_sender_form(unsigned);
+            let signed = if let SenderForm::Signed(signed) = &form { Some(signed) } else { None };
+            self.note_sender_form(unsigned, signed);
             self.transaction = Some(Transaction::Outbound(Outbound { sender: path, form, recipients: 0 }));
         }
         self.reply(reply)
     }
 
     /// The sender's form in the transaction's record: signed with the
-    /// signing key, or why not.
-    fn note_sender_form(&mut self, unsigned: Option<Unsigned>) {
-        let key = self.policy().codec().signing_key().number();
+    /// key its tag names, or why not.
+    fn note_sender_form(&mut self, unsigned: Option<Unsigned>, signed: Option<&Mailbox>) {
+        let key = signed.and_then(crate::batv::tag::key_of).map(|key| key.number());
         if let Some(record) = &mut self.record {
             match unsigned {
                 Some(reason) => record.unsigned_reason = Some(reason.as_str()),
-                None => record.signed_with_key = Some(key),
+                None => record.signed_with_key = key,
             }
         }
     }
@@ -175,7 +176,7 @@ impl<S: Transport> Session<S> {
             client = %self.endpoints.peer.ip(),
             sender = %sender,
             signed = %signed,
-            key_id = %self.policy().codec().signing_key(),
+            key_id = crate::batv::tag::key_of(signed).map(|k| k.number()),
             "sender signed"
         );
     }
@@ -281,7 +282,7 @@ impl<S: Transport> Session<S> {
         if !reply.is_positive() {
             return Ok(SenderForm::Refused(reply));
         }
-        self.note_sender_form(exempt.then_some(Unsigned::ExemptRecipient));
+        self.note_sender_form(exempt.then_some(Unsigned::ExemptRecipient), Some(&held.signed));
         if let Some(exemption) = exemption {
             self.context.metrics.sender_unsigned(Unsigned::ExemptRecipient);
             self.context.metrics.exemption(&exemption, Scope::Signing);

@@ -411,6 +411,16 @@ impl Smtp {
                 socket.into()
             }
         };
+        Self::over(stream)
+    }
+
+    /// Connects to any address (one in a test's network namespace, from a
+    /// thread inside it).
+    pub fn connect_to(target: SocketAddr) -> Smtp {
+        Self::over(TcpStream::connect_timeout(&target, Duration::from_secs(10)).expect("connect"))
+    }
+
+    fn over(stream: TcpStream) -> Smtp {
         stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let reader = BufReader::new(stream.try_clone().unwrap());
         let mut smtp = Smtp { stream, reader, greeting: Reply { code: 0, text: String::new() } };
@@ -505,7 +515,15 @@ pub fn send_mail(port: u16, from: &str, to: &[&str], body: &str) -> Transaction 
 }
 
 pub fn send_mail_from(port: u16, source: Option<&str>, from: &str, to: &[&str], body: &str) -> Transaction {
-    let mut smtp = Smtp::connect_from(port, source);
+    transaction(Smtp::connect_from(port, source), from, to, body)
+}
+
+/// One transaction with a server at any address.
+pub fn send_mail_to(target: SocketAddr, from: &str, to: &[&str], body: &str) -> Transaction {
+    transaction(Smtp::connect_to(target), from, to, body)
+}
+
+fn transaction(mut smtp: Smtp, from: &str, to: &[&str], body: &str) -> Transaction {
     assert!(smtp.greeting.is(220), "greeting {:?}", smtp.greeting);
     let ehlo = smtp.command("EHLO client.test");
     assert!(ehlo.is(250), "EHLO {ehlo:?}");
@@ -952,4 +970,55 @@ impl Exim {
 pub fn postfix_flush(postfix: &Postfix) {
     let output = Command::new("/usr/sbin/postqueue").arg("-c").arg(postfix.dir.join("etc")).arg("-f").output().unwrap();
     assert!(output.status.success(), "postqueue -f: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// A delivery status notification (RFC 3464) returning the message
+/// `original_id` that `to` sent: an untagged bounce only the ledger can accept.
+pub fn bounce_for(original_id: &str, to: &str) -> String {
+    format!(
+        "From: Mail Delivery System <MAILER-DAEMON@remote.test>\r\nTo: {to}\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <bounce.{}@remote.test>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+         --B\r\nContent-Type: text/plain\r\n\r\nThe mail system could not deliver your message.\r\n\
+         --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.remote.test\r\n\r\n\
+         Final-Recipient: rfc822; nobody@remote.test\r\nAction: failed\r\nStatus: 5.1.1\r\n\
+         --B\r\nContent-Type: message/rfc822\r\n\r\nFrom: {to}\r\nTo: nobody@remote.test\r\nSubject: the original\r\n\
+         Message-ID: {original_id}\r\n\r\noriginal body\r\n--B--\r\n",
+        unique("b")
+    )
+}
+
+/// One sample of a `/metrics` text, by its name with labels as exposed
+/// (`batv_proxy_ledger_pending`); `None` when absent.
+pub fn metric_value(metrics: &str, sample: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// A tmpfs of `size` mounted on `path` (as root), unmounted when dropped.
+pub struct Tmpfs {
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    pub fn mount(path: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(path).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("mount");
+        assert!(status.success(), "mount -t tmpfs on {} (needs root)", path.display());
+        Tmpfs { path: path.to_owned() }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        // A test directory removed while mounted keeps the empty mount point (and its parent).
+        let _ = std::fs::remove_dir(&self.path);
+        if let Some(parent) = self.path.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
 }

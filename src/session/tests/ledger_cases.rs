@@ -113,8 +113,14 @@ async fn recorded(ledger: &Ledger, key: &str) {
 #[tokio::test]
 async fn the_ledger_vouches_for_what_answers_our_mail_in_any_form() {
     let dir = tempfile::tempdir().unwrap();
-    let store = LedgerStore::File(dir.path().join("ledger.redb"));
-    let ledger: Arc<Ledger> = Ledger::open(&store, Duration::from_secs(7 * 86_400), 10_000).await.unwrap();
+    let path = dir.path().join("ledger.redb");
+    let settings = crate::config::LedgerSettings {
+        store: LedgerStore::File(path.clone()),
+        max_entries: 10_000,
+        path,
+        ..Default::default()
+    };
+    let ledger: Arc<Ledger> = Ledger::open(&settings, Duration::from_secs(7 * 86_400), Arc::default()).await.unwrap();
 
     let outbound = harness_with_ledger("outbound", "", "", Mta::Normal, Some(Arc::clone(&ledger))).await;
     run(&outbound, "invitation", deliver("alice@example.com", "bob@remote.test", invitation(), 250)).await;

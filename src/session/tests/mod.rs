@@ -84,7 +84,7 @@ pub(super) async fn harness_with_ledger(
     let retention = Duration::from_secs(86_400 * 7);
     let ledger = match shared_ledger {
         Some(ledger) => ledger,
-        None => Ledger::open(&config.ledger.store, retention, config.ledger.max_entries).await.unwrap(),
+        None => Ledger::open(&config.ledger, retention, Arc::default()).await.unwrap(),
     };
     let record = Arc::new(Mutex::new(Record::default()));
     let context = Arc::new(ListenerContext {
