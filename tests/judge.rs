@@ -80,7 +80,7 @@ fn judge_agrees_with_the_running_proxy_on_every_case() {
     let fake = FakeUpstream::start(Fault::None);
     let (inbound, outbound) = (free_port(), free_port());
     let config = format!(
-        "{BATV_SECTION}[policy]\nuntagged_bounce = \"inspect\"\n\
+        "state_dir = \"state\"\n{BATV_SECTION}[ledger]\nstore = \"file\"\n[policy]\nuntagged_bounce = \"inspect\"\n\
          [policy.message_id_patterns]\n\"example.com\" = [\"*@mx.example.com\"]\n\
          [policy.actions]\nuntagged_autoreply = \"mark\"\n\
          [[policy.exemption]]\nname = \"partner\"\nsenders = [\"*@partner.test\"]\nexempts = [\"auto_reply\"]\n\
@@ -98,7 +98,20 @@ fn judge_agrees_with_the_running_proxy_on_every_case() {
         rcpts: rcpts.iter().map(|r| (*r).to_owned()).collect(),
         message,
     };
+    // A message sent through the outbound listener: the running proxy's
+    // ledger, which judge reads beside it, knows its Message-ID.
+    let sent = format!("<{}@laptop.example.com>", unique("judge-ledger"));
+    let body = format!("From: alice@example.com\r\nMessage-ID: {sent}\r\nSubject: hi\r\n\r\nhello\r\n");
+    assert!(send_mail(outbound, "alice@example.com", &["bob@remote.test"], &body).end.is_some_and(|r| r.is(250)));
+    let dir = TestDir::new("judge.");
+    let in_ledger = case("untagged, in the ledger", "", &["bob@example.com"], Some(dsn(&sent)));
+    let listener_name = format!("inbound@127.0.0.1:{inbound}");
+    let committed = eventually(std::time::Duration::from_secs(5), || {
+        (judged(&proxy.config, &dir, &listener_name, &in_ledger).1 == Some(250)).then_some(())
+    });
+    assert!(committed.is_some(), "judge never found {sent} in the running proxy's ledger");
     let inbound_cases = vec![
+        in_ledger,
         case("valid tag", "", &[&tagged], Some(dsn("<x@spam.test>"))),
         case("forged tag", "", &[&forged], Some(dsn("<x@spam.test>"))),
         case("expired tag", "", &[&expired], Some(dsn("<x@spam.test>"))),
@@ -118,7 +131,6 @@ fn judge_agrees_with_the_running_proxy_on_every_case() {
         case("exempt recipient domain", "alice@example.com", &["list@lists.example.net", "bob@remote.test"], None),
         case("foreign sender", "bob@remote.test", &["carol@remote.test"], None),
     ];
-    let dir = TestDir::new("judge.");
     let mut compared = 0;
     for (port, listener, cases) in [
         (inbound, format!("inbound@127.0.0.1:{inbound}"), inbound_cases),
@@ -136,5 +148,5 @@ fn judge_agrees_with_the_running_proxy_on_every_case() {
             compared += 1;
         }
     }
-    assert_eq!(compared, 16);
+    assert_eq!(compared, 17);
 }

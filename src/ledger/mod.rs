@@ -142,7 +142,8 @@ pub struct Ledger {
 }
 
 struct Inner {
-    sender: mpsc::Sender<Entry>,
+    /// `None` when opened only to look ids up (`judge`).
+    sender: Option<mpsc::Sender<Entry>>,
     shared: Arc<Shared>,
     lookup: Lookup,
     /// How long an id is remembered, in seconds.
@@ -151,6 +152,11 @@ struct Inner {
 
 enum Lookup {
     File(Arc<RedbFile>),
+    /// The file as a reader beside the running proxy, which writes it.
+    ReadOnlyFile {
+        file: Arc<redb::ReadOnlyDatabase>,
+        path: PathBuf,
+    },
     Redis(Arc<RedisStore>),
 }
 
@@ -194,12 +200,34 @@ impl Ledger {
             }
         };
         status.opened(match &lookup {
-            Lookup::File(_) => description,
+            Lookup::File(_) | Lookup::ReadOnlyFile { .. } => description,
             Lookup::Redis(_) => format!("redis {description}"),
         });
         let (sender, receiver) = mpsc::channel(CHANNEL);
         tokio::spawn(writer::run(backend, Arc::clone(&shared), receiver));
-        let inner = Inner { sender, shared, lookup, retention: retention.as_secs().max(1) };
+        let inner = Inner { sender: Some(sender), shared, lookup, retention: retention.as_secs().max(1) };
+        Ok(Arc::new(Ledger { inner: Some(inner), status }))
+    }
+
+    /// Opens the store only to look ids up, beside a running proxy that
+    /// writes it (`judge`): the file as a reader that follows the proxy's
+    /// commits, or Redis (the ids a host queued during an outage are only
+    /// in its own queue file, which this leaves alone).
+    pub async fn open_to_read(settings: &LedgerSettings) -> Result<Arc<Ledger>, LedgerError> {
+        let status = Arc::<LedgerStatus>::default();
+        let shared = Arc::new(Shared::new(Arc::clone(&status), settings.queue_max_entries));
+        let lookup = match &settings.store {
+            Store::None => return Ok(Arc::new(Ledger { inner: None, status })),
+            Store::File(path) => {
+                let file = redb_store::open_read_only(path)?;
+                Lookup::ReadOnlyFile { file: Arc::new(file), path: path.clone() }
+            }
+            Store::Redis(redis) => Lookup::Redis(Arc::new(
+                RedisStore::new(redis)
+                    .map_err(|failure| LedgerError::Redis { key: failure.key, message: failure.message })?,
+            )),
+        };
+        let inner = Inner { sender: None, shared, lookup, retention: 1 };
         Ok(Arc::new(Ledger { inner: Some(inner), status }))
     }
 
@@ -235,7 +263,8 @@ impl Ledger {
             return;
         }
         let expiry = redb_store::now() + inner.retention;
-        if inner.sender.try_send(Entry { id, expiry }).is_err() {
+        let Some(sender) = &inner.sender else { return };
+        if sender.try_send(Entry { id, expiry }).is_err() {
             self.status.dropped.inc();
             tracing::warn!("ledger writer is behind; a Message-ID was not recorded");
         }
@@ -257,7 +286,7 @@ impl Ledger {
             Lookup::File(file) => {
                 let handle = file.handle().map_err(LedgerError::Unavailable)?;
                 let wanted = ids.clone();
-                let found = blocking(move || redb_store::find(&handle, &wanted, false))
+                let found = blocking(move || redb_store::find(&*handle, &wanted, false))
                     .await
                     .map_err(|message| LedgerError::File { path: file.path.clone(), message })?;
                 match found {
@@ -267,6 +296,12 @@ impl Ledger {
                     }
                     None => Ok(None),
                 }
+            }
+            Lookup::ReadOnlyFile { file, path } => {
+                let (file, wanted) = (Arc::clone(file), ids.clone());
+                blocking(move || redb_store::find(&*file, &wanted, false))
+                    .await
+                    .map_err(|message| LedgerError::File { path: path.clone(), message })
             }
             Lookup::Redis(store) => {
                 let answer = store.find(&ids).await;
@@ -295,7 +330,7 @@ impl Ledger {
         }
         let handle = queue.handle().ok()?;
         let wanted = ids.to_vec();
-        blocking(move || redb_store::find(&handle, &wanted, true)).await.ok().flatten()
+        blocking(move || redb_store::find(&*handle, &wanted, true)).await.ok().flatten()
     }
 }
 

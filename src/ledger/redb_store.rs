@@ -10,7 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    ConcurrencyMode, Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
+};
 
 use super::{Entry, LedgerError};
 
@@ -83,7 +86,20 @@ impl RedbFile {
 
 fn create(path: &Path) -> std::result::Result<Database, redb::DatabaseError> {
     // A small cache: lookups are point reads, and memory is the relay's.
-    Database::builder().set_cache_size(16 * 1024 * 1024).create(path)
+    // One writer, and readers (`judge`) beside it that follow its commits.
+    Database::builder()
+        .set_cache_size(16 * 1024 * 1024)
+        .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+        .create(path)
+}
+
+/// The file as a reader beside the process that writes it.
+pub(super) fn open_read_only(path: &Path) -> std::result::Result<ReadOnlyDatabase, LedgerError> {
+    Database::builder()
+        .set_cache_size(4 * 1024 * 1024)
+        .set_concurrency_mode(ConcurrencyMode::SingleWriter)
+        .open_read_only(path)
+        .map_err(|error| LedgerError::File { path: path.to_owned(), message: error.to_string() })
 }
 
 fn make_tables(database: &Database) -> Result<()> {
@@ -133,7 +149,7 @@ pub(super) fn commit(database: &Database, batch: &[Entry], max_entries: u64) -> 
 
 /// The first of `ids` in `table` (the ledger or the queue's index) that
 /// has not expired.
-pub(super) fn find(database: &Database, ids: &[String], in_queue: bool) -> Result<Option<String>> {
+pub(super) fn find(database: &impl ReadableDatabase, ids: &[String], in_queue: bool) -> Result<Option<String>> {
     let transaction = database.begin_read().map_err(text)?;
     let now = now();
     if in_queue {

@@ -139,9 +139,9 @@ fn the_outage_queue_gives_back_the_oldest_first_and_forgets_what_was_replayed() 
     let oldest = redb_store::queue_oldest(&handle, 3).unwrap();
     let ids: Vec<&str> = oldest.iter().map(|(_, e)| e.id.as_str()).collect();
     assert_eq!(ids, ["q0@x", "q1@x", "q2@x"]);
-    assert_eq!(redb_store::find(&handle, &["q1@x".into()], true).unwrap().as_deref(), Some("q1@x"));
+    assert_eq!(redb_store::find(&*handle, &["q1@x".into()], true).unwrap().as_deref(), Some("q1@x"));
     assert_eq!(redb_store::queue_remove(&handle, &oldest).unwrap(), 3);
-    assert_eq!(redb_store::find(&handle, &["q1@x".into()], true).unwrap(), None);
+    assert_eq!(redb_store::find(&*handle, &["q1@x".into()], true).unwrap(), None);
     let next: Vec<String> = redb_store::queue_oldest(&handle, 10).unwrap().into_iter().map(|(_, e)| e.id).collect();
     assert_eq!(next, ["q3@x", "q4@x", "q5@x"]);
     drop(handle);

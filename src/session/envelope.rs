@@ -2,8 +2,9 @@
 //! SASL exchange of AUTH. Each checks whether it may run now, then
 //! proceeds with what the policy decided.
 
+use super::reading::{ReadOutcome, read_client};
 use super::transaction::{HeldMail, Inbound, Outbound, SenderForm, Transaction};
-use super::{End, Hello, MAX_SASL_LINE, ReadOutcome, Session, Step, read_client};
+use super::{End, Hello, MAX_SASL_LINE, Session, Step};
 use crate::config::{Role, TlsMode};
 use crate::connection::{Incoming, Transport};
 use crate::labels::SessionOutcome;

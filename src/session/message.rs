@@ -3,9 +3,10 @@
 //! of a message the content decides) and holds the final dot back while
 //! the content is judged.
 
+use super::reading::{ReadOutcome, read_client};
 use super::transaction::{Inbound, Transaction};
 use super::upstream_slot::DropReason;
-use super::{End, ReadOutcome, Session, Step, read_client};
+use super::{End, Session, Step};
 use crate::config::ClientIdentity;
 use crate::connection::{ReadError, Transport};
 use crate::dsn;

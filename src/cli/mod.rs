@@ -5,14 +5,18 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, Parser};
 
 use crate::assemble::{Assembly, StartError, assemble};
 use crate::batv::{Codec, Day, KeyId, Moment, keys};
-use crate::config::{Config, ConfigErrors, DEFAULT_CONFIG_PATH};
+use crate::config::{Config, ConfigErrors};
 use crate::keyfile;
 use crate::logging::{self, LogFormat};
 use crate::smtp::address::Mailbox;
+
+mod arguments;
+
+use arguments::{Arguments, Command, KeysCommand};
 
 /// Exit status for configuration errors, so systemd's
 /// `RestartPreventExitStatus=2` stops a crash loop.
@@ -22,7 +26,7 @@ pub const EXIT_FAILURE: u8 = 1;
 /// `explain`: the running proxy could not be asked.
 pub const EXIT_UNREACHABLE: u8 = 3;
 
-const EXAMPLES: &str = "\
+pub(super) const EXAMPLES: &str = "\
 Examples:
   Create a key file (mode 0600, in the state directory the unit gives the
   service user), then check the configuration:
@@ -48,173 +52,6 @@ Examples:
     batv-proxy keys status --config /etc/batv-proxy/batv-proxy.toml
 
 Exit status: 0 success; 1 invalid tag or runtime failure; 2 configuration error.";
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "batv-proxy",
-    version,
-    about = "SMTP proxy that stops backscatter with BATV (prvs=) bounce address tags",
-    long_about = "batv-proxy sits in front of your MTA. On outbound listeners it rewrites the \
-envelope sender of your domains to a signed prvs= address; on inbound listeners it rejects, \
-during the SMTP dialogue, bounces whose recipient does not carry a valid tag, and strips valid \
-tags before the mail reaches your MTA.",
-    after_help = EXAMPLES
-)]
-struct Arguments {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the proxy: bind every listener and relay SMTP sessions to the upstream MTA.
-    Run {
-        /// Configuration file.
-        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
-        /// Log format; `auto` is human-readable on a terminal and JSON otherwise.
-        #[arg(long, value_enum, default_value_t = LogFormat::Auto)]
-        log_format: LogFormat,
-    },
-    /// Validate the configuration and the files it names; print every problem.
-    CheckConfig {
-        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
-        /// Also connect to the ledger's Redis (with its TLS and credentials) and write and
-        /// read a test key, so a wrong password or certificate shows before the deploy.
-        #[arg(long)]
-        connect: bool,
-    },
-    /// Print the tagged (prvs=) form of an address, as the outbound listener would write it.
-    Sign {
-        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
-        /// Sign as if on this day (YYYY-MM-DD, UTC); default today.
-        #[arg(long)]
-        date: Option<String>,
-        /// The address to sign, e.g. alice@example.com.
-        address: String,
-    },
-    /// Check a tagged address: print the original address and exit 0 when the tag is
-    /// valid; print the reason on stderr and exit 1 otherwise.
-    Verify {
-        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
-        /// Verify as if on this day (YYYY-MM-DD, UTC); default today.
-        #[arg(long)]
-        date: Option<String>,
-        /// The tagged address, e.g. prvs=3789abcdef=alice@example.com.
-        address: String,
-    },
-    /// Write a fresh random key. Given an existing key file, put the new key on top (a
-    /// running proxy signs with it once reloaded) and keep the old ones for verification.
-    Keygen {
-        /// Key file to create or extend (written with mode 0600).
-        #[arg(long, short)]
-        output: PathBuf,
-        /// Key number 0-9 for the new key; default the next free number.
-        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=9))]
-        key_id: Option<u8>,
-        /// Do nothing when the file already exists (for first-start scripts).
-        #[arg(long)]
-        if_missing: bool,
-        /// Make a secret of letters and digits, which Exim's configuration can hold as a
-        /// literal string (for hash = "sha1" keys shared with Exim's ${prvs}).
-        #[arg(long)]
-        printable: bool,
-        /// Stage the key: it signs from this time on (RFC 3339, e.g. 2026-03-01T00:00:00Z),
-        /// on every host that has loaded the file by then; until then it only verifies.
-        #[arg(long, value_name = "RFC3339")]
-        activate_at: Option<String>,
-    },
-    /// Look at the keys: `keys status` lists each key's id, fingerprint, role and activation.
-    Keys {
-        #[arg(long, short, global = true, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
-        #[command(subcommand)]
-        command: KeysCommand,
-    },
-    /// Read one message (a file, or - for standard input) and print one JSON object: its
-    /// kind ("dsn", "autoreply" or "none"), the Message-ID of the message it answers, and
-    /// why. Check a sample from your own mailbox against what the proxy would decide.
-    Inspect {
-        /// The message, as a file (e.g. saved .eml) or - for standard input.
-        file: PathBuf,
-    },
-    /// What would the proxy do with this mail? Runs the real policy, with the real keys,
-    /// exemptions and ledger (only read), on an envelope and optionally a message (a file,
-    /// or - for standard input); prints the verdicts as JSON: per recipient, and for the
-    /// message after DATA. Exit 0 if the mail would be taken, 1 if refused.
-    Judge {
-        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
-        /// MAIL FROM, e.g. '' for a bounce or bob@remote.example.
-        #[arg(long)]
-        from: String,
-        /// RCPT TO; repeat for several recipients.
-        #[arg(long, required = true)]
-        rcpt: Vec<String>,
-        /// The client's address, for exemptions by network.
-        #[arg(long, default_value = crate::judge::DEFAULT_CLIENT)]
-        client: std::net::IpAddr,
-        /// The listener to judge on (role@address); default the first inbound one.
-        #[arg(long)]
-        listener: Option<String>,
-        /// Judge as if on this day (YYYY-MM-DD, UTC); default today.
-        #[arg(long)]
-        date: Option<String>,
-        /// The message, as a file (e.g. a saved .eml) or - for standard input.
-        message: Option<PathBuf>,
-    },
-    /// Ask a running proxy's /healthz (from [metrics] listen) whether every upstream MTA
-    /// answers; exit 0 if so, 1 otherwise. For container health checks.
-    Health {
-        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
-    },
-    /// What happened to an email? Ask a running proxy (through [metrics] listen) for its
-    /// recent verdicts on a queue id, session, Message-ID, address or client address, or
-    /// on NAME=VALUE pairs (queue_id, session, message_id, rcpt, client), and print each
-    /// transaction found, newest first. Exit 0 if some were found, 1 if none.
-    Explain {
-        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
-        config: PathBuf,
-        /// Print the proxy's JSON answer instead of text.
-        #[arg(long)]
-        json: bool,
-        /// e.g. 4bXyZ12abc, '<1234@mx.example.com>', alice@example.com, 192.0.2.7,
-        /// or rcpt=alice@example.com&client=192.0.2.7
-        query: String,
-    },
-    /// Print a shell completion script for batv-proxy on standard output.
-    #[command(after_help = "\
-Examples:
-  bash: batv-proxy completions bash > /etc/bash_completion.d/batv-proxy
-  zsh:  batv-proxy completions zsh > /usr/local/share/zsh/site-functions/_batv-proxy
-  fish: batv-proxy completions fish > ~/.config/fish/completions/batv-proxy.fish
-
-The Debian package installs all three.")]
-    Completions {
-        /// The shell: bash, zsh, fish, elvish or powershell.
-        shell: clap_complete::Shell,
-    },
-    /// Write the manual pages, batv-proxy(1) and one per command, into a directory
-    /// (for packagers; the Debian package ships them).
-    #[command(hide = true)]
-    Man {
-        /// Directory to write the pages into; created if missing.
-        #[arg(long, short)]
-        output: PathBuf,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum KeysCommand {
-    /// List every key of the key file (and of each [[batv.keys]] set): number, fingerprint
-    /// (a short hash, never the secret), role now (signing, verifying, staged) and activation.
-    /// Compare the output of two hosts to see that they sign alike.
-    Status,
-}
 
 pub fn main() -> ExitCode {
     let arguments = Arguments::parse();
@@ -296,9 +133,18 @@ fn judge(
     result.unwrap_or_else(|code| code)
 }
 
-/// The ledger, opened only to look Message-IDs up.
+/// The ledger, opened only to look Message-IDs up, beside the running
+/// proxy that writes it. A file no proxy has made yet is made empty.
 async fn open_ledger_to_read(assembly: &Assembly) -> Result<std::sync::Arc<crate::ledger::Ledger>, ExitCode> {
-    assembly.open_ledger(Default::default()).await.map_err(|error| {
+    let settings = &assembly.config.ledger;
+    let missing = matches!(&settings.store, crate::config::LedgerStore::File(path) if !path.exists());
+    if missing {
+        return assembly.open_ledger(Default::default()).await.map_err(|error| {
+            eprintln!("judge: the ledger: {error}");
+            ExitCode::from(EXIT_FAILURE)
+        });
+    }
+    crate::ledger::Ledger::open_to_read(settings).await.map_err(|error| {
         eprintln!("judge: the ledger: {error}");
         ExitCode::from(EXIT_FAILURE)
     })
