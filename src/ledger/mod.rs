@@ -284,9 +284,8 @@ impl Ledger {
         }
         match &inner.lookup {
             Lookup::File(file) => {
-                let handle = file.handle().map_err(LedgerError::Unavailable)?;
-                let wanted = ids.clone();
-                let found = blocking(move || redb_store::find(&*handle, &wanted, false))
+                let (reading, wanted) = (Arc::clone(file), ids.clone());
+                let found = blocking(move || reading.find(&wanted, false))
                     .await
                     .map_err(|message| LedgerError::File { path: file.path.clone(), message })?;
                 match found {
@@ -328,9 +327,8 @@ impl Ledger {
         if inner.shared.queued.load(std::sync::atomic::Ordering::Relaxed) == 0 {
             return None;
         }
-        let handle = queue.handle().ok()?;
         let wanted = ids.to_vec();
-        blocking(move || redb_store::find(&*handle, &wanted, true)).await.ok().flatten()
+        blocking(move || queue.find(&wanted, true)).await.ok().flatten()
     }
 }
 

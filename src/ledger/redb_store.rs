@@ -8,7 +8,7 @@
 //! tokio's blocking pool.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use redb::{
     ConcurrencyMode, Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable, ReadableTableMetadata,
@@ -35,6 +35,10 @@ type Result<T> = std::result::Result<T, String>;
 pub(super) struct RedbFile {
     pub(super) path: PathBuf,
     database: RwLock<Option<Arc<Database>>>,
+    /// A read-only handle for lookups while the writing one is failed:
+    /// in single-writer mode redb refuses reads through the writer after
+    /// an I/O error too, but ids committed before are still in the file.
+    reader: Mutex<Option<Arc<ReadOnlyDatabase>>>,
 }
 
 fn text(error: impl std::fmt::Display) -> String {
@@ -53,7 +57,11 @@ impl RedbFile {
             other => error(other.to_string()),
         })?;
         make_tables(&database).map_err(error)?;
-        Ok(RedbFile { path: path.to_owned(), database: RwLock::new(Some(Arc::new(database))) })
+        Ok(RedbFile {
+            path: path.to_owned(),
+            database: RwLock::new(Some(Arc::new(database))),
+            reader: Mutex::new(None),
+        })
     }
 
     /// The handle to use now.
@@ -65,11 +73,32 @@ impl RedbFile {
             .ok_or_else(|| "the ledger file is being reopened after an I/O error".to_owned())
     }
 
+    /// The first of `ids` found (see [`find`]), read through the writing
+    /// handle or, when that fails, through a read-only one, so that a full
+    /// disk does not hide the ids committed before it.
+    pub(super) fn find(&self, ids: &[String], in_queue: bool) -> Result<Option<String>> {
+        let through_writer = self.handle().and_then(|database| find(&*database, ids, in_queue));
+        let Err(failure) = through_writer else { return through_writer };
+        let reader = {
+            let mut slot = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+            match &*slot {
+                Some(reader) => Arc::clone(reader),
+                None => {
+                    let opened = Arc::new(open_read_only(&self.path).map_err(|_| failure.clone())?);
+                    *slot = Some(Arc::clone(&opened));
+                    opened
+                }
+            }
+        };
+        find(&*reader, ids, in_queue).map_err(|_| failure)
+    }
+
     /// Closes the database and opens it again, which clears redb's
     /// "previous I/O error" state. Fails while a reader still holds the
     /// old handle, or while the disk still refuses (then call again later).
     pub(super) fn reopen(&self) -> Result<()> {
         let mut slot = self.database.write().unwrap_or_else(|e| e.into_inner());
+        self.reader.lock().unwrap_or_else(|e| e.into_inner()).take();
         // Dropping the last handle closes the file and lets go of its lock.
         if let Some(old) = slot.take()
             && let Err(still_shared) = Arc::try_unwrap(old)
