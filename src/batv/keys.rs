@@ -85,6 +85,17 @@ pub enum KeyRole {
 impl KeyRole {
     pub const ALL: [KeyRole; 3] = [KeyRole::Signing, KeyRole::Verifying, KeyRole::Staged];
 
+    /// The role of key `id`, activating at `activates`, when `signing` signs at `now`.
+    pub fn of(id: KeyId, activates: Option<Moment>, signing: KeyId, now: Moment) -> KeyRole {
+        if id == signing {
+            KeyRole::Signing
+        } else if activates.is_some_and(|at| at > now) {
+            KeyRole::Staged
+        } else {
+            KeyRole::Verifying
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             KeyRole::Signing => "signing",
@@ -189,16 +200,7 @@ impl KeyRing {
     /// What each key does at `now`, in file order.
     pub fn roles_at(&self, now: Moment) -> impl Iterator<Item = (&KeyEntry, KeyRole)> {
         let signing = self.signing_key_at(now);
-        self.keys.iter().map(move |key| {
-            let role = if key.id == signing {
-                KeyRole::Signing
-            } else if key.activates.is_some_and(|at| at > now) {
-                KeyRole::Staged
-            } else {
-                KeyRole::Verifying
-            };
-            (key, role)
-        })
+        self.keys.iter().map(move |key| (key, KeyRole::of(key.id, key.activates, signing, now)))
     }
 
     /// Whether some key's time has come at `now`.

@@ -110,16 +110,7 @@ impl KeySet {
     /// Each key with what it does at `now`.
     pub(super) fn roles(&self, now: Moment) -> impl Iterator<Item = (&KeyDescription, KeyRole)> {
         let signing = self.signing_key(now);
-        self.descriptions.iter().map(move |key| {
-            let role = if key.id == signing {
-                KeyRole::Signing
-            } else if key.activates.is_some_and(|at| at > now) {
-                KeyRole::Staged
-            } else {
-                KeyRole::Verifying
-            };
-            (key, role)
-        })
+        self.descriptions.iter().map(move |key| (key, KeyRole::of(key.id, key.activates, signing, now)))
     }
 }
 
