@@ -189,7 +189,7 @@ pub async fn serve<S: Transport>(
     let endpoints = Endpoints { peer: normalize(endpoints.peer), local: normalize(endpoints.local) };
     let stream = match &context.server_tls {
         Some(tls) if tls.mode == TlsMode::Implicit => {
-            match handshake(tls, stream, &metrics, &id, endpoints.peer).await {
+            match Box::pin(handshake(tls, stream, &metrics, &id, endpoints.peer)).await {
                 Some(stream) => stream,
                 None => {
                     metrics.sessions_active.dec();
@@ -296,7 +296,7 @@ impl<S: Transport> Session<S> {
     }
 
     async fn converse(&mut self) -> Step {
-        let first = UpstreamClient::connect(&self.context, self.client_identity()).await?;
+        let first = Box::pin(UpstreamClient::connect(&self.context, self.client_identity())).await?;
         self.upstream.install(first);
         let greeting = Reply::new(220, &format!("{} ESMTP", self.settings().hostname));
         self.client.queue_reply(&greeting);
@@ -321,7 +321,10 @@ impl<S: Transport> Session<S> {
             if verb == Verb::Quit {
                 return self.quit().await;
             }
-            self.handle(command, &line).await?;
+            // Boxed: a session's future is as large as the largest future
+            // it awaits, for its whole life; boxing the command's keeps an
+            // idle session (thousands of them) at a third of the size.
+            Box::pin(self.handle(command, &line)).await?;
             let waited = self.upstream.take_waited();
             self.context
                 .metrics
@@ -335,14 +338,15 @@ impl<S: Transport> Session<S> {
             Command::Hello { extended, domain } => self.hello(extended, domain, line).await,
             Command::Mail { path, parameters } => self.mail(path, parameters, line).await,
             Command::Rcpt { path, parameters } => self.rcpt(path, parameters, line).await,
-            Command::Data => self.data().await,
+            // Boxed, as the rarer and larger steps: a command's box is then small.
+            Command::Data => Box::pin(self.data()).await,
             Command::Rset => {
                 self.end_transaction();
                 self.relay(line).await
             }
             Command::Relayed(_) => self.relay(line).await,
-            Command::Auth { .. } => self.auth(line).await,
-            Command::StartTls => self.starttls().await,
+            Command::Auth { .. } => Box::pin(self.auth(line)).await,
+            Command::StartTls => Box::pin(self.starttls()).await,
             Command::NotOffered(verb) => {
                 self.reply(Reply::new(502, &format!("5.5.1 {} is not available", verb.as_str())))
             }

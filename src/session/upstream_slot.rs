@@ -73,7 +73,7 @@ impl<S: Transport> UpstreamSlot<S> {
             after = self.dropped.map(DropReason::as_str).unwrap_or(""),
             "opening a new upstream session"
         );
-        let mut client = UpstreamClient::connect(context, identity).await?;
+        let mut client = Box::pin(UpstreamClient::connect(context, identity)).await?;
         client.identify(identity).await?;
         if let Some(line) = hello {
             client.hello(line).await?;

@@ -271,3 +271,16 @@ pub(super) async fn run<T: AsyncRead + AsyncWrite + Unpin>(
         }
     }
 }
+
+/// Every idle session holds its future, which is as large as the largest
+/// future it awaits: boxing the steps of a command keeps it small (the
+/// load bench's memory per idle session follows this figure).
+#[tokio::test]
+async fn a_sessions_future_stays_small() {
+    let harness = harness("inbound", "", "", Mta::Normal).await;
+    let (_client, server) = tokio::io::duplex(64);
+    let endpoints = Endpoints { peer: "192.0.2.7:40000".parse().unwrap(), local: "127.0.0.1:2525".parse().unwrap() };
+    let session = serve(server, endpoints, Arc::clone(&harness.context), harness.phase.subscribe());
+    let size = std::mem::size_of_val(&session);
+    assert!(size <= 3 * 1024, "a session's future takes {size} bytes");
+}
