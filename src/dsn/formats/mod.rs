@@ -91,7 +91,8 @@ static PATTERNS: LazyLock<Patterns> = LazyLock::new(|| {
     for marker in prose::DIAGNOSTIC_MARKERS {
         id_of(marker, Class::Diagnostic, &mut sentences);
     }
-    // A DFA: a few hundred kilobytes built once, the fastest scan.
+    // A contiguous NFA: 160 KB, built in about a millisecond; a DFA scans
+    // ordinary mail about a tenth faster but takes 6.7 MB.
     let automaton = AhoCorasick::builder()
         .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
         .build(&sentences)
@@ -205,12 +206,17 @@ fn found(rule: &'static str, description: &'static str) -> Option<Found> {
 /// delivering MTA recorded a null reverse-path.
 pub(super) fn from_mail_system(headers: &Headers<'_>) -> bool {
     let null_return_path = headers.text("Return-Path").is_some_and(|path| path.trim() == "<>");
-    null_return_path
-        || headers.text("From").is_some_and(|from| {
-            let from = from.to_lowercase();
-            prose::MAIL_SYSTEM_SENDERS.iter().any(|marker| from.contains(marker))
-        })
+    null_return_path || headers.text("From").is_some_and(|from| MAIL_SYSTEM_SENDERS.is_match(&from.to_lowercase()))
 }
+
+/// One pass over a field for any of a few dozen markers, instead of one
+/// substring search per marker.
+fn any_of(markers: &[&str]) -> AhoCorasick {
+    AhoCorasick::new(markers).expect("the fixed markers build an automaton")
+}
+
+static MAIL_SYSTEM_SENDERS: LazyLock<AhoCorasick> = LazyLock::new(|| any_of(prose::MAIL_SYSTEM_SENDERS));
+static BOUNCE_SUBJECTS: LazyLock<AhoCorasick> = LazyLock::new(|| any_of(prose::BOUNCE_SUBJECTS));
 
 /// Whether the subject is a bounce's (and not a reply to or forward of one).
 fn bounce_subject(headers: &Headers<'_>) -> bool {
@@ -219,7 +225,7 @@ fn bounce_subject(headers: &Headers<'_>) -> bool {
     if prose::REPLY_PREFIXES.iter().any(|prefix| subject.starts_with(prefix)) {
         return false;
     }
-    prose::BOUNCE_SUBJECTS.iter().any(|marker| subject.contains(marker))
+    BOUNCE_SUBJECTS.is_match(&subject)
 }
 
 /// Postfix labels its bounce parts with fixed Content-Descriptions whatever

@@ -20,53 +20,66 @@ const ATTRIBUTION_ENDINGS: &[&str] =
 /// `text` lower-cased with every run of white space as one space, for
 /// matching sentences wherever a template wraps its lines.
 pub(super) fn normalise(text: &str) -> String {
-    let mut normalised = String::with_capacity(text.len());
+    let mut normalised = Vec::with_capacity(text.len());
     append_normalised(text, &mut normalised);
+    let mut normalised = into_string(normalised);
     normalised.truncate(normalised.trim_end().len());
     normalised
 }
 
-fn append_normalised(text: &str, out: &mut String) {
-    // Bytes, not chars, for the ASCII that makes up most of any text.
-    let mut bytes = std::mem::take(out).into_bytes();
+/// Appends `text` normalised to `out`, whole characters only, so `out`
+/// stays UTF-8; it is checked once, when the caller is done with it.
+fn append_normalised(text: &str, out: &mut Vec<u8>) {
     let mut rest = text;
     while !rest.is_empty() {
+        // The ASCII that makes up most of any text, a run at a time.
         let ascii = rest.bytes().position(|byte| !byte.is_ascii()).unwrap_or(rest.len());
-        for &byte in &rest.as_bytes()[..ascii] {
+        let run = &rest.as_bytes()[..ascii];
+        let mut at = out.len();
+        out.resize(at + run.len(), 0);
+        for &byte in run {
             if byte.is_ascii_whitespace() {
-                if !bytes.is_empty() && bytes.last() != Some(&b' ') {
-                    bytes.push(b' ');
+                if at > 0 && out[at - 1] != b' ' {
+                    out[at] = b' ';
+                    at += 1;
                 }
             } else {
-                bytes.push(byte.to_ascii_lowercase());
+                out[at] = byte.to_ascii_lowercase();
+                at += 1;
             }
         }
+        out.truncate(at);
         rest = &rest[ascii..];
         let Some(character) = rest.chars().next() else { break };
         rest = &rest[character.len_utf8()..];
         let mut buffer = [0; 4];
         if character.is_whitespace() {
-            if !bytes.is_empty() && bytes.last() != Some(&b' ') {
-                bytes.push(b' ');
+            if !out.is_empty() && out.last() != Some(&b' ') {
+                out.push(b' ');
             }
         } else if character == '\u{2019}' {
             // Typographic apostrophes, as Exchange Online writes them.
-            bytes.push(b'\'');
+            out.push(b'\'');
         } else {
             for lower in character.to_lowercase() {
-                bytes.extend_from_slice(lower.encode_utf8(&mut buffer).as_bytes());
+                out.extend_from_slice(lower.encode_utf8(&mut buffer).as_bytes());
             }
         }
     }
-    // Only whole characters were pushed.
-    *out = String::from_utf8(bytes).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned());
+}
+
+/// Only whole characters are ever appended, so this never loses anything;
+/// the lossy branch is there so that a mistake costs a replacement
+/// character, not a panic.
+fn into_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
 }
 
 /// The start of `text` as the message's own words: normalised, without
 /// `>`-quoted lines, ending where a forwarded or quoted message begins.
 pub(super) fn region(text: &str) -> String {
     let source = &text[..floor_char_boundary(text, MAX_SOURCE_BYTES)];
-    let mut region = String::with_capacity(source.len().min(MAX_REGION_BYTES) + 64);
+    let mut region = Vec::with_capacity(source.len().min(MAX_REGION_BYTES) + 64);
     for line in source.split('\n') {
         let trimmed = line.trim();
         if trimmed.starts_with('>') || trimmed.starts_with('|') {
@@ -77,12 +90,12 @@ pub(super) fn region(text: &str) -> String {
         }
         let room = MAX_REGION_BYTES.saturating_sub(region.len());
         append_normalised(&line[..floor_char_boundary(line, room)], &mut region);
-        region.push(' ');
+        region.push(b' ');
         if region.len() >= MAX_REGION_BYTES {
             break;
         }
     }
-    region
+    into_string(region)
 }
 
 fn starts_quoted_message(line: &str) -> bool {
