@@ -10,8 +10,6 @@
 //! unfolding. Parts are found by type (`text/calendar`, `application/ics`)
 //! or by an `.ics` file name, in any transfer encoding.
 
-use mail_parser::MessageParser;
-
 use super::entity::{Entity, Structure};
 
 /// UIDs reported at most; an invitation carries one, a recurring series
@@ -52,8 +50,7 @@ impl Calendar {
 /// header section and the start of the body are enough.
 pub fn outbound_calendar_uids(message: &[u8]) -> Vec<String> {
     let message = &message[..message.len().min(super::MAX_INSPECTED_BYTES)];
-    let parser = MessageParser::new();
-    let structure = Structure::walk(&parser, message);
+    let structure = Structure::walk(&super::FIELD_PARSER, message);
     read(&structure).all_uids
 }
 
@@ -144,8 +141,7 @@ mod tests {
     use super::*;
 
     fn calendar_of(message: &str) -> Calendar {
-        let parser = MessageParser::new();
-        read(&Structure::walk(&parser, message.as_bytes()))
+        read(&Structure::walk(&crate::dsn::FIELD_PARSER, message.as_bytes()))
     }
 
     const INVITATION: &str = "BEGIN:VCALENDAR\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\n\

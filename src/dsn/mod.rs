@@ -78,7 +78,7 @@ pub const AUTO_REPLY_RULES: &[&str] = &[
 /// structure and the Subject); every other field keeps just its place in
 /// the message, which is all the raw readers need. Parsing each Received
 /// field of a returned copy took a sixth of a bounce's inspection.
-static FIELD_PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
+pub(super) static FIELD_PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
     MessageParser::new()
         .default_header_ignore()
         .header_content_type(HeaderName::ContentType)
