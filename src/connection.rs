@@ -44,17 +44,23 @@ impl Transport for TcpStream {
     /// Takes a read buffer only once the socket is readable, and gives an
     /// empty one back when the readiness was spurious, so an idle
     /// connection holds no read buffer at all.
+    ///
+    /// The read goes through `poll_read`, not `try_read_buf`: a read that
+    /// fills less than the buffer shows that the socket is drained, and
+    /// `poll_read` then forgets the readiness. With `try_read_buf` the next
+    /// wait began with a read that found nothing, one wasted system call per
+    /// command and reply.
     async fn fill_buffer(&mut self, buffer: &mut BytesMut) -> io::Result<usize> {
         loop {
             self.readable().await?;
             buffer.reserve(READ_CHUNK);
-            match self.try_read_buf(buffer) {
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    if buffer.is_empty() {
-                        *buffer = BytesMut::new();
-                    }
-                }
-                result => return result,
+            let mut read = std::pin::pin!(self.read_buf(buffer));
+            let attempt = std::future::poll_fn(|context| Poll::Ready(read.as_mut().poll(context))).await;
+            if let Poll::Ready(result) = attempt {
+                return result;
+            }
+            if buffer.is_empty() {
+                *buffer = BytesMut::new();
             }
         }
     }
