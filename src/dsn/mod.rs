@@ -162,7 +162,7 @@ const RECOGNIZERS: &[Recognizer] = &[
     multipart_report,
     challenge_response,
     plain_bounce,
-    |context| auto_reply_by(context, auto_reply::exchange_out_of_office),
+    exchange_out_of_office,
     |context| auto_reply_by(context, auto_reply::vacation),
     |context| auto_reply_by(context, auto_reply::auto_submitted),
     |context| auto_reply_by(context, auto_reply::x_autoreply),
@@ -214,13 +214,17 @@ fn plain_bounce(context: &Context<'_>) -> Option<Verdict> {
 
 fn auto_reply_by(context: &Context<'_>, recognize: fn(&Structure<'_>) -> Option<auto_reply::Found>) -> Option<Verdict> {
     let found = recognize(context.structure)?;
+    let original = original::field(&context.structure.top().headers, "In-Reply-To", Source::InReplyTo);
+    Some(verdict(Kind::AutoReply, found.rule, found.description, original))
+}
+
+/// Exchange names the message it answers in a field of its own, which
+/// survives where In-Reply-To was dropped or rewritten.
+fn exchange_out_of_office(context: &Context<'_>) -> Option<Verdict> {
+    let found = auto_reply::exchange_out_of_office(context.structure)?;
     let headers = &context.structure.top().headers;
-    let parent = if found.rule == "exchange_oof" {
-        original::field(headers, "X-MS-Exchange-Parent-Message-Id", Source::ExchangeParent)
-    } else {
-        None
-    };
-    let original = parent.or_else(|| original::field(headers, "In-Reply-To", Source::InReplyTo));
+    let original = original::field(headers, "X-MS-Exchange-Parent-Message-Id", Source::ExchangeParent)
+        .or_else(|| original::field(headers, "In-Reply-To", Source::InReplyTo));
     Some(verdict(Kind::AutoReply, found.rule, found.description, original))
 }
 
