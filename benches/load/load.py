@@ -663,6 +663,14 @@ def sections(text):
     return chosen
 
 
+def at_least_one(text):
+    """A count that must be 1 or more (0 rounds would leave nothing to report)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 1 or more")
+    return value
+
+
 def median(values):
     return statistics.median(values) if values else float("nan")
 
@@ -757,7 +765,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=10000, help="messages per measured run (default 10000)")
     parser.add_argument("--warmup", type=int, default=300, help="unmeasured messages before each run (default 300)")
-    parser.add_argument("--runs", type=int, default=7, help="interleaved runs of each main configuration (default 7)")
+    parser.add_argument("--runs", type=at_least_one, default=7, help="interleaved runs of each main configuration (default 7)")
     parser.add_argument("--extra-runs", type=int, default=3, help="runs of the XCLIENT and thread variants (default 3)")
     parser.add_argument("--sessions", type=int, default=10000, help="idle sessions to hold (default 10000)")
     parser.add_argument("--samples", type=int, default=3000, help="latency samples per case (default 3000)")
@@ -771,7 +779,7 @@ def main():
     parser.add_argument("--syscalls", action="store_true", help="also count syscalls per message with strace -c -f")
     parser.add_argument("--only", type=sections, default=SECTIONS, metavar="SECTION[,SECTION]",
                         help=f"measure only these sections: {', '.join(SECTIONS)} (default all)")
-    parser.add_argument("--latency-rounds", type=int, default=1,
+    parser.add_argument("--latency-rounds", type=at_least_one, default=1,
                         help="rounds of the one-CPU latency measurement; figures are medians over rounds (default 1)")
     parser.add_argument("--compare", type=Path, metavar="BINARY",
                         help="another batv-proxy build (a baseline commit's) measured in the same run: "
